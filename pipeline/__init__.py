@@ -1,0 +1,3 @@
+"""Configuration-driven experiment pipeline for brain-inspired learning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,174 @@
+"""The `pipeline` command. Thin: parse, load the spec, call a stage.
+
+Nothing heavy (torch, lightning, mlflow) is imported at module level, so `--help` and
+`validate` answer at once; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Configuration-driven experiment pipeline for brain-inspired learning.\n\n"
+    "A spec (specs/*.yaml) declares a model and its chain: fetch -> pretrain -> evaluate -> report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SpecArg = Annotated[Path, typer.Argument(help="An experiment spec, e.g. specs/quickstart.yaml.")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a spec field: --set train.max_epochs=5 (repeatable)."),
+]
+
+
+def _load(spec_path: Path, overrides: list[str] | None):
+    from pipeline.spec.load import load
+
+    return load(spec_path, overrides or [])
+
+
+@app.command()
+def validate(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    set_: SetOpt = None,
+) -> None:
+    """Check specs without computing anything; every problem is one line file:line:col."""
+    from pipeline.spec.experiment import spec_hash
+    from pipeline.spec.load import SpecError, load
+
+    failed = False
+    for path in specs:
+        try:
+            spec = load(path, set_ or [])
+        except SpecError as err:
+            typer.echo(str(err), err=True)
+            failed = True
+            continue
+        typer.echo(f"ok  {path}  ({spec.model.kind}, hash {spec_hash(spec)})")
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Optional[Path], typer.Option(help="Where to write it; default specs/schema.json.")
+    ] = None,
+    check: Annotated[bool, typer.Option(help="Exit 1 if the file on disk is stale.")] = False,
+) -> None:
+    """Write the JSON Schema of specs (editors use it for completion and checks)."""
+    from pipeline.paths import project_root
+    from pipeline.spec.schema import schema_text
+
+    target = output or project_root() / "specs" / "schema.json"
+    text = schema_text()
+    if check:
+        current = target.read_text() if target.exists() else ""
+        if current != text:
+            typer.echo(f"{target} is stale: run `pipeline schema`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{target} is current")
+        return
+    target.write_text(text)
+    typer.echo(f"wrote {target}")
+
+
+@app.command()
+def models() -> None:
+    """List the registered model kinds."""
+    from pipeline.models import REGISTRY
+
+    width = max(len(kind) for kind in REGISTRY)
+    for kind, entry in sorted(REGISTRY.items()):
+        typer.echo(f"{kind:<{width}}  {entry.summary}")
+
+
+@app.command()
+def fetch(
+    dataset: Annotated[str, typer.Argument(help="A dataset name, e.g. fashion_mnist.")],
+    force: Annotated[bool, typer.Option(help="Fetch again even if the files are cached.")] = False,
+) -> None:
+    """Fetch a dataset into data/<name>/ (local mirrors first, then its URLs; sha256-checked)."""
+    from pipeline.data.fetch import fetch_dataset
+    from pipeline.data.registry import DATASETS
+    from pipeline.errors import PipelineError
+
+    if dataset not in DATASETS:
+        raise PipelineError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    folder = fetch_dataset(DATASETS[dataset], force=force)
+    typer.echo(f"{dataset}: {folder}")
+
+
+@app.command()
+def pretrain(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Self-supervised pretraining: writes artifacts/<name>/pretrain/ and one MLflow run."""
+    from pipeline import stages
+
+    stages.pretrain(_load(spec, set_), spec)
+
+
+@app.command()
+def evaluate(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Downstream tasks (linear probe, kNN) with their baselines, on the pretrained encoder."""
+    from pipeline import stages
+
+    stages.evaluate(_load(spec, set_), spec)
+
+
+@app.command()
+def run(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Every stage of a spec in one process: fetch, pretrain, evaluate, report."""
+    from pipeline import stages
+
+    loaded = _load(spec, set_)
+    stages.fetch(loaded)
+    stages.pretrain(loaded, spec)
+    stages.evaluate(loaded, spec)
+    stages.report([loaded.name])
+
+
+@app.command()
+def report(
+    specs: Annotated[
+        Optional[list[Path]], typer.Argument(help="Specs to report; default: every one evaluated.")
+    ] = None,
+) -> None:
+    """Write reports/summary.md (and reports/<name>.md per spec given) and print the table."""
+    from pipeline import stages
+    from pipeline.spec.load import load
+
+    stages.report([load(path).name for path in specs] if specs else None)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface; other than 127.0.0.1 only if asked.")] = "127.0.0.1",
+) -> None:
+    """Open the MLflow UI on the project's own store (from any working directory)."""
+    from pipeline.tracking import serve_ui
+
+    serve_ui(host=host, port=port)
+
+
+def main() -> None:
+    from pipeline.errors import PipelineError
+    from pipeline.spec.load import SpecError
+
+    try:
+        app()
+    except SpecError as err:
+        print(str(err), file=sys.stderr)
+        sys.exit(2)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

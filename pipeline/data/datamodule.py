@@ -1,0 +1,115 @@
+"""Datasets as in-memory tensors, split into train/val/test, served in batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pipeline.data import fashion_mnist
+from pipeline.data.fetch import require_dataset
+from pipeline.data.registry import DATASETS
+from pipeline.spec.experiment import DataSpec
+
+
+@dataclass(frozen=True)
+class Splits:
+    """uint8 images [N, C, H, W] and int64 labels [N] of each split."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    classes: tuple[str, ...]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train[0].shape[1:])  # type: ignore[return-value]
+
+
+def _read(dataset: str, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    if dataset == "fashion_mnist":
+        train_x, train_y = fashion_mnist.load_split(folder, "train")
+        test_x, test_y = fashion_mnist.load_split(folder, "t10k")
+        return train_x[:, None], train_y, test_x[:, None], test_y, fashion_mnist.CLASSES
+    raise ValueError(f"no reader for dataset {dataset!r}")
+
+
+def load_splits(spec: DataSpec, seed: int, root: Path | None = None) -> Splits:
+    """The official test split; validation carved from the training split by a seeded
+    permutation; `train_subset` then keeps that many of the remaining training images."""
+    folder = require_dataset(DATASETS[spec.dataset], root)
+    train_x, train_y, test_x, test_y, classes = _read(spec.dataset, folder)
+    order = np.random.default_rng(seed).permutation(len(train_x))
+    n_val = int(round(spec.val_fraction * len(train_x)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    if spec.train_subset is not None:
+        train_idx = train_idx[: spec.train_subset]
+
+    def pair(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y))
+
+    return Splits(
+        train=pair(train_x[train_idx], train_y[train_idx]),
+        val=pair(train_x[val_idx], train_y[val_idx]),
+        test=pair(test_x, test_y),
+        classes=classes,
+    )
+
+
+class TensorBatches(Dataset):
+    """Indexes whole batches at once (`__getitems__`), so a batch is one tensor gather
+    rather than B item lookups and a stack."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch
+
+
+class ImageDataModule(pl.LightningDataModule):
+    def __init__(self, spec: DataSpec, seed: int, splits: Splits | None = None):
+        super().__init__()
+        self.spec, self.seed = spec, seed
+        self.splits = splits
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self.splits = load_splits(self.spec, self.seed)
+
+    def _loader(self, split: tuple[torch.Tensor, torch.Tensor], train: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            TensorBatches(*split),
+            batch_size=self.spec.batch_size,
+            shuffle=train,
+            drop_last=train and len(split[1]) >= self.spec.batch_size,
+            num_workers=self.spec.num_workers,
+            persistent_workers=self.spec.num_workers > 0,
+            collate_fn=_as_batch,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.train, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.val, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.test, train=False)

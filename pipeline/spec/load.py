@@ -1,0 +1,272 @@
+"""YAML -> validated ExperimentSpec. Every problem becomes one line: file:line:col: path: what."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from pipeline.spec.experiment import ExperimentSpec
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.path}: {self.message}" if self.path else f"{self.where}: {self.message}"
+
+
+class SpecError(Exception):
+    """A spec that cannot be used. str() gives one line per problem."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# ---------------------------------------------------------------- YAML with positions
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise SpecError([Problem(where, "", f"YAML syntax error: {err.problem}")]) from None
+    except yaml.YAMLError as err:
+        raise SpecError([Problem(source, "", f"YAML error: {err}")]) from None
+
+
+def _positions(node: yaml.Node, source: str) -> tuple[dict[Loc, tuple[int, int]], list[Problem]]:
+    """Map every key path to its (line, col), and report duplicate keys, which YAML allows
+    silently but which are always a mistake in a spec."""
+    positions: dict[Loc, tuple[int, int]] = {}
+    problems: list[Problem] = []
+
+    def walk(n: yaml.Node, loc: Loc) -> None:
+        positions.setdefault(loc, (n.start_mark.line + 1, n.start_mark.column + 1))
+        if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in n.value:
+                key = key_node.value
+                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                if key in seen:
+                    problems.append(
+                        Problem(f"{source}:{line}:{col}", _dotted((*loc, key)), "duplicate key")
+                    )
+                seen.add(key)
+                positions[(*loc, key)] = (line, col)
+                walk(value_node, (*loc, key))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, (*loc, i))
+
+    walk(node, ())
+    return positions, problems
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[Loc, Any]:
+    """`a.b.0.c=value` -> (("a", "b", 0, "c"), value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError([Problem(f"--set {text}", "", "expected KEY=VALUE, e.g. train.max_epochs=5")])
+    loc: Loc = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    if any(p == "" for p in loc):
+        raise SpecError([Problem(f"--set {text}", "", f"empty part in the key {key!r}")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise SpecError([Problem(f"--set {text}", "", f"the value is not valid YAML: {err}")]) from None
+    return loc, value
+
+
+def _apply(data: dict, loc: Loc, value: Any, text: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(loc[:-1]):
+        if isinstance(node, dict):
+            node = node.setdefault(part, {})
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            raise SpecError(
+                [Problem(f"--set {text}", _dotted(loc[: depth + 1]),
+                         f"cannot set inside {_dotted(loc[:depth]) or 'the spec'}: it is not a section")]
+            )
+    last = loc[-1]
+    if isinstance(node, dict):
+        node[last] = value
+    elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = value
+    else:
+        raise SpecError(
+            [Problem(f"--set {text}", _dotted(loc), f"cannot set it: {_dotted(loc[:-1])} is not a section")]
+        )
+
+
+# ---------------------------------------------------------------- pydantic errors -> lines
+
+
+def _strip_tags(loc: Loc, data: Any) -> Loc:
+    """Pydantic puts the discriminator value into the location of a tagged-union member
+    (model.swav.prototypes); the YAML has no such level."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("kind") == part:
+            continue
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        )
+    return tuple(out)
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The spec class whose fields live at `loc` (as pydantic reports it, tags included)."""
+    current: Any = ExperimentSpec
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        else:
+            current = _pick(current, part)
+            if current is None:
+                return None
+        current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _pick(annotation: Any, part: str | int) -> Any:
+    """Step into a list item, or into the union member whose `kind` tag is `part`."""
+    args = [_unwrap(a) for a in typing.get_args(annotation)]
+    origin = typing.get_origin(annotation)
+    if origin is list and isinstance(part, int):
+        return args[0]
+    if origin in (typing.Union, types.UnionType):
+        for member in args:
+            kind = getattr(member, "model_fields", {}).get("kind")
+            if kind is not None and part in typing.get_args(kind.annotation):
+                return member
+    return None
+
+
+def _message(error: dict) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    got = error.get("input")
+    if kind == "missing":
+        return "required, but missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {op} {bound} (got {got!r})"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']} (got {got!r})"
+    if kind == "union_tag_invalid":
+        return f"unknown kind {ctx['tag']!r}; registered kinds: {ctx['expected_tags']} (see `pipeline models`)"
+    if kind == "union_tag_not_found":
+        return f"'kind' is missing; it must be one of the registered kinds (see `pipeline models`)"
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    if kind in ("too_short", "too_long"):
+        return f"{error['msg'].lower()} (got {got!r})"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    if isinstance(got, (dict, list)):
+        return f"{message} (got a {type(got).__name__})"
+    return f"{message} (got {got!r})"
+
+
+def _problems(err: ValidationError, data: Any, positions: dict[Loc, tuple[int, int]],
+              source: str, overrides: list[tuple[Loc, str]]) -> list[Problem]:
+    problems = []
+    for error in err.errors():
+        loc = tuple(error["loc"])
+        yaml_loc = _strip_tags(loc, data)
+        message = _message(error)
+        if error["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            if model is not None:
+                close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+                message += f"; did you mean {close[0]!r}?" if close else (
+                    f"; expected one of: {', '.join(model.model_fields)}"
+                )
+        override = next((text for oloc, text in overrides if yaml_loc[: len(oloc)] == oloc), None)
+        if override is not None:
+            where = f"--set {override}"
+        else:
+            probe = yaml_loc
+            while probe not in positions and probe:
+                probe = probe[:-1]
+            line, col = positions.get(probe, (1, 1))
+            where = f"{source}:{line}:{col}"
+        problems.append(Problem(where, _dotted(yaml_loc), message))
+    return problems
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def load_text(text: str, source: str = "<spec>", overrides: list[str] | tuple[str, ...] = ()) -> ExperimentSpec:
+    node = _compose(text, source)
+    if node is None:
+        raise SpecError([Problem(source, "", "the spec is empty; it needs at least `name` and `model.kind`")])
+    positions, problems = _positions(node, source)
+    if problems:
+        raise SpecError(problems)
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise SpecError([Problem(f"{source}:1:1", "", f"a spec is a mapping of sections, not a {type(data).__name__}")])
+    applied: list[tuple[Loc, str]] = []
+    for text_override in overrides:
+        loc, value = parse_override(text_override)
+        _apply(data, loc, value, text_override)
+        applied.append((loc, text_override))
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_problems(err, data, positions, source, applied)) from None
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem(str(path), "", "no such file; specs live in specs/*.yaml")]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError([Problem(str(path), "", f"cannot read the spec: {err}")]) from None
+    return load_text(text, str(path), overrides)
+
+
+def dump(spec: ExperimentSpec) -> str:
+    """The resolved spec (defaults filled in) as YAML, to store beside what it produced."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

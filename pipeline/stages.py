@@ -1,0 +1,332 @@
+"""The stages of a spec's chain. Each reads the files the earlier stage wrote, writes its own
+under artifacts/<name>/<stage>/ and metrics/<name>/<stage>.json, and logs one MLflow run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+from pipeline.spec.experiment import ExperimentSpec, spec_hash
+from pipeline.spec.load import dump
+
+log = logging.getLogger("pipeline")
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path, hint: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{path} is missing: {hint}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise PipelineError(f"{path} is unreadable ({err}): {hint}") from None
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+# ---------------------------------------------------------------- fetch
+
+
+def fetch(spec: ExperimentSpec) -> Path:
+    from pipeline.data.fetch import fetch_dataset
+    from pipeline.data.registry import DATASETS
+
+    return fetch_dataset(DATASETS[spec.data.dataset])
+
+
+# ---------------------------------------------------------------- pretrain
+
+
+def _build_model(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_classes: int):
+    from pipeline.models import REGISTRY
+
+    return REGISTRY[spec.model.kind].load_class()(spec.model, spec.train, image_shape, num_classes)
+
+
+def build_trainer(spec: ExperimentSpec, **overrides):
+    """A Lightning Trainer configured by the spec's `train` section."""
+    import pytorch_lightning as pl
+
+    t = spec.train
+    options = dict(
+        max_epochs=t.max_epochs,
+        limit_train_batches=t.limit_train_batches,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        # "warn": deterministic algorithms wherever they exist (all of them on CPU), without
+        # failing on the few CUDA kernels that have none.
+        deterministic="warn" if t.deterministic else False,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_model_summary=False,
+    )
+    options.update(overrides)
+    return pl.Trainer(**options)
+
+
+def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
+    """Train the spec's model self-supervised; write the encoder weights and the spec that made
+    them to artifacts/<name>/pretrain/, metrics to metrics/<name>/pretrain.json."""
+    _setup_logging()
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    import torch
+
+    from pipeline import plots, tracking
+    from pipeline.data.datamodule import ImageDataModule, load_splits
+
+    out = paths.artifacts_dir(spec.name) / "pretrain"
+    metrics_path = paths.metrics_dir(spec.name) / "pretrain.json"
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    splits = load_splits(spec.data, spec.seed)
+    data = ImageDataModule(spec.data, spec.seed, splits)
+    model = _build_model(spec, splits.image_shape, len(splits.classes))
+    out.mkdir(parents=True, exist_ok=True)
+
+    with tracking.stage_run(spec, "pretrain", spec_path) as run:
+        trainer = build_trainer(
+            spec,
+            logger=run.lightning_logger(),
+            callbacks=[
+                ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch:03d}",
+                                auto_insert_metric_name=False, save_last=True),
+                LearningRateMonitor(logging_interval="epoch"),
+                TQDMProgressBar(refresh_rate=10),
+            ],
+            default_root_dir=out,
+        )
+        log.info("pretrain %s: %s on %d images, %d epochs; MLflow run %s", spec.name,
+                 spec.model.kind, len(splits.train[1]), spec.train.max_epochs, run.run_id)
+        started = time.perf_counter()
+        trainer.fit(model, datamodule=data)
+        wall = time.perf_counter() - started
+        if not trainer.is_global_zero:
+            return {}
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        encoder_path = out / "encoder.pt"
+        torch.save(model.encoder.state_dict(), encoder_path)
+        (out / "spec.yaml").write_text(dump(spec))
+        steps = trainer.global_step
+        seen = steps * spec.data.batch_size * max(1, trainer.world_size)
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        result = {
+            "run_id": run.run_id,
+            "spec_hash": spec_hash(spec),
+            "epochs": trainer.current_epoch,
+            "steps": steps,
+            "wall_time_s": round(wall, 1),
+            "images_per_s": round(seen / wall, 1) if wall else 0.0,
+            "train_loss": final.get("train/loss_epoch"),
+            "online_probe_acc": final.get("val/online_probe_acc"),
+        }
+        run.log_metrics({"wall_time_s": result["wall_time_s"], "images_per_s": result["images_per_s"]})
+        diagnostics = model.diagnostics()
+        run.set_tags(diagnostics)
+        result.update(diagnostics)
+        _write_json(out / "run.json", {"run_id": run.run_id, "spec_hash": spec_hash(spec),
+                                       "tracking_uri": run.uri})
+        _write_json(metrics_path, result)
+        history = {
+            name: [(m.step, m.value) for m in run.client.get_metric_history(run.run_id, name)]
+            for name in ("train/loss_epoch", "val/online_probe_acc", "train/prototypes_used")
+        }
+        curve = plots.curves(history, f"{spec.name}: pretraining", "step", out / "training_curves.png")
+        for path in (encoder_path, out / "spec.yaml", metrics_path, curve):
+            run.log_artifact(path)
+    log.info("pretrain %s: done in %.0f s (%.0f images/s); encoder in %s", spec.name, wall,
+             result["images_per_s"], encoder_path)
+    return result
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def _pretrained_encoder(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_classes: int):
+    """(pretrained encoder, the same encoder as initialised before training, upstream run id)."""
+    import pytorch_lightning as pl
+    import torch
+    import yaml
+
+    folder = paths.artifacts_dir(spec.name) / "pretrain"
+    hint = f"run `pipeline pretrain specs/{spec.name}.yaml` first"
+    upstream = _read_json(folder / "run.json", hint)
+    made_by = yaml.safe_load((folder / "spec.yaml").read_text()) if (folder / "spec.yaml").exists() else {}
+    if made_by.get("model") != spec.model.model_dump(mode="json"):
+        raise PipelineError(
+            f"{folder} holds an encoder made by a different model section than this spec's: {hint}"
+        )
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    initial = _build_model(spec, image_shape, num_classes).encoder
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    trained = _build_model(spec, image_shape, num_classes).encoder
+    try:
+        state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
+        trained.load_state_dict(state)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise PipelineError(f"{folder / 'encoder.pt'} is unreadable ({err}): {hint}") from None
+    return trained, initial, upstream["run_id"]
+
+
+def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
+    """Every downstream task of the spec on the pretrained encoder, each next to its baselines
+    computed the same way in the same run: raw pixels and the untrained encoder."""
+    _setup_logging()
+    import torch
+
+    from pipeline import plots, tracking
+    from pipeline.data.datamodule import load_splits
+    from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_pixels
+
+    started = time.perf_counter()
+    # Probes train on every training image: `train_subset` limits pretraining only.
+    splits = load_splits(spec.data.model_copy(update={"train_subset": None}), spec.seed)
+    num_classes = len(splits.classes)
+    trained, initial, upstream_id = _pretrained_encoder(spec, splits.image_shape, num_classes)
+    out = paths.artifacts_dir(spec.name) / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() and spec.train.accelerator in ("auto", "gpu") else "cpu"
+
+    with tracking.stage_run(spec, "evaluate", spec_path, upstream_run_id=upstream_id) as run:
+        log.info("evaluate %s: features of %d train / %d val / %d test images; MLflow run %s",
+                 spec.name, len(splits.train[1]), len(splits.val[1]), len(splits.test[1]), run.run_id)
+        feature_sets = {
+            "encoder": {n: extract_features(trained, s[0], device=device) for n, s in _named(splits)},
+            "random_encoder": {n: extract_features(initial, s[0], device=device) for n, s in _named(splits)},
+            "raw_pixels": {n: raw_pixels(s[0]) for n, s in _named(splits)},
+        }
+        labels = {n: s[1] for n, s in _named(splits)}
+        results: dict[str, dict[str, float]] = {}
+        predictions = {}
+        for task in spec.downstream:
+            results[task.kind] = {}
+            for name, feats in feature_sets.items():
+                train, val, test = ((feats[n], labels[n]) for n in ("train", "val", "test"))
+                if task.kind == "linear_probe":
+                    probe = linear_probe(train, val, test, num_classes, task.weight_decays, task.max_iter)
+                    accuracy, predicted = probe.accuracy, probe.predictions
+                    results[task.kind][f"{name}_weight_decay"] = probe.weight_decay
+                else:
+                    accuracy, predicted = knn_accuracy(train, test, num_classes, task.k, task.temperature)
+                results[task.kind][name] = accuracy
+                predictions[(task.kind, name)] = predicted
+                log.info("  %-12s %-15s test accuracy %.4f", task.kind, name, accuracy)
+        run.log_metrics({f"{task}/{name}": value for task, row in results.items()
+                         for name, value in row.items()})
+
+        artifacts = []
+        test_labels = labels["test"].numpy()
+        for (task, name), predicted in predictions.items():
+            if name == "encoder":
+                artifacts.append(plots.confusion_matrix(
+                    test_labels, predicted.numpy(), splits.classes,
+                    f"{spec.name}: {task} on the pretrained encoder "
+                    f"({results[task][name]:.1%})", out / f"confusion_{task}.png"))
+        artifacts.append(_embedding_plot(spec, feature_sets, test_labels, splits.classes, out))
+        wall = time.perf_counter() - started
+        result = {"run_id": run.run_id, "pretrain_run_id": upstream_id, "spec_hash": spec_hash(spec),
+                  "model": spec.model.kind, "wall_time_s": round(wall, 1), **results}
+        metrics_path = paths.metrics_dir(spec.name) / "evaluate.json"
+        _write_json(metrics_path, result)
+        run.log_metrics({"wall_time_s": result["wall_time_s"]})
+        for path in (*artifacts, metrics_path):
+            run.log_artifact(path)
+    return result
+
+
+def _named(splits):
+    return (("train", splits.train), ("val", splits.val), ("test", splits.test))
+
+
+def _embedding_plot(spec: ExperimentSpec, feature_sets: dict, labels, classes, out: Path,
+                    points: int = 1500) -> Path:
+    """t-SNE (after PCA to 50 dimensions) of the same test images under each feature set."""
+    import numpy as np
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    from pipeline import plots
+
+    chosen = np.random.default_rng(spec.seed).permutation(len(labels))[:points]
+    panels = {}
+    for name, feats in feature_sets.items():
+        x = feats["test"].numpy()[chosen]
+        x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+        x = PCA(n_components=min(50, x.shape[1]), random_state=spec.seed).fit_transform(x)
+        panels[name.replace("_", " ")] = TSNE(n_components=2, init="pca", random_state=spec.seed,
+                                              perplexity=30).fit_transform(x)
+    return plots.embeddings(panels, labels[chosen], classes,
+                            f"{spec.name}: t-SNE of test features", out / "embedding.png")
+
+
+# ---------------------------------------------------------------- report
+
+
+COLUMNS = ("spec", "model", "linear probe", "kNN", "raw pixels (linear / kNN)",
+           "random encoder (linear / kNN)", "wall time", "MLflow run (evaluate)")
+
+
+def _row(name: str, evaluated: dict, pretrained: dict) -> list[str]:
+    def pct(task: str, key: str) -> str:
+        value = evaluated.get(task, {}).get(key)
+        return f"{100 * value:.1f}%" if value is not None else "-"
+
+    wall = evaluated.get("wall_time_s", 0) + pretrained.get("wall_time_s", 0)
+    return [
+        name,
+        evaluated.get("model", "?"),
+        pct("linear_probe", "encoder"),
+        pct("knn", "encoder"),
+        f"{pct('linear_probe', 'raw_pixels')} / {pct('knn', 'raw_pixels')}",
+        f"{pct('linear_probe', 'random_encoder')} / {pct('knn', 'random_encoder')}",
+        f"{wall / 60:.1f} min",
+        evaluated.get("run_id", "-"),
+    ]
+
+
+def _table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def report(names: list[str] | None = None) -> str:
+    """reports/summary.md over every evaluated spec (and reports/<name>.md for each named one);
+    prints the summary."""
+    metrics_root = paths.project_root() / "metrics"
+    evaluated = sorted(p.parent.name for p in metrics_root.glob("*/evaluate.json"))
+    for name in names or []:
+        if name not in evaluated:
+            raise PipelineError(f"{name} has not been evaluated yet: run `pipeline evaluate specs/{name}.yaml`")
+    rows = {}
+    for name in evaluated:
+        folder = metrics_root / name
+        ev = _read_json(folder / "evaluate.json", f"run `pipeline evaluate specs/{name}.yaml` again")
+        pre = json.loads((folder / "pretrain.json").read_text()) if (folder / "pretrain.json").exists() else {}
+        rows[name] = _row(name, ev, pre)
+    header = ("Test accuracy on the official test split. Baselines are computed in the same run, "
+              "the same way: the same probe on raw pixels and on the same encoder untrained.\n\n")
+    summary = "# Summary\n\n" + header + (_table(list(rows.values())) if rows else "No spec evaluated yet.\n")
+    reports = paths.reports_dir()
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "summary.md").write_text(summary)
+    for name in names or []:
+        (reports / f"{name}.md").write_text(f"# {name}\n\n" + header + _table([rows[name]]))
+    print(summary)
+    return summary

@@ -1,0 +1,166 @@
+"""The only module that talks to MLflow.
+
+Default store: sqlite at <project root>/mlflow.db, artifacts under <project root>/mlartifacts,
+whatever the working directory. `tracking.uri` in a spec, or $MLFLOW_TRACKING_URI, points it at
+a team server instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+from pipeline.spec.experiment import ExperimentSpec, flatten, spec_hash
+
+log = logging.getLogger(__name__)
+PARAM_LIMIT = 6000
+
+
+def tracking_uri(spec: ExperimentSpec | None = None) -> str:
+    if spec is not None and spec.tracking.uri:
+        return spec.tracking.uri
+    return os.environ.get("MLFLOW_TRACKING_URI") or paths.default_tracking_uri()
+
+
+def experiment_name(spec: ExperimentSpec) -> str:
+    return spec.tracking.experiment or spec.name
+
+
+def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri == paths.default_tracking_uri():
+        location = paths.default_artifact_root().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # Created meanwhile by a concurrent run.
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def git_state(root: Path) -> tuple[str, str]:
+    """(commit, 'true'/'false' dirty) of the project, or ('unknown', 'unknown') outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit, str(bool(dirty)).lower()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", "unknown"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for package in ("torch", "pytorch-lightning", "lightly", "mlflow", "pipeline"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+@dataclass
+class Run:
+    """An MLflow run of one stage, open while the stage works."""
+
+    client: MlflowClient
+    run_id: str
+    experiment_id: str
+    uri: str
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        for start in range(0, len(batch), 500):
+            self.client.log_batch(self.run_id, metrics=batch[start:start + 500])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def lightning_logger(self):
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        return MLFlowLogger(tracking_uri=self.uri, run_id=self.run_id, log_model=False,
+                            experiment_name=self.client.get_experiment(self.experiment_id).name)
+
+
+@contextlib.contextmanager
+def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
+              upstream_run_id: str | None = None) -> Iterator[Run]:
+    """One MLflow run for one stage: the flattened spec as params; tags for the spec hash, git
+    commit, stage and upstream run; the spec file as an artifact. Ends FINISHED, FAILED (with the
+    error as a tag) or KILLED (Ctrl-C): never left RUNNING."""
+    uri = tracking_uri(spec)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        experiment_id = _experiment_id(client, experiment_name(spec), uri)
+    except mlflow.exceptions.MlflowException as err:
+        raise PipelineError(f"cannot reach the MLflow store {uri}: {err}") from None
+    commit, dirty = git_state(paths.project_root())
+    tags = {
+        "mlflow.runName": f"{spec.name}/{stage}",
+        "stage": stage,
+        "spec_name": spec.name,
+        "spec_hash": spec_hash(spec),
+        "model_kind": spec.model.kind,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "mlflow.source.git.commit": commit,
+        **{f"version.{k}": v for k, v in _versions().items()},
+    }
+    if upstream_run_id:
+        tags["upstream_run_id"] = upstream_run_id
+    created = client.create_run(experiment_id, tags=tags)
+    run = Run(client, created.info.run_id, experiment_id, uri)
+    params = [Param(k, v[:PARAM_LIMIT]) for k, v in flatten(spec).items()]
+    for start in range(0, len(params), 100):
+        client.log_batch(run.run_id, params=params[start:start + 100])
+    if spec_path is not None and Path(spec_path).is_file():
+        run.log_artifact(Path(spec_path), "spec")
+    try:
+        yield run
+    except KeyboardInterrupt:
+        client.set_terminated(run.run_id, "KILLED")
+        raise
+    except BaseException as err:
+        with contextlib.suppress(Exception):
+            run.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})
+        client.set_terminated(run.run_id, "FAILED")
+        raise
+    client.set_terminated(run.run_id, "FINISHED")
+
+
+def serve_ui(host: str = "127.0.0.1", port: int = 5000) -> None:
+    """Run the MLflow UI on the project's store until interrupted."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or paths.default_tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--default-artifact-root", paths.default_artifact_root().as_uri(),
+               "--host", host, "--port", str(port)]
+    print(f"MLflow UI on http://{host}:{port} (store: {uri}); Ctrl-C stops it", flush=True)
+    try:
+        subprocess.run(command, check=False)
+    except KeyboardInterrupt:
+        pass
