@@ -195,8 +195,9 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_pixels
 
     started = time.perf_counter()
-    # Probes train on every training image: `train_subset` limits pretraining only.
-    splits = load_splits(spec.data.model_copy(update={"train_subset": None}), spec.seed)
+    # `train_subset` limits pretraining; probes train on `probe_subset` (default: all) images.
+    splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}),
+                         spec.seed)
     num_classes = len(splits.classes)
     trained, initial, upstream_id = _pretrained_encoder(spec, splits.image_shape, num_classes)
     out = paths.artifacts_dir(spec.name) / "evaluate"

@@ -40,12 +40,13 @@ class ProbeResult:
 
 
 def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
-                  max_iter: int) -> nn.Linear:
+                  max_iter: int, start: nn.Linear | None = None) -> nn.Linear:
     layer = nn.Linear(x.shape[1], num_classes)
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
+    with torch.no_grad():
+        layer.weight.copy_(start.weight if start is not None else torch.zeros_like(layer.weight))
+        layer.bias.copy_(start.bias if start is not None else torch.zeros_like(layer.bias))
     optimizer = torch.optim.LBFGS(layer.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=1e-7, tolerance_change=1e-10,
+                                  tolerance_grad=1e-5, tolerance_change=1e-7,
                                   line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -60,9 +61,11 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_dec
 
 def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
                  test: tuple[torch.Tensor, torch.Tensor], num_classes: int,
-                 weight_decays: list[float], max_iter: int = 500) -> ProbeResult:
+                 weight_decays: list[float], max_iter: int = 150) -> ProbeResult:
     """Multinomial logistic regression on standardised features by full-batch L-BFGS, one fit
-    per L2 strength; the strength with the best validation accuracy is scored on test."""
+    per L2 strength (strongest first, each warm-started from the previous optimum, which
+    converges in far fewer iterations); the strength with the best validation accuracy is
+    scored on test."""
     mean = train[0].mean(dim=0)
     std = train[0].std(dim=0).clamp_min(1e-6)
 
@@ -72,8 +75,9 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tens
     x_train, x_val, x_test = scale(train[0]), scale(val[0]), scale(test[0])
     best: tuple[float, float, nn.Linear] | None = None
     with torch.enable_grad():
-        for weight_decay in weight_decays:
-            layer = _fit_logistic(x_train, train[1], num_classes, weight_decay, max_iter)
+        layer = None
+        for weight_decay in sorted(weight_decays, reverse=True):
+            layer = _fit_logistic(x_train, train[1], num_classes, weight_decay, max_iter, layer)
             with torch.no_grad():
                 val_accuracy = (
                     (layer(x_val).argmax(1) == val[1]).float().mean().item() if len(val[1]) else 0.0

@@ -19,7 +19,12 @@ DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 class DataSpec(Strict):
     dataset: DatasetName = "fashion_mnist"  # type: ignore[valid-type]
     train_subset: int | None = Field(
-        None, gt=0, description="Use only this many training images (seeded); null: all of them."
+        None, gt=0,
+        description="Pretrain on only this many training images (seeded); null: all of them.",
+    )
+    probe_subset: int | None = Field(
+        None, gt=0,
+        description="Train downstream probes on only this many training images; null: all.",
     )
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Fraction of the training images held out for validation."
@@ -49,11 +54,11 @@ class LinearProbeSpec(Strict):
 
     kind: Literal["linear_probe"] = "linear_probe"
     weight_decays: list[float] = Field(
-        [0.0, 1e-5, 1e-4, 1e-3],
+        [1e-3, 1e-4, 1e-5],
         min_length=1,
         description="L2 strengths tried; the one with the best validation accuracy is kept.",
     )
-    max_iter: int = Field(500, gt=0, description="L-BFGS iterations at most.")
+    max_iter: int = Field(150, gt=0, description="L-BFGS iterations at most, per L2 strength.")
 
 
 class KnnSpec(Strict):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pipeline.spec.experiment import ExperimentSpec
 
@@ -99,11 +99,24 @@ def parse_override(text: str) -> tuple[Loc, Any]:
     return loc, value
 
 
+def _default(loc: Loc, data: dict) -> Any:
+    """The default of the field at `loc`, as plain data ({} where there is none), so that an
+    override can reach into a section the spec leaves at its default (e.g. downstream.1.k)."""
+    model = _model_at(loc[:-1], data)
+    field = model.model_fields.get(str(loc[-1])) if model is not None else None
+    if field is None or field.is_required():
+        return {}
+    value = field.get_default(call_default_factory=True)
+    return TypeAdapter(field.annotation).dump_python(value, mode="json") if value is not None else {}
+
+
 def _apply(data: dict, loc: Loc, value: Any, text: str) -> None:
     node: Any = data
     for depth, part in enumerate(loc[:-1]):
         if isinstance(node, dict):
-            node = node.setdefault(part, {})
+            if part not in node:
+                node[part] = _default(loc[: depth + 1], data)
+            node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
         else:
@@ -134,27 +147,8 @@ def _strip_tags(loc: Loc, data: Any) -> Loc:
         if isinstance(node, dict) and part not in node and node.get("kind") == part:
             continue
         out.append(part)
-        node = node.get(part) if isinstance(node, dict) else (
-            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
-        )
+        node = _child(node, part)
     return tuple(out)
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The spec class whose fields live at `loc` (as pydantic reports it, tags included)."""
-    current: Any = ExperimentSpec
-    for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            if field is None:
-                return None
-            current = field.annotation
-        else:
-            current = _pick(current, part)
-            if current is None:
-                return None
-        current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -163,17 +157,42 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _pick(annotation: Any, part: str | int) -> Any:
-    """Step into a list item, or into the union member whose `kind` tag is `part`."""
-    args = [_unwrap(a) for a in typing.get_args(annotation)]
-    origin = typing.get_origin(annotation)
-    if origin is list and isinstance(part, int):
-        return args[0]
-    if origin in (typing.Union, types.UnionType):
-        for member in args:
-            kind = getattr(member, "model_fields", {}).get("kind")
-            if kind is not None and part in typing.get_args(kind.annotation):
-                return member
+def _model_at(loc: Loc, data: Any) -> type[BaseModel] | None:
+    """The spec class whose fields live at the YAML path `loc`; a union member is chosen by the
+    `kind` the data gives it."""
+    current: Any = ExperimentSpec
+    node = data
+    for part in (*loc, None):
+        current = _unwrap(current)
+        if typing.get_origin(current) in (typing.Union, types.UnionType):
+            current = _member(current, node.get("kind") if isinstance(node, dict) else None)
+        if part is None:
+            break
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field is not None else None
+        elif typing.get_origin(current) is list and isinstance(part, int):
+            current = typing.get_args(current)[0]
+        else:
+            return None
+        node = _child(node, part)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _member(union: Any, kind: Any) -> Any:
+    """The member of a tagged union whose `kind` literal is `kind`."""
+    for member in map(_unwrap, typing.get_args(union)):
+        field = getattr(member, "model_fields", {}).get("kind")
+        if field is not None and kind in typing.get_args(field.annotation):
+            return member
+    return None
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
     return None
 
 
@@ -181,6 +200,10 @@ def _message(error: dict) -> str:
     kind = error["type"]
     ctx = error.get("ctx", {})
     got = error.get("input")
+    if kind == "missing" and error["loc"][-1] == "kind":
+        from pipeline.models import REGISTRY
+
+        return f"required, but missing; registered kinds: {', '.join(REGISTRY)}"
     if kind == "missing":
         return "required, but missing"
     if kind == "extra_forbidden":
@@ -213,7 +236,7 @@ def _problems(err: ValidationError, data: Any, positions: dict[Loc, tuple[int, i
         yaml_loc = _strip_tags(loc, data)
         message = _message(error)
         if error["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])
+            model = _model_at(yaml_loc[:-1], data)
             if model is not None:
                 close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
                 message += f"; did you mean {close[0]!r}?" if close else (
@@ -242,7 +265,12 @@ def load_text(text: str, source: str = "<spec>", overrides: list[str] | tuple[st
     positions, problems = _positions(node, source)
     if problems:
         raise SpecError(problems)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.SafeLoader(text).get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise SpecError([Problem(where, "", f"YAML error: {err.problem}")]) from None
     if not isinstance(data, dict):
         raise SpecError([Problem(f"{source}:1:1", "", f"a spec is a mapping of sections, not a {type(data).__name__}")])
     applied: list[tuple[Loc, str]] = []

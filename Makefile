@@ -1,0 +1,54 @@
+# `make run` and `make test` set everything up on a fresh machine.
+VENV   ?= .venv
+BIN    := $(abspath $(VENV))/bin
+PYTHON ?= python3
+PORT   ?= 5000
+export PATH := $(BIN):$(PATH)
+export MPLBACKEND := Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data run test test-fast ui bench lint schema clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## Create .venv and install the project (torch, Lightning, MLflow, DVC, lightly)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+data: ## Install Debian's Fashion-MNIST package where apt-get can (the fetcher also downloads)
+	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && apt-get install -y -q dataset-fashion-mnist; fi
+
+run: setup data ## Run the quickstart chain through DVC, then print the results and where to look
+	$(BIN)/dvc repro report@quickstart
+	@$(BIN)/pipeline report
+	@echo "Runs, metrics, plots and weights are in MLflow: make ui  (or: $(BIN)/pipeline ui), then open http://127.0.0.1:$(PORT)"
+	@echo "Files: artifacts/quickstart/, metrics/quickstart/, reports/summary.md"
+
+test: setup data ## Run the whole test suite (the end-to-end tests included)
+	$(BIN)/pytest
+
+test-fast: setup ## Run the suite without the slow end-to-end tests
+	$(BIN)/pytest -m "not slow"
+
+ui: setup ## Open the MLflow UI on the project's store at http://127.0.0.1:$(PORT)
+	$(BIN)/pipeline ui --port $(PORT)
+
+bench: setup data ## SwAV throughput: batched augmentations vs lightly's per-image pipeline
+	$(BIN)/python bench/ssl_throughput.py
+
+lint: setup ## ruff
+	$(BIN)/ruff check pipeline tests bench
+
+schema: setup ## Rewrite specs/schema.json from the spec models
+	$(BIN)/pipeline schema
+
+clean: ## Remove outputs (data/, artifacts/, metrics/, reports/, the MLflow store)
+	rm -rf artifacts metrics reports mlflow.db mlartifacts

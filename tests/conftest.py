@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.data.datamodule import Splits
+
+ROOT = Path(__file__).resolve().parent.parent
+FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project root: outputs and the MLflow store land in tmp_path, not the checkout."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.setenv("PIPELINE_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_splits() -> Splits:
+    """Random 28x28 images in 10 classes, a class-dependent bright square in each, so there is
+    something to learn; small enough for a CPU step in a fraction of a second."""
+    generator = torch.Generator().manual_seed(0)
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.arange(n) % 10
+        images = (torch.rand(n, 1, 28, 28, generator=generator) * 60).to(torch.uint8)
+        for i, label in enumerate(labels.tolist()):
+            row, col = divmod(label, 5)
+            images[i, 0, 4 + 10 * row: 12 + 10 * row, 2 + 5 * col: 7 + 5 * col] = 250
+        return images, labels
+
+    return Splits(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
+
+
+def fashion_mnist_available() -> bool:
+    folder = os.environ.get("FASHION_MNIST_DIR")
+    return (Path(folder) if folder else FASHION_MNIST_SYSTEM).joinpath("train-images-idx3-ubyte.gz").is_file()
+
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not fashion_mnist_available(),
+    reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist; make test does it)",
+)

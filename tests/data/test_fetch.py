@@ -1,0 +1,162 @@
+"""The fetcher: mirrors in order, checksums, atomic writes, a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.data.fashion_mnist import load_split, read_idx
+from pipeline.data.fetch import fetch_dataset, fetch_file
+from pipeline.data.registry import DatasetSource, RemoteFile
+from pipeline.errors import PipelineError
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    codes = {np.dtype(np.uint8): 0x08}
+    header = bytes([0, 0, codes[array.dtype], array.ndim])
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return gzip.compress(header + array.tobytes())
+
+
+def write_split(folder: Path, split: str, n: int, seed: int = 0) -> dict[str, bytes]:
+    rng = np.random.default_rng(seed)
+    files = {
+        f"{split}-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
+        f"{split}-labels-idx1-ubyte.gz": idx_bytes(rng.integers(0, 10, n, dtype=np.uint8)),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, payload in files.items():
+        (folder / name).write_bytes(payload)
+    return files
+
+
+def source_for(files: dict[str, bytes], mirror_dirs=(), base_urls=(), env="TEST_MIRROR") -> DatasetSource:
+    return DatasetSource(
+        name="tiny",
+        description="test data",
+        files=tuple(RemoteFile(name, hashlib.sha256(payload).hexdigest()) for name, payload in files.items()),
+        mirror_env=env,
+        mirror_dirs=tuple(str(d) for d in mirror_dirs),
+        base_urls=tuple(base_urls),
+    )
+
+
+class Server:
+    """Serves a folder on 127.0.0.1; `truncate` names files whose body is cut short while the
+    Content-Length header still promises the whole file."""
+
+    def __init__(self, folder: Path, truncate: set[str] = frozenset()):
+        folder_, truncate_ = folder, truncate
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                path = folder_ / self.path.lstrip("/")
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if path.name in truncate_ else body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_read_idx_round_trip(tmp_path: Path):
+    write_split(tmp_path, "train", 5)
+    images, labels = load_split(tmp_path, "train")
+    assert images.shape == (5, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (5,) and labels.dtype == np.int64
+
+
+def test_read_idx_rejects_a_short_or_foreign_file(tmp_path: Path):
+    good = gzip.decompress(idx_bytes(np.zeros((4, 28, 28), np.uint8)))
+    (tmp_path / "short").write_bytes(good[:-10])
+    (tmp_path / "foreign").write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(PipelineError, match="header promises"):
+        read_idx(tmp_path / "short")
+    with pytest.raises(PipelineError, match="bad magic"):
+        read_idx(tmp_path / "foreign")
+
+
+def test_local_mirror_from_the_environment_variable(tmp_path: Path, monkeypatch):
+    files = write_split(tmp_path / "mirror", "train", 8)
+    monkeypatch.setenv("TEST_MIRROR", str(tmp_path / "mirror"))
+    folder = fetch_dataset(source_for(files), root=tmp_path / "data")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)
+    assert load_split(folder, "train")[0].shape == (8, 28, 28)
+
+
+def test_http_download_when_no_mirror_has_it(tmp_path: Path):
+    files = write_split(tmp_path / "served", "train", 8)
+    with Server(tmp_path / "served") as server:
+        folder = fetch_dataset(source_for(files, mirror_dirs=[tmp_path / "empty"],
+                                          base_urls=[server.url]), root=tmp_path / "data")
+    for name, payload in files.items():
+        assert (folder / name).read_bytes() == payload
+
+
+def test_falls_through_a_bad_mirror_to_the_next_source(tmp_path: Path):
+    files = write_split(tmp_path / "served", "train", 8)
+    write_split(tmp_path / "stale", "train", 8, seed=1)  # same names, other content
+    with Server(tmp_path / "served") as server:
+        folder = fetch_dataset(source_for(files, mirror_dirs=[tmp_path / "stale"],
+                                          base_urls=[server.url]), root=tmp_path / "data")
+    for name, payload in files.items():
+        assert (folder / name).read_bytes() == payload
+
+
+def test_wrong_checksum_is_rejected_and_leaves_no_file(tmp_path: Path):
+    files = write_split(tmp_path / "served", "train", 8)
+    name = next(iter(files))
+    with Server(tmp_path / "served") as server:
+        bad = DatasetSource("tiny", "", (RemoteFile(name, "0" * 64),), "TEST_MIRROR", (), (server.url,))
+        with pytest.raises(PipelineError, match="does not match"):
+            fetch_dataset(bad, root=tmp_path / "data")
+    assert list((tmp_path / "data" / "tiny").iterdir()) == []
+
+
+def test_truncated_download_is_rejected_and_leaves_no_file(tmp_path: Path):
+    files = write_split(tmp_path / "served", "train", 200)
+    name = next(iter(files))
+    with Server(tmp_path / "served", truncate={name}) as server:
+        with pytest.raises(PipelineError, match="truncated|not match"):
+            fetch_file(RemoteFile(name, hashlib.sha256(files[name]).hexdigest()),
+                       tmp_path / "data", [], [server.url])
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_a_corrupt_cached_file_is_fetched_again(tmp_path: Path, monkeypatch):
+    files = write_split(tmp_path / "mirror", "train", 8)
+    monkeypatch.setenv("TEST_MIRROR", str(tmp_path / "mirror"))
+    folder = fetch_dataset(source_for(files), root=tmp_path / "data")
+    victim = folder / next(iter(files))
+    victim.write_bytes(victim.read_bytes()[:100])
+    fetch_dataset(source_for(files), root=tmp_path / "data")
+    assert victim.read_bytes() == files[victim.name]
+
+
+def test_nothing_anywhere_says_what_to_do(tmp_path: Path):
+    files = write_split(tmp_path / "elsewhere", "train", 4)
+    with pytest.raises(PipelineError, match="TEST_MIRROR"):
+        fetch_dataset(source_for(files), root=tmp_path / "data")

@@ -1,0 +1,44 @@
+"""Probes score features the same way whatever produced them."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_pixels
+
+
+def blobs(n: int, dim: int = 20, classes: int = 4, spread: float = 0.3, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, dim, generator=torch.Generator().manual_seed(99)) * 3
+    labels = torch.arange(n) % classes
+    return centers[labels] + spread * torch.randn(n, dim, generator=generator), labels
+
+
+def test_linear_probe_separates_separable_data_and_picks_by_validation():
+    result = linear_probe(blobs(400), blobs(100, seed=1), blobs(200, seed=2), 4, [1e-2, 1e-4], 50)
+    assert result.accuracy == 1.0
+    assert result.weight_decay in (1e-2, 1e-4)
+    assert result.predictions.shape == (200,)
+
+
+def test_linear_probe_is_at_chance_on_noise():
+    noise = lambda seed: (torch.randn(400, 20, generator=torch.Generator().manual_seed(seed)),  # noqa: E731
+                          torch.randint(0, 4, (400,), generator=torch.Generator().manual_seed(seed + 9)))
+    result = linear_probe(noise(0), noise(1), noise(2), 4, [1e-3], 50)
+    assert 0.1 < result.accuracy < 0.45
+
+
+def test_knn_votes_of_the_nearest_neighbours():
+    accuracy, predictions = knn_accuracy(blobs(400), blobs(200, seed=2), 4, k=5)
+    assert accuracy == 1.0
+    train = (torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]))
+    _, predicted = knn_accuracy(train, (torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 1])), 2, k=1)
+    assert predicted.tolist() == [0, 1]
+
+
+def test_feature_extraction_in_eval_mode_and_raw_pixels():
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
+    features = extract_features(encoder, images, batch_size=3)
+    assert features.shape == (10, 3) and encoder.training
+    assert torch.allclose(raw_pixels(images), images.flatten(1).float() / 255)
