@@ -158,20 +158,30 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
 # ---------------------------------------------------------------- evaluate
 
 
-def _pretrained_encoder(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_classes: int):
-    """(pretrained encoder, the same encoder as initialised before training, upstream run id)."""
-    import pytorch_lightning as pl
-    import torch
+def _pretrain_hint(spec: ExperimentSpec) -> str:
+    return f"run `pipeline pretrain specs/{spec.name}.yaml` first"
+
+
+def _upstream_run(spec: ExperimentSpec) -> str:
+    """The pretraining run whose encoder this spec's downstream stage reads; a clear error when
+    there is none, or when it was made by another model section."""
     import yaml
 
     folder = paths.artifacts_dir(spec.name) / "pretrain"
-    hint = f"run `pipeline pretrain specs/{spec.name}.yaml` first"
-    upstream = _read_json(folder / "run.json", hint)
+    upstream = _read_json(folder / "run.json", _pretrain_hint(spec))
     made_by = yaml.safe_load((folder / "spec.yaml").read_text()) if (folder / "spec.yaml").exists() else {}
     if made_by.get("model") != spec.model.model_dump(mode="json"):
-        raise PipelineError(
-            f"{folder} holds an encoder made by a different model section than this spec's: {hint}"
-        )
+        raise PipelineError(f"{folder} holds an encoder made by a different model section than "
+                            f"this spec's: {_pretrain_hint(spec)}")
+    return upstream["run_id"]
+
+
+def _encoders(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_classes: int):
+    """(pretrained encoder, the same encoder as initialised before training)."""
+    import pytorch_lightning as pl
+    import torch
+
+    folder = paths.artifacts_dir(spec.name) / "pretrain"
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     initial = _build_model(spec, image_shape, num_classes).encoder
     pl.seed_everything(spec.seed, workers=True, verbose=False)
@@ -180,8 +190,9 @@ def _pretrained_encoder(spec: ExperimentSpec, image_shape: tuple[int, int, int],
         state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
         trained.load_state_dict(state)
     except (OSError, RuntimeError, EOFError) as err:
-        raise PipelineError(f"{folder / 'encoder.pt'} is unreadable ({err}): {hint}") from None
-    return trained, initial, upstream["run_id"]
+        raise PipelineError(f"{folder / 'encoder.pt'} is unreadable ({err}): "
+                            f"{_pretrain_hint(spec)}") from None
+    return trained, initial
 
 
 def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
@@ -195,11 +206,12 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_pixels
 
     started = time.perf_counter()
+    upstream_id = _upstream_run(spec)
     # `train_subset` limits pretraining; probes train on `probe_subset` (default: all) images.
     splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}),
                          spec.seed)
     num_classes = len(splits.classes)
-    trained, initial, upstream_id = _pretrained_encoder(spec, splits.image_shape, num_classes)
+    trained, initial = _encoders(spec, splits.image_shape, num_classes)
     out = paths.artifacts_dir(spec.name) / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() and spec.train.accelerator in ("auto", "gpu") else "cpu"

@@ -23,7 +23,7 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as handle:
             raw = handle.read()
     except (OSError, EOFError) as err:
-        raise PipelineError(f"{path}: cannot read it ({err}); run `pipeline fetch --force`") from None
+        raise PipelineError(f"{path}: cannot read it ({err}); run `pipeline fetch fashion_mnist --force`") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise PipelineError(f"{path}: not an IDX file (bad magic number)")
     ndim = raw[3]

@@ -108,10 +108,16 @@ def fetch_dataset(source: DatasetSource, force: bool = False, root: Path | None 
 
 
 def require_dataset(source: DatasetSource, root: Path | None = None) -> Path:
-    """The dataset's folder, every file present and checked; a clear error otherwise."""
+    """The dataset's folder, every file present and matching its checksum; a clear error
+    otherwise (a corrupt file is never used)."""
     folder = (root or data_dir()) / source.name
     for file in source.files:
         path = folder / file.name
         if not path.is_file():
             raise PipelineError(f"{path} is missing: run `pipeline fetch {source.name}` first")
+        if sha256_of(path) != file.sha256:
+            raise PipelineError(
+                f"{path} is corrupt (its sha256 does not match): run `pipeline fetch {source.name}`, "
+                "which replaces it"
+            )
     return folder

@@ -1,0 +1,134 @@
+"""The whole chain in a fresh git repository: `dvc repro` of tiny specs, the MLflow store
+afterwards, an up-to-date second repro, and a change to one spec rerunning only that spec."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import needs_fashion_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+TINY = """\
+# yaml-language-server: $schema=schema.json
+name: {name}
+data:
+  train_subset: 256
+  probe_subset: 600
+  batch_size: 64
+model:
+  kind: swav
+  prototypes: 10
+  projection_hidden_dim: 64
+  projection_dim: 32
+  freeze_prototypes_steps: 1
+  backbone:
+    widths: [8, 16]
+  multicrop:
+    small_crops: 2
+train:
+  max_epochs: 2
+  limit_train_batches: 2
+downstream:
+  - kind: linear_probe
+    weight_decays: [0.001]
+    max_iter: 20
+  - kind: knn
+    k: 5
+"""
+
+pytestmark = [pytest.mark.slow, needs_fashion_mnist]
+
+
+def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
+    env.pop("PIPELINE_ROOT", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A new project: the real dvc.yaml with its spec list replaced by two tiny specs."""
+    repo = tmp_path_factory.mktemp("project")
+    pipeline_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for entry in pipeline_yaml["vars"]:
+        if "specs" in entry:
+            entry["specs"] = {"tiny_a": {"dataset": "fashion_mnist"}, "tiny_b": {"dataset": "fashion_mnist"}}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline_yaml, sort_keys=False))
+    (repo / "specs").mkdir()
+    shutil.copy(ROOT / "specs" / "schema.json", repo / "specs")
+    for name in ("tiny_a", "tiny_b"):
+        (repo / "specs" / f"{name}.yaml").write_text(TINY.format(name=name))
+    sh("git", "init", "-q", cwd=repo)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    sh("dvc", "repro", cwd=repo)
+    return repo
+
+
+def mlflow_runs(repo: Path, experiment: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment {experiment}"
+    return client, {r.data.tags["stage"]: r for r in client.search_runs([found.experiment_id])}, \
+        client.search_runs([found.experiment_id])
+
+
+def test_repro_logs_linked_runs_with_params_metrics_tags_and_artifacts(repo: Path):
+    client, runs, every = mlflow_runs(repo, "tiny_a")
+    assert len(every) == 2 and set(runs) == {"pretrain", "evaluate"}
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    for run in (pretrain, evaluate):
+        assert run.info.status == "FINISHED"
+        assert run.data.params["model.prototypes"] == "10"
+        assert run.data.tags["spec_hash"] and run.data.tags["git_commit"] != "unknown"
+        assert run.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
+    assert evaluate.data.tags["upstream_run_id"] == pretrain.info.run_id
+    assert pretrain.data.tags["collapse"] in ("true", "false")
+    assert "train/loss_epoch" in pretrain.data.metrics
+    history = client.get_metric_history(pretrain.info.run_id, "train/loss_epoch")
+    assert len(history) == 2  # one point per epoch
+    for key in ("linear_probe/encoder", "linear_probe/raw_pixels", "linear_probe/random_encoder",
+                "knn/encoder", "knn/raw_pixels", "knn/random_encoder"):
+        assert 0 <= evaluate.data.metrics[key] <= 1
+    pretrain_files = {a.path for a in client.list_artifacts(pretrain.info.run_id)}
+    assert {"encoder.pt", "spec.yaml", "spec", "training_curves.png"} <= pretrain_files
+    evaluate_files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert {"embedding.png", "confusion_linear_probe.png", "evaluate.json"} <= evaluate_files
+
+
+def test_outputs_and_report(repo: Path):
+    assert (repo / "artifacts" / "tiny_a" / "pretrain" / "encoder.pt").is_file()
+    assert (repo / "artifacts" / "tiny_a" / "pretrain" / "checkpoints" / "last.ckpt").is_file()
+    evaluated = json.loads((repo / "metrics" / "tiny_a" / "evaluate.json").read_text())
+    assert set(evaluated["linear_probe"]) >= {"encoder", "raw_pixels", "random_encoder"}
+    report = (repo / "reports" / "tiny_a.md").read_text()
+    assert "| tiny_a | swav |" in report and evaluated["run_id"] in report
+    metrics = sh("dvc", "metrics", "show", cwd=repo).stdout
+    assert "linear_probe.encoder" in metrics and "knn.encoder" in metrics
+
+
+def test_second_repro_does_nothing_and_one_changed_spec_reruns_alone(repo: Path):
+    again = sh("dvc", "repro", cwd=repo).stdout
+    assert "Running stage" not in again
+    spec = repo / "specs" / "tiny_b.yaml"
+    spec.write_text(spec.read_text().replace("prototypes: 10", "prototypes: 12"))
+    changed = sh("dvc", "repro", cwd=repo).stdout
+    ran = {line.split("'")[1] for line in changed.splitlines() if line.startswith("Running stage")}
+    assert ran == {"pretrain@tiny_b", "evaluate@tiny_b", "report@tiny_b"}
+    assert len(mlflow_runs(repo, "tiny_a")[2]) == 2
+    assert len(mlflow_runs(repo, "tiny_b")[2]) == 4

@@ -1,0 +1,86 @@
+"""The `pipeline` command as a user runs it: exit codes and messages, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = [sys.executable, "-m", "pipeline"]
+
+
+def cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*PIPELINE, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    started = time.perf_counter()
+    result = cli("--help")
+    assert result.returncode == 0
+    assert "validate" in result.stdout and "pretrain" in result.stdout
+    probe = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, pipeline.cli; print(sorted(m for m in ('torch', 'pytorch_lightning', 'mlflow') if m in sys.modules))"],
+        capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]"
+    assert time.perf_counter() - started < 10  # generous: a loaded CI machine; typically ~0.2 s
+
+
+def test_validate_good_and_bad(tmp_path: Path):
+    good = cli("validate", "specs/quickstart.yaml")
+    assert good.returncode == 0 and good.stdout.startswith("ok  specs/quickstart.yaml")
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("name: bad\nmodel:\n  kind: swav\n  prototypes: -3\n")
+    bad = cli("validate", "specs/quickstart.yaml", str(bad_spec))
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == f"{bad_spec}:4:3: model.prototypes: must be > 0 (got -3)"
+    assert "Traceback" not in bad.stderr
+
+
+def test_validate_with_overrides_and_a_missing_file():
+    result = cli("validate", "specs/quickstart.yaml", "--set", "train.max_epochs=0")
+    assert result.returncode == 2
+    assert "--set train.max_epochs=0: train.max_epochs: must be > 0 (got 0)" in result.stderr
+    missing = cli("validate", "specs/nope.yaml")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_models_lists_registered_kinds():
+    result = cli("models")
+    assert result.returncode == 0 and result.stdout.startswith("swav  ")
+
+
+def test_schema_check():
+    assert cli("schema", "--check").returncode == 0
+
+
+def test_stage_without_its_inputs_says_what_to_run(project: Path):
+    spec = project / "specs" / "s.yaml"
+    spec.write_text("name: s\nmodel: {kind: swav}\n")
+    env = {"PIPELINE_ROOT": str(project)}
+    pretrain = cli("pretrain", str(spec), env=env)
+    assert pretrain.returncode == 1
+    assert "run `pipeline fetch fashion_mnist` first" in pretrain.stderr
+    evaluate = cli("evaluate", str(spec), env=env)
+    assert evaluate.returncode == 1
+    assert "pipeline pretrain specs/s.yaml` first" in evaluate.stderr
+    (project / "data" / "fashion_mnist").mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (project / "data" / "fashion_mnist" / name).write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x01\x07")
+    corrupt = cli("pretrain", str(spec), env=env)
+    assert corrupt.returncode == 1
+    assert "is corrupt" in corrupt.stderr and "pipeline fetch fashion_mnist" in corrupt.stderr
+    assert not list((project / "artifacts").glob("*/*/encoder.pt")) if (project / "artifacts").exists() else True
+    assert "Traceback" not in pretrain.stderr + evaluate.stderr + corrupt.stderr
+
+
+def test_unknown_dataset():
+    result = cli("fetch", "imagenet")
+    assert result.returncode == 1 and "known: fashion_mnist" in result.stderr
