@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 from pipeline import paths
@@ -36,6 +37,11 @@ def _read_json(path: Path, hint: str) -> dict:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Lightning's advertisement for its hosted logger, printed on every fit; we log to MLflow.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
 # ---------------------------------------------------------------- fetch

@@ -133,6 +133,7 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
     }
     if upstream_run_id:
         tags["upstream_run_id"] = upstream_run_id
+        tags["mlflow.note.content"] = f"Uses the encoder of pretraining run {upstream_run_id}."
     created = client.create_run(experiment_id, tags=tags)
     run = Run(client, created.info.run_id, experiment_id, uri)
     params = [Param(k, v[:PARAM_LIMIT]) for k, v in flatten(spec).items()]

@@ -27,7 +27,7 @@ class BackboneSpec(Strict):
     )
     convs_per_stage: int = Field(1, gt=0, description="convnet only: 3x3 convs per stage.")
     feature_grid: int = Field(
-        1,
+        2,
         gt=0,
         description="The last feature map is average-pooled to a grid x grid map and flattened.",
     )

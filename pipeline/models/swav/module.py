@@ -51,8 +51,14 @@ class SwAV(SelfSupervised):
         return features, F.normalize(self.projection(features), dim=1)
 
     def ssl_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = images.shape[0]
         large, small = self.multicrop(images)
+        return self.crops_loss(large, small)
+
+    def crops_loss(self, large: list[torch.Tensor], small: list[torch.Tensor]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SwAV loss of views already cropped: codes from the large crops, every other crop
+        predicting them. Returns (loss, encoder features of the first large crop)."""
+        batch = large[0].shape[0]
         step = self.global_step
         # Crops of one size go through the encoder together.
         features, z_large = self.project(torch.cat(large))
@@ -65,8 +71,9 @@ class SwAV(SelfSupervised):
         if self.spec.queue_length:
             self._enqueue(z_large.detach().view(len(large), batch, -1))
         loss = self.criterion(large_scores, small_scores, queue_scores)
-        self.log("train/prototypes_used", prototype_usage(large_scores[0].detach()),
-                 on_step=False, on_epoch=True, batch_size=batch)
+        if self._trainer is not None:
+            self.log("train/prototypes_used", prototype_usage(large_scores[0].detach()),
+                     on_step=False, on_epoch=True, batch_size=batch)
         return loss, features[:batch]
 
     @torch.no_grad()
