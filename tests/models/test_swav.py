@@ -99,3 +99,12 @@ def test_fast_dev_run_with_a_queue(tiny_splits):
     model = _fit(tiny_splits, spec, fast_dev_run=2)
     assert int(model.queue_filled) == 32
     assert model.diagnostics() == {"collapse": "false"}
+
+
+def test_training_is_deterministic_on_cpu(tiny_splits):
+    first = _fit(tiny_splits, SMALL, max_steps=3, num_sanity_val_steps=0, limit_val_batches=0,
+                 deterministic=True)
+    second = _fit(tiny_splits, SMALL, max_steps=3, num_sanity_val_steps=0, limit_val_batches=0,
+                  deterministic=True)
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[key]), key
