@@ -161,7 +161,5 @@ def serve_ui(host: str = "127.0.0.1", port: int = 5000) -> None:
                "--default-artifact-root", paths.default_artifact_root().as_uri(),
                "--host", host, "--port", str(port)]
     print(f"MLflow UI on http://{host}:{port} (store: {uri}); Ctrl-C stops it", flush=True)
-    try:
-        subprocess.run(command, check=False)
-    except KeyboardInterrupt:
-        pass
+    # Become the server: signals reach it (and it stops its workers) as they would `mlflow ui`.
+    os.execv(sys.executable, command)

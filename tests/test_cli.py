@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,3 +85,33 @@ def test_stage_without_its_inputs_says_what_to_run(project: Path):
 def test_unknown_dataset():
     result = cli("fetch", "imagenet")
     assert result.returncode == 1 and "known: fashion_mnist" in result.stderr
+
+
+@pytest.mark.slow
+def test_ui_serves_the_project_store_on_loopback(project: Path, tmp_path_factory):
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # any working directory
+    server = subprocess.Popen([*PIPELINE, "ui", "--port", str(port)], cwd=elsewhere,
+                              env={**os.environ, "PIPELINE_ROOT": str(project)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "the UI did not answer within 120 s"
+                time.sleep(1)
+        assert (project / "mlflow.db").is_file()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and every worker it started
+        server.wait(timeout=30)
