@@ -41,7 +41,7 @@ class PerImage(Dataset):
 
 
 def collate_views(samples):
-    return [torch.stack(views) for views in zip(*samples)]
+    return [torch.stack(views) for views in zip(*samples, strict=True)]
 
 
 def peer_loader(images: torch.Tensor, spec, batch_size: int, workers: int) -> DataLoader:
@@ -103,24 +103,26 @@ def main() -> None:
           f"{spec.model.multicrop.small_crops}x{spec.model.multicrop.small_size}, batch {args.batch_size}, "
           f"{len(images)} images x {args.epochs} epoch(s), {torch.get_num_threads()} threads")
 
+    n_large = spec.model.multicrop.large_crops
+
+    def batched_epoch(model: SwAV) -> float:
+        order = torch.randperm(len(images))
+        batches = (images[order[i:i + args.batch_size]]
+                   for i in range(0, len(images) - args.batch_size + 1, args.batch_size))
+        return train(model, batches, spec.train.optimizer.lr,
+                     lambda batch: model.multicrop(batch.float().div_(255)))[0]
+
+    def per_image_epoch(model: SwAV) -> float:
+        loader = peer_loader(images, spec, args.batch_size, args.workers)
+        return train(model, loader, spec.train.optimizer.lr,
+                     lambda views: (views[:n_large], views[n_large:]))[0]
+
     results = {}
-    for name in ("batched (ours)", "per-image (lightly SwaVTransform)"):
+    for name, epoch in (("batched (ours)", batched_epoch),
+                        ("per-image (lightly SwaVTransform)", per_image_epoch)):
         pl.seed_everything(spec.seed, verbose=False)
         model = SwAV(spec.model, spec.train, splits.image_shape, len(splits.classes))
-        rates = []
-        for _ in range(args.epochs):
-            if name.startswith("batched"):
-                order = torch.randperm(len(images))
-                batches = (images[order[i:i + args.batch_size]]
-                           for i in range(0, len(images) - args.batch_size + 1, args.batch_size))
-                rate, _ = train(model, batches, spec.train.optimizer.lr,
-                                lambda b: model.multicrop(b.float().div_(255)))
-            else:
-                loader = peer_loader(images, spec, args.batch_size, args.workers)
-                n_large = spec.model.multicrop.large_crops
-                rate, _ = train(model, loader, spec.train.optimizer.lr,
-                                lambda views: (views[:n_large], views[n_large:]))
-            rates.append(rate)
+        rates = [epoch(model) for _ in range(args.epochs)]
         results[name] = (float(np.mean(rates)), probe(model, splits))
         print(f"  {name:<36} {results[name][0]:8.1f} images/s   linear probe {results[name][1]:.2%}")
 

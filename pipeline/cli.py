@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ app = typer.Typer(
 
 SpecArg = Annotated[Path, typer.Argument(help="An experiment spec, e.g. specs/quickstart.yaml.")]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", help="Override a spec field: --set train.max_epochs=5 (repeatable)."),
 ]
 
@@ -58,7 +58,7 @@ def validate(
 @app.command()
 def schema(
     output: Annotated[
-        Optional[Path], typer.Option(help="Where to write it; default specs/schema.json.")
+        Path | None, typer.Option(help="Where to write it; default specs/schema.json.")
     ] = None,
     check: Annotated[bool, typer.Option(help="Exit 1 if the file on disk is stale.")] = False,
 ) -> None:
@@ -136,7 +136,7 @@ def run(spec: SpecArg, set_: SetOpt = None) -> None:
 @app.command()
 def report(
     specs: Annotated[
-        Optional[list[Path]], typer.Argument(help="Specs to report; default: every one evaluated.")
+        list[Path] | None, typer.Argument(help="Specs to report; default: every one evaluated.")
     ] = None,
 ) -> None:
     """Write reports/summary.md (and reports/<name>.md per spec given) and print the table."""

@@ -41,7 +41,7 @@ def embeddings(panels: dict[str, np.ndarray], labels: np.ndarray, classes: tuple
     class."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
     cmap = plt.get_cmap("tab10")
-    for ax, (name, points) in zip(axes[0], panels.items()):
+    for ax, (name, points) in zip(axes[0], panels.items(), strict=True):
         for index, class_name in enumerate(classes):
             chosen = labels == index
             ax.scatter(points[chosen, 0], points[chosen, 1], s=3, color=cmap(index % 10),
@@ -60,9 +60,9 @@ def embeddings(panels: dict[str, np.ndarray], labels: np.ndarray, classes: tuple
 def curves(series: dict[str, list[tuple[int, float]]], title: str, xlabel: str, path: Path) -> Path:
     """One panel per metric, each a line over steps."""
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.5), squeeze=False)
-    for ax, (name, points) in zip(axes[0], series.items()):
+    for ax, (name, points) in zip(axes[0], series.items(), strict=True):
         if points:
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o" if len(points) < 30 else None)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(xlabel)

@@ -18,12 +18,19 @@ from pipeline.spec.load import dump
 log = logging.getLogger("pipeline")
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    """Atomically: a reader sees the old file or the new one, never half of one."""
+def _write_atomic(path: Path, write) -> Path:
+    """`write(tmp_path)` then rename: a reader (or a killed run) sees the old file or the new
+    one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
     os.replace(tmp, path)
+    return path
+
+
+def _write_json(path: Path, payload: dict) -> Path:
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    return _write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _read_json(path: Path, hint: str) -> dict:
@@ -91,8 +98,8 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     them to artifacts/<name>/pretrain/, metrics to metrics/<name>/pretrain.json."""
     _setup_logging()
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     import torch
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
     from pipeline import plots, tracking
     from pipeline.data.datamodule import ImageDataModule, load_splits
@@ -126,9 +133,9 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
             return {}
         if trainer.interrupted:
             raise KeyboardInterrupt
-        encoder_path = out / "encoder.pt"
-        torch.save(model.encoder.state_dict(), encoder_path)
-        (out / "spec.yaml").write_text(dump(spec))
+        encoder_path = _write_atomic(out / "encoder.pt",
+                                     lambda tmp: torch.save(model.encoder.state_dict(), tmp))
+        _write_atomic(out / "spec.yaml", lambda tmp: tmp.write_text(dump(spec)))
         steps = trainer.global_step
         seen = steps * spec.data.batch_size * max(1, trainer.world_size)
         final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -343,9 +350,9 @@ def report(names: list[str] | None = None) -> str:
               "the same way: the same probe on raw pixels and on the same encoder untrained.\n\n")
     summary = "# Summary\n\n" + header + (_table(list(rows.values())) if rows else "No spec evaluated yet.\n")
     reports = paths.reports_dir()
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / "summary.md").write_text(summary)
+    _write_atomic(reports / "summary.md", lambda tmp: tmp.write_text(summary))
     for name in names or []:
-        (reports / f"{name}.md").write_text(f"# {name}\n\n" + header + _table([rows[name]]))
+        text = f"# {name}\n\n" + header + _table([rows[name]])
+        _write_atomic(reports / f"{name}.md", lambda tmp, text=text: tmp.write_text(text))
     print(summary)
     return summary

@@ -27,7 +27,8 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert "validate" in result.stdout and "pretrain" in result.stdout
     probe = subprocess.run(
         [sys.executable, "-c",
-         "import sys, pipeline.cli; print(sorted(m for m in ('torch', 'pytorch_lightning', 'mlflow') if m in sys.modules))"],
+         "import sys, pipeline.cli; "
+         "print(sorted(m for m in ('torch', 'pytorch_lightning', 'mlflow') if m in sys.modules))"],
         capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "[]"
     assert time.perf_counter() - started < 10  # generous: a loaded CI machine; typically ~0.2 s

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -69,7 +69,7 @@ class KnnSpec(Strict):
     temperature: float = Field(0.07, gt=0, description="Votes are weighted by exp(sim / T).")
 
 
-DownstreamSpec = Annotated[Union[LinearProbeSpec, KnnSpec], Field(discriminator="kind")]
+DownstreamSpec = Annotated[LinearProbeSpec | KnnSpec, Field(discriminator="kind")]
 
 
 class TrackingSpec(Strict):
@@ -82,7 +82,7 @@ class TrackingSpec(Strict):
 
 _model_specs = tuple(entry.spec for entry in REGISTRY.values())
 ModelSpec = (
-    Annotated[Union[_model_specs], Field(discriminator="kind")]  # type: ignore[valid-type]
+    Annotated[_model_specs, Field(discriminator="kind")]  # type: ignore[valid-type]
     if len(_model_specs) > 1
     else _model_specs[0]
 )

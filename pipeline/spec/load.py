@@ -217,7 +217,7 @@ def _message(error: dict) -> str:
     if kind == "union_tag_invalid":
         return f"unknown kind {ctx['tag']!r}; registered kinds: {ctx['expected_tags']} (see `pipeline models`)"
     if kind == "union_tag_not_found":
-        return f"'kind' is missing; it must be one of the registered kinds (see `pipeline models`)"
+        return "'kind' is missing; it must be one of the registered kinds (see `pipeline models`)"
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
     if kind in ("too_short", "too_long"):
