@@ -5,6 +5,7 @@ PYTHON ?= python3
 PORT   ?= 5000
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
+export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data run test test-fast ui bench lint schema clean

@@ -50,7 +50,8 @@ pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
 
 def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg",
+           "DVC_NO_ANALYTICS": "1"}
     env.pop("PIPELINE_ROOT", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
