@@ -61,14 +61,15 @@ def peer_loader(images: torch.Tensor, spec, batch_size: int, workers: int) -> Da
                       num_workers=workers, collate_fn=collate_views, persistent_workers=workers > 0)
 
 
-def train(model: SwAV, batches, lr: float, per_batch) -> tuple[float, int]:
+def train(model: SwAV, batches, lr: float, per_batch, bf16: bool) -> tuple[float, int]:
     """Plain loop, identical for both paths but for how a batch becomes crops."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-6)
     model.train()
     seen, started = 0, time.perf_counter()
     for batch in batches:
         large, small = per_batch(batch)
-        loss, _ = model.crops_loss(large, small)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = model.crops_loss(large, small)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -93,15 +94,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=1, help="peer DataLoader workers")
+    parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default=None,
+                        help="model compute of both paths; default: the spec's train.precision")
     args = parser.parse_args()
 
     spec = load(args.spec, [f"data.train_subset={args.images}", "model.freeze_prototypes_steps=0"])
     splits = load_splits(spec.data, spec.seed)
     images = splits.train[0]
+    precision = args.precision or spec.train.precision
+    bf16 = precision == "bf16-mixed"
     print(f"SwAV, {spec.model.backbone.name} {spec.model.backbone.widths}, crops "
           f"{spec.model.multicrop.large_crops}x{spec.model.multicrop.large_size} + "
           f"{spec.model.multicrop.small_crops}x{spec.model.multicrop.small_size}, batch {args.batch_size}, "
-          f"{len(images)} images x {args.epochs} epoch(s), {torch.get_num_threads()} threads")
+          f"{len(images)} images x {args.epochs} epoch(s), {precision}, {torch.get_num_threads()} threads")
 
     n_large = spec.model.multicrop.large_crops
 
@@ -110,12 +115,12 @@ def main() -> None:
         batches = (images[order[i:i + args.batch_size]]
                    for i in range(0, len(images) - args.batch_size + 1, args.batch_size))
         return train(model, batches, spec.train.optimizer.lr,
-                     lambda batch: model.multicrop(batch.float().div_(255)))[0]
+                     lambda batch: model.multicrop(batch.float().div_(255)), bf16)[0]
 
     def per_image_epoch(model: SwAV) -> float:
         loader = peer_loader(images, spec, args.batch_size, args.workers)
         return train(model, loader, spec.train.optimizer.lr,
-                     lambda views: (views[:n_large], views[n_large:]))[0]
+                     lambda views: (views[:n_large], views[n_large:]), bf16)[0]
 
     results = {}
     for name, epoch in (("batched (ours)", batched_epoch),

@@ -28,11 +28,13 @@ class ConvNet(nn.Module):
             if index < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2))
         layers += [nn.AdaptiveAvgPool2d(grid), nn.Flatten()]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         self.out_dim = widths[-1] * grid * grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        # channels-last: convolutions, pooling and BatchNorm run ~1.4x faster on CPU (oneDNN),
+        # and it is the layout tensor cores want on GPUs.
+        return self.net(x.contiguous(memory_format=torch.channels_last))
 
 
 class ResNet18(nn.Module):
@@ -47,11 +49,11 @@ class ResNet18(nn.Module):
         self.net = nn.Sequential(
             net.conv1, net.bn1, net.relu, net.layer1, net.layer2, net.layer3, net.layer4,
             nn.AdaptiveAvgPool2d(grid), nn.Flatten(),
-        )
+        ).to(memory_format=torch.channels_last)
         self.out_dim = 512 * grid * grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x.contiguous(memory_format=torch.channels_last))
 
 
 def build_backbone(spec: BackboneSpec, in_channels: int) -> nn.Module:

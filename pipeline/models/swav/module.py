@@ -59,18 +59,19 @@ class SwAV(SelfSupervised):
         """The SwAV loss of views already cropped: codes from the large crops, every other crop
         predicting them. Returns (loss, encoder features of the first large crop)."""
         batch = large[0].shape[0]
-        step = self.global_step
         # Crops of one size go through the encoder together.
         features, z_large = self.project(torch.cat(large))
-        large_scores = list(self.prototypes(z_large, step).split(batch))
-        small_scores = []
-        if small:
-            _, z_small = self.project(torch.cat(small))
-            small_scores = list(self.prototypes(z_small, step).split(batch))
-        queue_scores = self._queue_scores(step)
-        if self.spec.queue_length:
-            self._enqueue(z_large.detach().view(len(large), batch, -1))
-        loss = self.criterion(large_scores, small_scores, queue_scores)
+        z_small = self.project(torch.cat(small))[1] if small else None
+        # Scores, Sinkhorn and the loss in float32 even under mixed precision: exp(score / eps)
+        # with eps = 0.05 needs more than bfloat16's 8 mantissa bits.
+        with torch.autocast(device_type=z_large.device.type, enabled=False):
+            step = self.global_step
+            large_scores = list(self.prototypes(z_large.float(), step).split(batch))
+            small_scores = list(self.prototypes(z_small.float(), step).split(batch)) if small else []
+            queue_scores = self._queue_scores(step)
+            if self.spec.queue_length:
+                self._enqueue(z_large.detach().float().view(len(large), batch, -1))
+            loss = self.criterion(large_scores, small_scores, queue_scores)
         if self._trainer is not None:
             self.log("train/prototypes_used", prototype_usage(large_scores[0].detach()),
                      on_step=False, on_epoch=True, batch_size=batch)
