@@ -161,6 +161,8 @@ def main() -> None:
     from pipeline.errors import PipelineError
     from pipeline.spec.load import SpecError
 
+    # Typer reports usage errors itself, and exits 130 on Ctrl-C (the interrupted stage has
+    # already said so and marked its run KILLED); the project's own errors are one message.
     try:
         app()
     except SpecError as err:
@@ -169,6 +171,3 @@ def main() -> None:
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)

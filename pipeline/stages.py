@@ -99,9 +99,14 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     _setup_logging()
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from pytorch_lightning.callbacks import (
+        LearningRateMonitor,
+        ModelCheckpoint,
+        TQDMProgressBar,
+    )
 
     from pipeline import plots, tracking
+    from pipeline.callbacks import CheckpointOnException, FiniteLoss
     from pipeline.data.datamodule import ImageDataModule, load_splits
 
     out = paths.artifacts_dir(spec.name) / "pretrain"
@@ -119,6 +124,9 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
             callbacks=[
                 ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch:03d}",
                                 auto_insert_metric_name=False, save_last=True),
+                # Ctrl-C or an error mid-training keeps what was learnt so far.
+                CheckpointOnException(out / "checkpoints"),
+                FiniteLoss(),
                 LearningRateMonitor(logging_interval="epoch"),
                 TQDMProgressBar(refresh_rate=10),
             ],
@@ -127,12 +135,16 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
         log.info("pretrain %s: %s on %d images, %d epochs; MLflow run %s", spec.name,
                  spec.model.kind, len(splits.train[1]), spec.train.max_epochs, run.run_id)
         started = time.perf_counter()
-        trainer.fit(model, datamodule=data)
+        try:
+            trainer.fit(model, datamodule=data)
+        except SystemExit:
+            # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1).
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
         wall = time.perf_counter() - started
         if not trainer.is_global_zero:
             return {}
-        if trainer.interrupted:
-            raise KeyboardInterrupt
         encoder_path = _write_atomic(out / "encoder.pt",
                                      lambda tmp: torch.save(model.encoder.state_dict(), tmp))
         _write_atomic(out / "spec.yaml", lambda tmp: tmp.write_text(dump(spec)))

@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline import paths
+from pipeline.data.registry import DATASETS, DatasetSource
 from pipeline.errors import PipelineError
 from pipeline.spec.experiment import ExperimentSpec, flatten, spec_hash
 
@@ -77,6 +78,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def data_tags(source: DatasetSource) -> dict[str, str]:
+    """The checksums of the data files a run reads: with the spec, the git commit and the
+    package versions, what it takes to reproduce the run."""
+    return {f"data.{source.name}.{file.name}.sha256": file.sha256 for file in source.files}
+
+
 @dataclass
 class Run:
     """An MLflow run of one stage, open while the stage works."""
@@ -130,6 +137,7 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
         "git_dirty": dirty,
         "mlflow.source.git.commit": commit,
         **{f"version.{k}": v for k, v in _versions().items()},
+        **data_tags(DATASETS[spec.data.dataset]),
     }
     if upstream_run_id:
         tags["upstream_run_id"] = upstream_run_id
@@ -145,6 +153,8 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
         yield run
     except KeyboardInterrupt:
         client.set_terminated(run.run_id, "KILLED")
+        print(f"\ninterrupted: MLflow run {run.run_id} ({spec.name}/{stage}) is marked KILLED; "
+              "what it wrote so far is kept", file=sys.stderr)
         raise
     except BaseException as err:
         with contextlib.suppress(Exception):

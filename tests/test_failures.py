@@ -1,0 +1,107 @@
+"""Runs that fail end in a clear state: FAILED with the error, KILLED on Ctrl-C with a
+checkpoint kept, a NaN loss stopped at once; never RUNNING, and earlier results intact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from pipeline import stages
+from pipeline.data.fetch import fetch_dataset
+from pipeline.data.registry import FASHION_MNIST
+from pipeline.errors import PipelineError
+from pipeline.models.swav.module import SwAV
+from pipeline.spec.load import load_text
+from tests.conftest import needs_fashion_mnist
+
+pytestmark = [pytest.mark.slow, needs_fashion_mnist]
+
+TINY = """\
+name: {name}
+data: {{train_subset: 256, batch_size: 64}}
+model:
+  kind: swav
+  prototypes: 10
+  projection_hidden_dim: 32
+  projection_dim: 16
+  freeze_prototypes_steps: 0
+  backbone: {{widths: [8, 16]}}
+  multicrop: {{small_crops: 1}}
+train: {{max_epochs: {epochs}}}
+"""
+
+
+@pytest.fixture
+def fmnist(project: Path) -> Path:
+    fetch_dataset(FASHION_MNIST, root=project / "data")
+    return project
+
+
+def runs(project: Path, name: str):
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_an_exception_ends_the_run_failed_and_keeps_earlier_results(fmnist: Path, monkeypatch):
+    spec = load_text(TINY.format(name="boom", epochs=1))
+    stages.pretrain(spec)
+    encoder = fmnist / "artifacts" / "boom" / "pretrain" / "encoder.pt"
+    before = encoder.read_bytes()
+
+    def explode(self, images):
+        raise RuntimeError("the model exploded")
+
+    monkeypatch.setattr(SwAV, "ssl_step", explode)
+    with pytest.raises(RuntimeError, match="exploded"):
+        stages.pretrain(spec)
+    first, second = runs(fmnist, "boom")
+    assert first.info.status == "FINISHED"
+    assert second.info.status == "FAILED"
+    assert "the model exploded" in second.data.tags["error"]
+    assert encoder.read_bytes() == before
+
+
+def test_a_nan_loss_stops_training_naming_the_step(fmnist: Path, monkeypatch):
+    spec = load_text(TINY.format(name="nan", epochs=3))
+    real_step = SwAV.ssl_step
+
+    def poisoned(self, images):
+        loss, features = real_step(self, images)
+        return (loss * float("nan") if self.global_step >= 5 else loss), features
+
+    monkeypatch.setattr(SwAV, "ssl_step", poisoned)
+    with pytest.raises(PipelineError, match=r"loss is nan at step 5 .*last good checkpoint: .*last\.ckpt"):
+        stages.pretrain(spec)
+    [run] = runs(fmnist, "nan")
+    assert run.info.status == "FAILED" and "loss is nan" in run.data.tags["error"]
+
+
+def test_ctrl_c_ends_the_run_killed_with_a_checkpoint(fmnist: Path):
+    spec_path = fmnist / "specs" / "long.yaml"
+    spec_path.write_text(TINY.format(name="long", epochs=500))
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "pretrain", str(spec_path)],
+                               env={**os.environ, "PIPELINE_ROOT": str(fmnist)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = fmnist / "artifacts" / "long" / "pretrain" / "checkpoints"
+    deadline = time.monotonic() + 180
+    while not list(checkpoints.glob("epoch*.ckpt")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no epoch finished within 180 s"
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    [run] = runs(fmnist, "long")
+    assert run.info.status == "KILLED"
+    state = torch.load(checkpoints / "interrupted.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] > 0
