@@ -54,6 +54,33 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialises opening a sqlite store across processes: MLflow creates and migrates the
+    schema when it first opens a file, and two processes doing that at once (`dvc repro --jobs`
+    on a new project) crash. Other stores need no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(uri.removeprefix("sqlite:///").split("?")[0] + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_store(uri: str, experiment: str) -> tuple[MlflowClient, str]:
+    """(client, experiment id), creating the store and the experiment if needed."""
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        return client, _experiment_id(client, experiment, uri)
+
+
 def git_state(root: Path) -> tuple[str, str]:
     """(commit, 'true'/'false' dirty) of the project, or ('unknown', 'unknown') outside git."""
     try:
@@ -121,9 +148,8 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
     commit, stage and upstream run; the spec file as an artifact. Ends FINISHED, FAILED (with the
     error as a tag) or KILLED (Ctrl-C): never left RUNNING."""
     uri = tracking_uri(spec)
-    client = MlflowClient(tracking_uri=uri)
     try:
-        experiment_id = _experiment_id(client, experiment_name(spec), uri)
+        client, experiment_id = open_store(uri, experiment_name(spec))
     except mlflow.exceptions.MlflowException as err:
         raise PipelineError(f"cannot reach the MLflow store {uri}: {err}") from None
     commit, dirty = git_state(paths.project_root())

@@ -1,0 +1,61 @@
+"""Tracking: what a stage run records, and several processes logging to one sqlite store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import tracking
+from pipeline.spec.experiment import spec_hash
+from pipeline.spec.load import load_text
+
+SPEC = "name: {name}\ntracking: {{experiment: shared}}\nmodel: {{kind: swav}}\n"
+
+
+def test_a_stage_run_records_what_reproduces_it(project: Path):
+    spec = load_text(SPEC.format(name="record"))
+    spec_file = project / "specs" / "record.yaml"
+    spec_file.write_text(SPEC.format(name="record"))
+    with tracking.stage_run(spec, "pretrain", spec_file) as run:
+        run_id = run.run_id
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    recorded = client.get_run(run_id)
+    assert recorded.info.status == "FINISHED"
+    assert recorded.info.artifact_uri.startswith((project / "mlartifacts").as_uri())
+    tags = recorded.data.tags
+    assert tags["spec_hash"] == spec_hash(spec) and tags["stage"] == "pretrain"
+    assert {"git_commit", "git_dirty", "version.torch", "version.mlflow"} <= set(tags)
+    assert tags["data.fashion_mnist.train-images-idx3-ubyte.gz.sha256"].startswith("b0564c3e")
+    assert recorded.data.params["model.prototypes"] == "100"
+    assert [a.path for a in client.list_artifacts(run_id, "spec")] == ["spec/record.yaml"]
+
+
+@pytest.mark.slow
+def test_concurrent_processes_lose_no_metric(project: Path):
+    worker = textwrap.dedent(f"""
+        import sys
+        from pipeline import tracking
+        from pipeline.spec.load import load_text
+        spec = load_text({SPEC!r}.format(name="w" + sys.argv[1]))
+        with tracking.stage_run(spec, "pretrain", None) as run:
+            for step in range(100):
+                run.log_metrics({{"a": step, "b": -step}}, step=step)
+    """)
+    env = {**os.environ, "PIPELINE_ROOT": str(project)}
+    workers = [subprocess.Popen([sys.executable, "-c", worker, str(i)], env=env,
+                                stderr=subprocess.PIPE, text=True) for i in range(6)]
+    for process in workers:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("shared").experiment_id])
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        for key in ("a", "b"):
+            assert len(client.get_metric_history(run.info.run_id, key)) == 100
