@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -28,8 +31,8 @@ class FiniteLoss(pl.Callback):
 
 
 class CheckpointOnException(pl.Callback):
-    """Saves `<dirpath>/interrupted.ckpt` when training stops on Ctrl-C or an error, so what
-    was learnt is kept. (Lightning's OnExceptionCheckpoint also makes every later `fit` resume
+    """Saves `<dirpath>/interrupted.ckpt` when training stops on an error, so what was learnt
+    is kept. (Lightning's OnExceptionCheckpoint also makes every later `fit` resume
     from the last checkpoint implicitly; runs here start fresh unless asked.)"""
 
     def __init__(self, dirpath: Path):
@@ -39,3 +42,32 @@ class CheckpointOnException(pl.Callback):
                      exception: BaseException) -> None:
         if trainer.global_step > 0:
             trainer.save_checkpoint(self.path)
+
+
+class GracefulInterrupt(pl.Callback):
+    """The first Ctrl-C asks training to stop after the current batch (Lightning's own handling
+    raises KeyboardInterrupt wherever the process is, which can be in the middle of a write to
+    the MLflow store and leave it locked); `requested` then tells the stage to save a checkpoint
+    and end the run as KILLED. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._trainer: pl.Trainer | None = None
+        self._previous = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._trainer = trainer
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        if self._trainer is not None:
+            self._trainer.should_stop = True
+            print("\nCtrl-C: stopping after this batch (again to stop at once)", file=sys.stderr)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None

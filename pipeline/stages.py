@@ -106,7 +106,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     )
 
     from pipeline import plots, tracking
-    from pipeline.callbacks import CheckpointOnException, FiniteLoss
+    from pipeline.callbacks import CheckpointOnException, FiniteLoss, GracefulInterrupt
     from pipeline.data.datamodule import ImageDataModule, load_splits
 
     out = paths.artifacts_dir(spec.name) / "pretrain"
@@ -118,20 +118,20 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     with tracking.stage_run(spec, "pretrain", spec_path) as run:
-        trainer = build_trainer(
-            spec,
-            logger=run.lightning_logger(),
-            callbacks=[
-                ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch:03d}",
-                                auto_insert_metric_name=False, save_last=True),
-                # Ctrl-C or an error mid-training keeps what was learnt so far.
-                CheckpointOnException(out / "checkpoints"),
-                FiniteLoss(),
-                LearningRateMonitor(logging_interval="epoch"),
-                TQDMProgressBar(refresh_rate=10),
-            ],
-            default_root_dir=out,
-        )
+        logger = run.lightning_logger()
+        interrupt = GracefulInterrupt()
+        callbacks = [
+            interrupt,
+            ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch:03d}",
+                            auto_insert_metric_name=False, save_last=True),
+            # An error mid-training keeps what was learnt so far.
+            CheckpointOnException(out / "checkpoints"),
+            FiniteLoss(),
+            TQDMProgressBar(refresh_rate=10),
+        ]
+        if logger:  # secondary DDP processes log nothing
+            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        trainer = build_trainer(spec, logger=logger, callbacks=callbacks, default_root_dir=out)
         log.info("pretrain %s: %s on %d images, %d epochs; MLflow run %s", spec.name,
                  spec.model.kind, len(splits.train[1]), spec.train.max_epochs, run.run_id)
         started = time.perf_counter()
@@ -143,6 +143,9 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
                 raise KeyboardInterrupt from None
             raise
         wall = time.perf_counter() - started
+        if interrupt.requested:
+            trainer.save_checkpoint(out / "checkpoints" / "interrupted.ckpt")
+            raise KeyboardInterrupt
         if not trainer.is_global_zero:
             return {}
         encoder_path = _write_atomic(out / "encoder.pt",

@@ -141,12 +141,35 @@ class Run:
                             experiment_name=self.client.get_experiment(self.experiment_id).name)
 
 
+def is_secondary_process() -> bool:
+    """True in the processes Lightning's DDP launcher starts for ranks other than 0: they train,
+    but only rank 0 writes to MLflow and to artifacts."""
+    return any(int(os.environ.get(var, "0") or 0) > 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+class _SilentRun:
+    """Stands in for a Run on secondary DDP processes: logs nothing."""
+
+    run_id = None
+    uri = None
+
+    def log_metrics(self, *args, **kwargs) -> None: ...
+    def set_tags(self, *args, **kwargs) -> None: ...
+    def log_artifact(self, *args, **kwargs) -> None: ...
+
+    def lightning_logger(self):
+        return False
+
+
 @contextlib.contextmanager
 def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
               upstream_run_id: str | None = None) -> Iterator[Run]:
     """One MLflow run for one stage: the flattened spec as params; tags for the spec hash, git
     commit, stage and upstream run; the spec file as an artifact. Ends FINISHED, FAILED (with the
     error as a tag) or KILLED (Ctrl-C): never left RUNNING."""
+    if is_secondary_process():
+        yield _SilentRun()  # type: ignore[misc]
+        return
     uri = tracking_uri(spec)
     try:
         client, experiment_id = open_store(uri, experiment_name(spec))

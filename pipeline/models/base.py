@@ -43,8 +43,10 @@ class SelfSupervised(pl.LightningModule):
         loss, features = self.ssl_step(self.to_float(images))
         probe_loss = F.cross_entropy(self.online_probe(features.detach()), labels)
         batch_size = len(labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
-        self.log("train/online_probe_loss", probe_loss, on_epoch=True, on_step=False, batch_size=batch_size)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size,
+                 sync_dist=True)
+        self.log("train/online_probe_loss", probe_loss, on_epoch=True, on_step=False, batch_size=batch_size,
+                 sync_dist=True)
         return loss + probe_loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

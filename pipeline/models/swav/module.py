@@ -74,7 +74,7 @@ class SwAV(SelfSupervised):
             loss = self.criterion(large_scores, small_scores, queue_scores)
         if self._trainer is not None:
             self.log("train/prototypes_used", prototype_usage(large_scores[0].detach()),
-                     on_step=False, on_epoch=True, batch_size=batch)
+                     on_step=False, on_epoch=True, batch_size=batch, sync_dist=True)
         return loss, features[:batch]
 
     @torch.no_grad()

@@ -1,0 +1,49 @@
+"""The same spec past one process: DDP on CPU (gloo), one MLflow run, rank 0 writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.data.fetch import fetch_dataset
+from pipeline.data.registry import FASHION_MNIST
+from tests.conftest import needs_fashion_mnist
+
+pytestmark = [pytest.mark.slow, needs_fashion_mnist]
+
+SPEC = """\
+name: ddp
+data: {train_subset: 512, batch_size: 64}
+model:
+  kind: swav
+  prototypes: 10
+  projection_hidden_dim: 32
+  projection_dim: 16
+  freeze_prototypes_steps: 0
+  backbone: {widths: [8, 16]}
+  multicrop: {small_crops: 1}
+train: {max_epochs: 2, strategy: ddp, devices: 2, accelerator: cpu}
+"""
+
+
+def test_ddp_on_two_cpu_processes_makes_one_run(project: Path):
+    fetch_dataset(FASHION_MNIST, root=project / "data")
+    spec = project / "specs" / "ddp.yaml"
+    spec.write_text(SPEC)
+    result = subprocess.run([sys.executable, "-m", "pipeline", "pretrain", str(spec)],
+                            env={**os.environ, "PIPELINE_ROOT": str(project)},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in result.stderr  # two processes really trained
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "train/loss_epoch")) == 2
+    # 512 images, batch 64 per process, 2 processes: 4 steps an epoch.
+    assert run.data.metrics["images_per_s"] > 0
+    assert (project / "artifacts" / "ddp" / "pretrain" / "encoder.pt").is_file()
