@@ -144,7 +144,8 @@ class Run:
 def is_secondary_process() -> bool:
     """True in the processes Lightning's DDP launcher starts for ranks other than 0: they train,
     but only rank 0 writes to MLflow and to artifacts."""
-    return any(int(os.environ.get(var, "0") or 0) > 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return any(int(os.environ.get(var, "0") or 0) > 0 for var in ranks)
 
 
 class _SilentRun:
