@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import time
 import warnings
 from pathlib import Path
@@ -217,7 +218,7 @@ def _encoders(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_class
     try:
         state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
         trained.load_state_dict(state)
-    except (OSError, RuntimeError, EOFError) as err:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise PipelineError(f"{folder / 'encoder.pt'} is unreadable ({err}): "
                             f"{_pretrain_hint(spec)}") from None
     return trained, initial

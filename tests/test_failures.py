@@ -70,6 +70,15 @@ def test_an_exception_ends_the_run_failed_and_keeps_earlier_results(fmnist: Path
     assert encoder.read_bytes() == before
 
 
+def test_an_unreadable_encoder_is_a_clear_error(fmnist: Path):
+    spec = load_text(TINY.format(name="torn", epochs=1))
+    stages.pretrain(spec)
+    encoder = fmnist / "artifacts" / "torn" / "pretrain" / "encoder.pt"
+    encoder.write_bytes(encoder.read_bytes()[:200])
+    with pytest.raises(PipelineError, match=r"encoder.pt is unreadable .*pipeline pretrain specs/torn.yaml"):
+        stages.evaluate(spec)
+
+
 def test_a_nan_loss_stops_training_naming_the_step(fmnist: Path, monkeypatch):
     spec = load_text(TINY.format(name="nan", epochs=3))
     real_step = SwAV.ssl_step
