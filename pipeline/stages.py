@@ -94,6 +94,19 @@ def build_trainer(spec: ExperimentSpec, **overrides):
     return pl.Trainer(**options)
 
 
+def _checkpointing(spec: ExperimentSpec, folder: Path):
+    """Checkpoints (Lightning writes each one atomically) every N steps or every epoch, always
+    with `last.ckpt` beside them."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    every = spec.train.checkpoint_every_n_steps
+    if every:
+        return ModelCheckpoint(dirpath=folder, filename="step{step:07d}", every_n_train_steps=every,
+                               auto_insert_metric_name=False, save_last=True)
+    return ModelCheckpoint(dirpath=folder, filename="epoch{epoch:03d}", auto_insert_metric_name=False,
+                           save_last=True)
+
+
 def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     """Train the spec's model self-supervised; write the encoder weights and the spec that made
     them to artifacts/<name>/pretrain/, metrics to metrics/<name>/pretrain.json."""
@@ -102,7 +115,6 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     import torch
     from pytorch_lightning.callbacks import (
         LearningRateMonitor,
-        ModelCheckpoint,
         TQDMProgressBar,
     )
 
@@ -123,8 +135,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
         interrupt = GracefulInterrupt()
         callbacks = [
             interrupt,
-            ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch:03d}",
-                            auto_insert_metric_name=False, save_last=True),
+            _checkpointing(spec, out / "checkpoints"),
             # An error mid-training keeps what was learnt so far.
             CheckpointOnException(out / "checkpoints"),
             FiniteLoss(),

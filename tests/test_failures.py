@@ -70,6 +70,15 @@ def test_an_exception_ends_the_run_failed_and_keeps_earlier_results(fmnist: Path
     assert encoder.read_bytes() == before
 
 
+def test_checkpoints_every_n_steps(fmnist: Path):
+    spec = load_text(TINY.format(name="steps", epochs=2), overrides=("train.checkpoint_every_n_steps=3",))
+    stages.pretrain(spec)  # 256 images, batch 64: 4 steps an epoch, 8 in all
+    folder = fmnist / "artifacts" / "steps" / "pretrain" / "checkpoints"
+    assert sorted(p.name for p in folder.glob("step*.ckpt")) == ["step0000006.ckpt"]
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 6  # the last multiple of 3
+
+
 def test_an_unreadable_encoder_is_a_clear_error(fmnist: Path):
     spec = load_text(TINY.format(name="torn", epochs=1))
     stages.pretrain(spec)

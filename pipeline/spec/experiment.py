@@ -47,6 +47,10 @@ class TrainSpec(Strict):
     num_nodes: int = Field(1, gt=0)
     deterministic: bool = True
     log_every_n_steps: int = Field(10, gt=0)
+    checkpoint_every_n_steps: int | None = Field(
+        None, gt=0,
+        description="Write checkpoints/last.ckpt every N optimizer steps; null: at each epoch end.",
+    )
 
 
 class LinearProbeSpec(Strict):
