@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from pipeline.data.datamodule import Splits
+from pipeline.data.fetch import fetch_dataset
+from pipeline.data.registry import FASHION_MNIST
 
 ROOT = Path(__file__).resolve().parent.parent
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -48,3 +50,28 @@ needs_fashion_mnist = pytest.mark.skipif(
     not fashion_mnist_available(),
     reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist; make test does it)",
 )
+
+
+def tiny_spec(name: str, images: int = 256, **train) -> str:
+    """A SwAV spec small enough to train for real in seconds on a CPU."""
+    train = {"max_epochs": 1, **train}
+    return (
+        f"name: {name}\n"
+        f"data: {{train_subset: {images}, batch_size: 64}}\n"
+        "model:\n"
+        "  kind: swav\n"
+        "  prototypes: 10\n"
+        "  projection_hidden_dim: 32\n"
+        "  projection_dim: 16\n"
+        "  freeze_prototypes_steps: 0\n"
+        "  backbone: {widths: [8, 16]}\n"
+        "  multicrop: {small_crops: 1}\n"
+        f"train: {{{', '.join(f'{k}: {v}' for k, v in train.items())}}}\n"
+    )
+
+
+@pytest.fixture
+def fmnist(project: Path) -> Path:
+    """A project whose data/ holds the real Fashion-MNIST."""
+    fetch_dataset(FASHION_MNIST, root=project / "data")
+    return project

@@ -15,35 +15,12 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from pipeline import stages
-from pipeline.data.fetch import fetch_dataset
-from pipeline.data.registry import FASHION_MNIST
 from pipeline.errors import PipelineError
 from pipeline.models.swav.module import SwAV
 from pipeline.spec.load import load_text
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import needs_fashion_mnist, tiny_spec
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
-
-TINY = """\
-name: {name}
-data: {{train_subset: 256, batch_size: 64}}
-model:
-  kind: swav
-  prototypes: 10
-  projection_hidden_dim: 32
-  projection_dim: 16
-  freeze_prototypes_steps: 0
-  backbone: {{widths: [8, 16]}}
-  multicrop: {{small_crops: 1}}
-train: {{max_epochs: {epochs}}}
-"""
-
-
-@pytest.fixture
-def fmnist(project: Path) -> Path:
-    fetch_dataset(FASHION_MNIST, root=project / "data")
-    return project
-
 
 def runs(project: Path, name: str):
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
@@ -52,7 +29,7 @@ def runs(project: Path, name: str):
 
 
 def test_an_exception_ends_the_run_failed_and_keeps_earlier_results(fmnist: Path, monkeypatch):
-    spec = load_text(TINY.format(name="boom", epochs=1))
+    spec = load_text(tiny_spec("boom"))
     stages.pretrain(spec)
     encoder = fmnist / "artifacts" / "boom" / "pretrain" / "encoder.pt"
     before = encoder.read_bytes()
@@ -71,7 +48,7 @@ def test_an_exception_ends_the_run_failed_and_keeps_earlier_results(fmnist: Path
 
 
 def test_checkpoints_every_n_steps(fmnist: Path):
-    spec = load_text(TINY.format(name="steps", epochs=2), overrides=("train.checkpoint_every_n_steps=3",))
+    spec = load_text(tiny_spec("steps", max_epochs=2, checkpoint_every_n_steps=3))
     stages.pretrain(spec)  # 256 images, batch 64: 4 steps an epoch, 8 in all
     folder = fmnist / "artifacts" / "steps" / "pretrain" / "checkpoints"
     assert sorted(p.name for p in folder.glob("step*.ckpt")) == ["step0000006.ckpt"]
@@ -80,7 +57,7 @@ def test_checkpoints_every_n_steps(fmnist: Path):
 
 
 def test_an_unreadable_encoder_is_a_clear_error(fmnist: Path):
-    spec = load_text(TINY.format(name="torn", epochs=1))
+    spec = load_text(tiny_spec("torn"))
     stages.pretrain(spec)
     encoder = fmnist / "artifacts" / "torn" / "pretrain" / "encoder.pt"
     encoder.write_bytes(encoder.read_bytes()[:200])
@@ -89,7 +66,7 @@ def test_an_unreadable_encoder_is_a_clear_error(fmnist: Path):
 
 
 def test_a_nan_loss_stops_training_naming_the_step(fmnist: Path, monkeypatch):
-    spec = load_text(TINY.format(name="nan", epochs=3))
+    spec = load_text(tiny_spec("nan", max_epochs=3))
     real_step = SwAV.ssl_step
 
     def poisoned(self, images):
@@ -105,7 +82,7 @@ def test_a_nan_loss_stops_training_naming_the_step(fmnist: Path, monkeypatch):
 
 def test_ctrl_c_ends_the_run_killed_with_a_checkpoint(fmnist: Path):
     spec_path = fmnist / "specs" / "long.yaml"
-    spec_path.write_text(TINY.format(name="long", epochs=500))
+    spec_path.write_text(tiny_spec("long", max_epochs=500))
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "pretrain", str(spec_path)],
                                env={**os.environ, "PIPELINE_ROOT": str(fmnist)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

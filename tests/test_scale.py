@@ -10,31 +10,14 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.data.fetch import fetch_dataset
-from pipeline.data.registry import FASHION_MNIST
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import needs_fashion_mnist, tiny_spec
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
-SPEC = """\
-name: ddp
-data: {train_subset: 512, batch_size: 64}
-model:
-  kind: swav
-  prototypes: 10
-  projection_hidden_dim: 32
-  projection_dim: 16
-  freeze_prototypes_steps: 0
-  backbone: {widths: [8, 16]}
-  multicrop: {small_crops: 1}
-train: {max_epochs: 2, strategy: ddp, devices: 2, accelerator: cpu}
-"""
-
-
-def test_ddp_on_two_cpu_processes_makes_one_run(project: Path):
-    fetch_dataset(FASHION_MNIST, root=project / "data")
+def test_ddp_on_two_cpu_processes_makes_one_run(fmnist: Path):
+    project = fmnist
     spec = project / "specs" / "ddp.yaml"
-    spec.write_text(SPEC)
+    spec.write_text(tiny_spec("ddp", images=512, max_epochs=2, strategy="ddp", devices=2, accelerator="cpu"))
     result = subprocess.run([sys.executable, "-m", "pipeline", "pretrain", str(spec)],
                             env={**os.environ, "PIPELINE_ROOT": str(project)},
                             capture_output=True, text=True, timeout=600)
