@@ -106,11 +106,17 @@ def fetch(
 
 
 @app.command()
-def pretrain(spec: SpecArg, set_: SetOpt = None) -> None:
+def pretrain(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the unfinished run of this spec from its last checkpoint.")
+    ] = False,
+) -> None:
     """Self-supervised pretraining: writes artifacts/<name>/pretrain/ and one MLflow run."""
     from pipeline import stages
 
-    stages.pretrain(_load(spec, set_), spec)
+    stages.pretrain(_load(spec, set_), spec, resume=resume)
 
 
 @app.command()

@@ -107,9 +107,29 @@ def _checkpointing(spec: ExperimentSpec, folder: Path):
                            save_last=True)
 
 
-def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
+def _resume_point(spec: ExperimentSpec, out: Path) -> tuple[str, Path]:
+    """(MLflow run id, checkpoint) of the unfinished pretraining to continue; a clear error when
+    there is none or it was made by another configuration."""
+    fresh = f"run `pipeline pretrain specs/{spec.name}.yaml` without --resume"
+    record = _read_json(out / "run.json", f"nothing to resume: {fresh}")
+    if record.get("spec_hash") != spec_hash(spec):
+        raise PipelineError(f"{out} was made by another configuration (spec hash "
+                            f"{record.get('spec_hash')}, now {spec_hash(spec)}): {fresh}")
+    if record.get("finished"):
+        raise PipelineError(f"the pretraining in {out} finished: nothing to resume")
+    # last.ckpt ends an epoch (or a checkpoint_every_n_steps interval): resuming from it
+    # repeats the uninterrupted run exactly. interrupted.ckpt (Ctrl-C mid-epoch) is the fallback.
+    for name in ("last.ckpt", "interrupted.ckpt"):
+        if (out / "checkpoints" / name).is_file():
+            return record["run_id"], out / "checkpoints" / name
+    raise PipelineError(f"no checkpoint in {out / 'checkpoints'} to resume from: {fresh}")
+
+
+def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool = False) -> dict:
     """Train the spec's model self-supervised; write the encoder weights and the spec that made
-    them to artifacts/<name>/pretrain/, metrics to metrics/<name>/pretrain.json."""
+    them to artifacts/<name>/pretrain/, metrics to metrics/<name>/pretrain.json. With `resume`,
+    continue the unfinished run of the same spec from its last checkpoint, in the same MLflow
+    run."""
     _setup_logging()
     import pytorch_lightning as pl
     import torch
@@ -119,18 +139,22 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     )
 
     from pipeline import plots, tracking
-    from pipeline.callbacks import CheckpointOnException, FiniteLoss, GracefulInterrupt
+    from pipeline.callbacks import CheckpointOnException, FiniteLoss, GracefulInterrupt, RngState
     from pipeline.data.datamodule import ImageDataModule, load_splits
 
     out = paths.artifacts_dir(spec.name) / "pretrain"
     metrics_path = paths.metrics_dir(spec.name) / "pretrain.json"
+    resume_run_id, checkpoint = _resume_point(spec, out) if resume else (None, None)
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     splits = load_splits(spec.data, spec.seed)
     data = ImageDataModule(spec.data, spec.seed, splits)
     model = _build_model(spec, splits.image_shape, len(splits.classes))
     out.mkdir(parents=True, exist_ok=True)
 
-    with tracking.stage_run(spec, "pretrain", spec_path) as run:
+    with tracking.stage_run(spec, "pretrain", spec_path, resume_run_id=resume_run_id) as run:
+        if run.run_id is not None:
+            _write_json(out / "run.json", {"run_id": run.run_id, "spec_hash": spec_hash(spec),
+                                           "tracking_uri": run.uri, "finished": False})
         logger = run.lightning_logger()
         interrupt = GracefulInterrupt()
         callbacks = [
@@ -139,16 +163,18 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
             # An error mid-training keeps what was learnt so far.
             CheckpointOnException(out / "checkpoints"),
             FiniteLoss(),
+            RngState(),
             TQDMProgressBar(refresh_rate=10),
         ]
         if logger:  # secondary DDP processes log nothing
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         trainer = build_trainer(spec, logger=logger, callbacks=callbacks, default_root_dir=out)
-        log.info("pretrain %s: %s on %d images, %d epochs; MLflow run %s", spec.name,
-                 spec.model.kind, len(splits.train[1]), spec.train.max_epochs, run.run_id)
+        log.info("pretrain %s: %s on %d images, %d epochs; MLflow run %s%s", spec.name,
+                 spec.model.kind, len(splits.train[1]), spec.train.max_epochs, run.run_id,
+                 f"; resuming from {checkpoint}" if checkpoint else "")
         started = time.perf_counter()
         try:
-            trainer.fit(model, datamodule=data)
+            trainer.fit(model, datamodule=data, ckpt_path=checkpoint)
         except SystemExit:
             # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1).
             if trainer.interrupted:
@@ -181,7 +207,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
         run.set_tags(diagnostics)
         result.update(diagnostics)
         _write_json(out / "run.json", {"run_id": run.run_id, "spec_hash": spec_hash(spec),
-                                       "tracking_uri": run.uri})
+                                       "tracking_uri": run.uri, "finished": True})
         _write_json(metrics_path, result)
         history = {
             name: [(m.step, m.value) for m in run.client.get_metric_history(run.run_id, name)]
@@ -209,6 +235,9 @@ def _upstream_run(spec: ExperimentSpec) -> str:
 
     folder = paths.artifacts_dir(spec.name) / "pretrain"
     upstream = _read_json(folder / "run.json", _pretrain_hint(spec))
+    if not upstream.get("finished"):
+        raise PipelineError(f"the pretraining in {folder} did not finish: continue it with "
+                            f"`pipeline pretrain specs/{spec.name}.yaml --resume`")
     made_by = yaml.safe_load((folder / "spec.yaml").read_text()) if (folder / "spec.yaml").exists() else {}
     if made_by.get("model") != spec.model.model_dump(mode="json"):
         raise PipelineError(f"{folder} holds an encoder made by a different model section than "

@@ -164,10 +164,11 @@ class _SilentRun:
 
 @contextlib.contextmanager
 def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
-              upstream_run_id: str | None = None) -> Iterator[Run]:
+              upstream_run_id: str | None = None, resume_run_id: str | None = None) -> Iterator[Run]:
     """One MLflow run for one stage: the flattened spec as params; tags for the spec hash, git
     commit, stage and upstream run; the spec file as an artifact. Ends FINISHED, FAILED (with the
-    error as a tag) or KILLED (Ctrl-C): never left RUNNING."""
+    error as a tag) or KILLED (Ctrl-C): never left RUNNING. With `resume_run_id`, that run is
+    reopened and continued instead."""
     if is_secondary_process():
         yield _SilentRun()  # type: ignore[misc]
         return
@@ -192,13 +193,24 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
     if upstream_run_id:
         tags["upstream_run_id"] = upstream_run_id
         tags["mlflow.note.content"] = f"Uses the encoder of pretraining run {upstream_run_id}."
-    created = client.create_run(experiment_id, tags=tags)
-    run = Run(client, created.info.run_id, experiment_id, uri)
-    params = [Param(k, v[:PARAM_LIMIT]) for k, v in flatten(spec).items()]
-    for start in range(0, len(params), 100):
-        client.log_batch(run.run_id, params=params[start:start + 100])
-    if spec_path is not None and Path(spec_path).is_file():
-        run.log_artifact(Path(spec_path), "spec")
+    if resume_run_id:
+        try:
+            client.update_run(resume_run_id, status="RUNNING")
+        except mlflow.exceptions.MlflowException as err:
+            raise PipelineError(f"cannot resume MLflow run {resume_run_id}: {err}") from None
+        run = Run(client, resume_run_id, experiment_id, uri)
+        run.set_tags({"resumed": "true", "git_commit_at_resume": commit})
+    else:
+        created = client.create_run(experiment_id, tags=tags)
+        run = Run(client, created.info.run_id, experiment_id, uri)
+        params = [Param(k, v[:PARAM_LIMIT]) for k, v in flatten(spec).items()]
+        for start in range(0, len(params), 100):
+            client.log_batch(run.run_id, params=params[start:start + 100])
+        if spec_path is not None and Path(spec_path).is_file():
+            run.log_artifact(Path(spec_path), "spec")
+    # MLflow's set_tracking_uri (Lightning's logger calls it) exports MLFLOW_TRACKING_URI to the
+    # whole process and its children: put it back, so one stage's store never leaks into the next.
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         yield run
     except KeyboardInterrupt:
@@ -211,6 +223,11 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
             run.set_tags({"error": f"{type(err).__name__}: {err}"[:5000]})
         client.set_terminated(run.run_id, "FAILED")
         raise
+    finally:
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
     client.set_terminated(run.run_id, "FINISHED")
 
 

@@ -59,3 +59,10 @@ def test_concurrent_processes_lose_no_metric(project: Path):
     for run in runs:
         for key in ("a", "b"):
             assert len(client.get_metric_history(run.info.run_id, key)) == 100
+
+
+def test_a_stage_leaves_no_tracking_uri_behind(project: Path):
+    spec = load_text(SPEC.format(name="leak"))
+    with tracking.stage_run(spec, "pretrain", None) as run:
+        run.lightning_logger().experiment  # noqa: B018 - Lightning's logger exports the URI
+    assert "MLFLOW_TRACKING_URI" not in os.environ

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from pipeline.data import fashion_mnist
 from pipeline.data.fetch import require_dataset
@@ -78,6 +78,23 @@ class TensorBatches(Dataset):
         return self.images[index], self.labels[index]
 
 
+class EpochShuffle(RandomSampler):
+    """A permutation that depends only on (seed, epoch), not on how many epochs this process
+    has run: a resumed run sees the same order as an uninterrupted one. Lightning calls
+    `set_epoch`; under DDP it swaps in a DistributedSampler, whose order is seeded the same way."""
+
+    def __init__(self, data_source: Dataset, seed: int):
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
+
+
 def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch
 
@@ -93,16 +110,15 @@ class ImageDataModule(pl.LightningDataModule):
             self.splits = load_splits(self.spec, self.seed)
 
     def _loader(self, split: tuple[torch.Tensor, torch.Tensor], train: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        dataset = TensorBatches(*split)
         return DataLoader(
-            TensorBatches(*split),
+            dataset,
             batch_size=self.spec.batch_size,
-            shuffle=train,
+            sampler=EpochShuffle(dataset, self.seed) if train else None,
             drop_last=train and len(split[1]) >= self.spec.batch_size,
             num_workers=self.spec.num_workers,
             persistent_workers=self.spec.num_workers > 0,
             collate_fn=_as_batch,
-            generator=generator,
         )
 
     def train_dataloader(self) -> DataLoader:

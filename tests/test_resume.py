@@ -1,0 +1,92 @@
+"""A pretraining killed with SIGKILL is continued by `pipeline pretrain --resume`: same MLflow
+run, every epoch metric once, and the same final weights as a run that was never killed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from pipeline.data.fetch import fetch_dataset
+from pipeline.data.registry import FASHION_MNIST
+from tests.conftest import needs_fashion_mnist, tiny_spec
+
+pytestmark = [pytest.mark.slow, needs_fashion_mnist]
+EPOCHS = 12
+
+
+def pipeline(root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=root,
+                            env={**os.environ, "PIPELINE_ROOT": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return stderr
+
+
+def new_project(root: Path) -> Path:
+    (root / "specs").mkdir(parents=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    fetch_dataset(FASHION_MNIST, root=root / "data")
+    (root / "specs" / "resume.yaml").write_text(tiny_spec("resume", images=512, max_epochs=EPOCHS))
+    return root
+
+
+def epoch_history(root: Path) -> tuple[str, list[tuple[int, float]]]:
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "train/loss_epoch")
+    return run.info.run_id, sorted((m.step, m.value) for m in history)
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
+    reference = new_project(tmp_path / "reference")
+    finish(pipeline(reference, "pretrain", "specs/resume.yaml"))
+
+    killed = new_project(tmp_path / "killed")
+    process = pipeline(killed, "pretrain", "specs/resume.yaml")
+    checkpoints = killed / "artifacts" / "resume" / "pretrain" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not any(int(re.sub(r"\D", "", p.stem)) >= 3 for p in checkpoints.glob("epoch*.ckpt")):
+        assert process.poll() is None, "finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+
+    evaluate = pipeline(killed, "evaluate", "specs/resume.yaml")
+    _, stderr = evaluate.communicate(timeout=300)
+    assert evaluate.returncode == 1 and "--resume" in stderr
+
+    log = finish(pipeline(killed, "pretrain", "specs/resume.yaml", "--resume"))
+    assert "resuming from" in log
+
+    run_id, resumed = epoch_history(killed)
+    _, uninterrupted = epoch_history(reference)
+    assert [step for step, _ in resumed] == [step for step, _ in uninterrupted]  # each epoch once
+    assert len(resumed) == EPOCHS
+    assert resumed == uninterrupted  # bit for bit
+    assert run_id in (killed / "artifacts" / "resume" / "pretrain" / "run.json").read_text()
+    mine = torch.load(killed / "artifacts" / "resume" / "pretrain" / "encoder.pt", weights_only=True)
+    theirs = torch.load(reference / "artifacts" / "resume" / "pretrain" / "encoder.pt", weights_only=True)
+    for key, value in theirs.items():
+        assert torch.equal(mine[key], value), key
+
+
+def test_resume_without_an_unfinished_run_says_so(fmnist: Path):
+    (fmnist / "specs" / "fresh.yaml").write_text(tiny_spec("fresh"))
+    process = pipeline(fmnist, "pretrain", "specs/fresh.yaml", "--resume")
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and "nothing to resume" in stderr
