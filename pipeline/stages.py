@@ -190,7 +190,10 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
                                      lambda tmp: torch.save(model.encoder.state_dict(), tmp))
         _write_atomic(out / "spec.yaml", lambda tmp: tmp.write_text(dump(spec)))
         steps = trainer.global_step
-        seen = steps * spec.data.batch_size * max(1, trainer.world_size)
+        # Throughput of this process's share of the training (a resumed run did the rest).
+        steps_before = (torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+                        if checkpoint else 0)
+        seen = (steps - steps_before) * spec.data.batch_size * max(1, trainer.world_size)
         final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         result = {
             "run_id": run.run_id,
