@@ -112,11 +112,14 @@ def pretrain(
     resume: Annotated[
         bool, typer.Option(help="Continue the unfinished run of this spec from its last checkpoint.")
     ] = False,
+    auto_resume: Annotated[
+        bool, typer.Option(help="Resume if this spec has an unfinished run, else start afresh (DVC).")
+    ] = False,
 ) -> None:
     """Self-supervised pretraining: writes artifacts/<name>/pretrain/ and one MLflow run."""
     from pipeline import stages
 
-    stages.pretrain(_load(spec, set_), spec, resume=resume)
+    stages.pretrain(_load(spec, set_), spec, resume=resume, auto_resume=auto_resume)
 
 
 @app.command()

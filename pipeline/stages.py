@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -125,11 +126,22 @@ def _resume_point(spec: ExperimentSpec, out: Path) -> tuple[str, Path]:
     raise PipelineError(f"no checkpoint in {out / 'checkpoints'} to resume from: {fresh}")
 
 
-def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool = False) -> dict:
+def _unfinished(spec: ExperimentSpec, out: Path) -> bool:
+    """Whether out/ holds an unfinished pretraining of this very configuration."""
+    try:
+        record = json.loads((out / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return record.get("spec_hash") == spec_hash(spec) and not record.get("finished")
+
+
+def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool = False,
+             auto_resume: bool = False) -> dict:
     """Train the spec's model self-supervised; write the encoder weights and the spec that made
     them to artifacts/<name>/pretrain/, metrics to metrics/<name>/pretrain.json. With `resume`,
     continue the unfinished run of the same spec from its last checkpoint, in the same MLflow
-    run."""
+    run; with `auto_resume`, do so when there is one and start afresh otherwise (the DVC
+    stage's way, so that rerunning a killed stage continues it)."""
     _setup_logging()
     import pytorch_lightning as pl
     import torch
@@ -144,7 +156,12 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
 
     out = paths.artifacts_dir(spec.name) / "pretrain"
     metrics_path = paths.metrics_dir(spec.name) / "pretrain.json"
+    resume = resume or (auto_resume and _unfinished(spec, out))
     resume_run_id, checkpoint = _resume_point(spec, out) if resume else (None, None)
+    if not resume and (out / "checkpoints").is_dir():
+        # A fresh run: checkpoints of an earlier run (maybe of another configuration) must not
+        # be mistaken for this one's.
+        shutil.rmtree(out / "checkpoints")
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     splits = load_splits(spec.data, spec.seed)
     data = ImageDataModule(spec.data, spec.seed, splits)

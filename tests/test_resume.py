@@ -70,7 +70,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
     _, stderr = evaluate.communicate(timeout=300)
     assert evaluate.returncode == 1 and "--resume" in stderr
 
-    log = finish(pipeline(killed, "pretrain", "specs/resume.yaml", "--resume"))
+    # What rerunning the DVC stage does (its command has --auto-resume).
+    log = finish(pipeline(killed, "pretrain", "specs/resume.yaml", "--auto-resume"))
     assert "resuming from" in log
 
     run_id, resumed = epoch_history(killed)
@@ -90,3 +91,7 @@ def test_resume_without_an_unfinished_run_says_so(fmnist: Path):
     process = pipeline(fmnist, "pretrain", "specs/fresh.yaml", "--resume")
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1 and "nothing to resume" in stderr
+    # --auto-resume starts afresh instead; once finished, it starts afresh again.
+    first = finish(pipeline(fmnist, "pretrain", "specs/fresh.yaml", "--auto-resume"))
+    again = finish(pipeline(fmnist, "pretrain", "specs/fresh.yaml", "--auto-resume"))
+    assert "resuming" not in first + again
