@@ -34,7 +34,3 @@ REGISTRY: dict[str, ModelEntry] = {
         summary="SwAV (Caron et al. 2020): online clustering with swapped prediction, multi-crop",
     ),
 }
-
-
-def kind_of(model_spec: BaseModel) -> str:
-    return model_spec.kind  # type: ignore[attr-defined]
