@@ -267,14 +267,15 @@ def _upstream_run(spec: ExperimentSpec) -> str:
 
 def _encoders(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_classes: int):
     """(pretrained encoder, the same encoder as initialised before training)."""
+    import copy
+
     import pytorch_lightning as pl
     import torch
 
     folder = paths.artifacts_dir(spec.name) / "pretrain"
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     initial = _build_model(spec, image_shape, num_classes).encoder
-    pl.seed_everything(spec.seed, workers=True, verbose=False)
-    trained = _build_model(spec, image_shape, num_classes).encoder
+    trained = copy.deepcopy(initial)
     try:
         state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
         trained.load_state_dict(state)

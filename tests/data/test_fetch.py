@@ -107,20 +107,13 @@ def test_local_mirror_from_the_environment_variable(tmp_path: Path, monkeypatch)
     assert load_split(folder, "train")[0].shape == (8, 28, 28)
 
 
-def test_http_download_when_no_mirror_has_it(tmp_path: Path):
+@pytest.mark.parametrize("mirror", ["empty", "stale"], ids=["no-mirror-has-it", "bad-mirror-first"])
+def test_http_download_after_the_mirrors(tmp_path: Path, mirror: str):
     files = write_split(tmp_path / "served", "train", 8)
+    if mirror == "stale":
+        write_split(tmp_path / "stale", "train", 8, seed=1)  # same names, other content
     with Server(tmp_path / "served") as server:
-        folder = fetch_dataset(source_for(files, mirror_dirs=[tmp_path / "empty"],
-                                          base_urls=[server.url]), root=tmp_path / "data")
-    for name, payload in files.items():
-        assert (folder / name).read_bytes() == payload
-
-
-def test_falls_through_a_bad_mirror_to_the_next_source(tmp_path: Path):
-    files = write_split(tmp_path / "served", "train", 8)
-    write_split(tmp_path / "stale", "train", 8, seed=1)  # same names, other content
-    with Server(tmp_path / "served") as server:
-        folder = fetch_dataset(source_for(files, mirror_dirs=[tmp_path / "stale"],
+        folder = fetch_dataset(source_for(files, mirror_dirs=[tmp_path / mirror],
                                           base_urls=[server.url]), root=tmp_path / "data")
     for name, payload in files.items():
         assert (folder / name).read_bytes() == payload
