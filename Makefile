@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test test-fast ui bench lint schema clean
+.PHONY: help setup data browser run test test-fast ui bench lint schema clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,13 +27,17 @@ data: ## Install Debian's Fashion-MNIST package where apt-get can (the fetcher a
 	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -q && apt-get install -y -q dataset-fashion-mnist; fi
 
+browser: ## Install Debian's chromium where apt-get can (the browser test of the MLflow UI drives it)
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && apt-get install -y -q chromium; fi
+
 run: setup data ## Run the quickstart chain through DVC, then print the results and where to look
 	$(BIN)/dvc repro report@quickstart
 	@$(BIN)/pipeline report
 	@echo "Runs, metrics, plots and weights are in MLflow: make ui  (or: $(BIN)/pipeline ui), then open http://127.0.0.1:$(PORT)"
 	@echo "Files: artifacts/quickstart/, metrics/quickstart/, reports/summary.md"
 
-test: setup data ## Run the whole test suite (the end-to-end tests included)
+test: setup data browser ## Run the whole test suite (the end-to-end tests included)
 	$(BIN)/pytest
 
 test-fast: setup ## Run the suite without the slow end-to-end tests

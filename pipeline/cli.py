@@ -158,9 +158,22 @@ def report(
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
-    host: Annotated[str, typer.Option(help="Interface; other than 127.0.0.1 only if asked.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to bind; a non-loopback one needs --expose.")] = "127.0.0.1",
+    expose: Annotated[bool, typer.Option(
+        "--expose", help="Allow binding an interface other networks reach (the UI has no login).")] = False,
 ) -> None:
     """Open the MLflow UI on the project's own store (from any working directory)."""
+    import ipaddress
+
+    from pipeline.errors import PipelineError
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not expose:
+        raise PipelineError(f"--host {host} would serve the runs, unauthenticated, beyond this machine; "
+                            "add --expose if that is meant, or leave --host at 127.0.0.1")
     from pipeline.tracking import serve_ui
 
     serve_ui(host=host, port=port)

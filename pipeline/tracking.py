@@ -236,6 +236,7 @@ def serve_ui(host: str = "127.0.0.1", port: int = 5000) -> None:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--default-artifact-root", paths.default_artifact_root().as_uri(),
                "--host", host, "--port", str(port)]
-    print(f"MLflow UI on http://{host}:{port} (store: {uri}); Ctrl-C stops it", flush=True)
+    print(f"MLflow UI on http://{host}:{port} (store: {uri}); Ctrl-C stops it\n"
+          f"Training runs: http://{host}:{port}/#/experiments?workflowType=machine_learning", flush=True)
     # Become the server: signals reach it (and it stops its workers) as they would `mlflow ui`.
     os.execv(sys.executable, command)

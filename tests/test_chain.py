@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,71 @@ def test_second_repro_does_nothing_and_one_changed_spec_reruns_alone(repo: Path)
     assert ran == {"pretrain@tiny_b", "evaluate@tiny_b", "report@tiny_b"}
     assert len(mlflow_runs(repo, "tiny_a")[2]) == 2
     assert len(mlflow_runs(repo, "tiny_b")[2]) == 4
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file() and not os.environ.get("CI"),
+                    reason="Debian's chromium is not installed (make test installs it where apt-get can)")
+def test_ui_in_a_real_browser_shows_the_runs_the_probe_accuracy_and_the_embedding(repo: Path):
+    """`pipeline ui` on the chain's store, driven in headless Chromium: the experiment lists both
+    runs, the evaluate run's page shows its probe accuracy, and its artifacts show the embedding."""
+    import socket
+    import time
+
+    from playwright.sync_api import expect, sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _, runs, _ = mlflow_runs(repo, "tiny_a")
+    evaluate = runs["evaluate"]
+    accuracy = str(evaluate.data.metrics["linear_probe/encoder"])[:5]  # the UI prints the full value
+    shots = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "reports" / "test-artifacts"))
+    shots.mkdir(parents=True, exist_ok=True)
+
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PIPELINE_ROOT", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.monotonic()
+    server = subprocess.Popen([str(BIN / "pipeline"), "ui", "--port", str(port)], cwd=repo, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            deadline = time.monotonic() + 120
+            while True:  # the server takes a few seconds to come up
+                try:
+                    page.goto(f"{base}/#/experiments/{evaluate.info.experiment_id}/runs?workflowType=machine_learning")
+                    break
+                except Exception:  # connection refused until it listens
+                    assert server.poll() is None, server.stdout.read()
+                    assert time.monotonic() < deadline, "the UI did not answer within 120 s"
+                    time.sleep(0.5)
+            page.get_by_role("link", name="tiny_a/pretrain").wait_for(timeout=60_000)
+            print(f"pipeline ui -> runs table in the browser: {time.monotonic() - started:.1f} s")
+            page.screenshot(path=str(shots / "ui_experiment.png"))
+            expect(page.get_by_role("link", name="tiny_a/evaluate")).to_be_visible()
+
+            page.get_by_role("link", name="tiny_a/evaluate").click()
+            expect(page.get_by_text("linear_probe/encoder", exact=True)).to_be_visible(timeout=30_000)
+            expect(page.get_by_text(evaluate.info.run_id).first).to_be_visible()
+            expect(page.get_by_text(accuracy).first).to_be_visible()
+            page.screenshot(path=str(shots / "ui_run.png"), full_page=True)
+
+            page.get_by_text("Artifacts", exact=True).click()
+            page.get_by_text("embedding.png", exact=True).first.click()
+            image = page.locator("img[src^='blob:']").first
+            expect(image).to_be_visible(timeout=30_000)
+            assert image.evaluate("img => img.complete && img.naturalWidth") > 100  # a real, decoded PNG
+            page.screenshot(path=str(shots / "ui_embedding.png"))
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -116,3 +116,8 @@ def test_ui_serves_the_project_store_on_loopback(project: Path, tmp_path_factory
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and every worker it started
         server.wait(timeout=30)
+
+
+def test_ui_refuses_a_non_loopback_interface_unless_exposed():
+    result = cli("ui", "--host", "0.0.0.0")
+    assert result.returncode == 1 and "--expose" in result.stderr
