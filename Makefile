@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data browser run test test-fast ui bench lint schema clean
+.PHONY: help setup data browser run test test-fast ui bench bench-overhead lint schema clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ ui: setup ## Open the MLflow UI on the project's store at http://127.0.0.1:$(POR
 
 bench: setup data ## SwAV throughput: batched augmentations vs lightly's per-image pipeline
 	$(BIN)/python bench/ssl_throughput.py
+
+bench-overhead: setup data ## What checkpoint writes and MLflow logging cost a training step
+	$(BIN)/python bench/overhead.py
 
 lint: setup ## ruff
 	$(BIN)/ruff check pipeline tests bench

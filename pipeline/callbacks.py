@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 from pipeline.errors import PipelineError
+from pipeline.fsutil import save_torch_atomic
 
 
 class FiniteLoss(pl.Callback):
@@ -40,8 +42,25 @@ class CheckpointOnException(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                      exception: BaseException) -> None:
-        if trainer.global_step > 0:
+        if trainer.global_step == 0:
+            return
+        try:
             trainer.save_checkpoint(self.path)
+        except OSError as err:  # e.g. the disk is full: the error being handled matters more
+            print(f"could not save {self.path} ({err.strerror}); the checkpoints before it are kept",
+                  file=sys.stderr)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's own local writes go through a temporary file in the system's temp folder and
+    then `shutil.move`, which is a copy over the old file whenever that folder is on another
+    filesystem (a tmpfs /tmp): a kill or a full disk during the copy then destroys the last good
+    checkpoint. This writes beside the target and renames, so the old file stays whole."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):  # remote stores: Lightning's way
+            return super().save_checkpoint(checkpoint, path, storage_options=storage_options)
+        save_torch_atomic(checkpoint, Path(path))
 
 
 class GracefulInterrupt(pl.Callback):

@@ -193,3 +193,11 @@ def main() -> None:
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except OSError as err:
+        from pipeline.fsutil import is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        print(f"error: no space left on device writing {err.filename}: free space, then rerun; "
+              "files written before are intact", file=sys.stderr)
+        sys.exit(1)

@@ -3,9 +3,9 @@ under artifacts/<name>/<stage>/ and metrics/<name>/<stage>.json, and logs one ML
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 import pickle
 import shutil
 import time
@@ -14,25 +14,16 @@ from pathlib import Path
 
 from pipeline import paths
 from pipeline.errors import PipelineError
+from pipeline.fsutil import is_disk_full, save_torch_atomic, write_atomic
 from pipeline.spec.experiment import ExperimentSpec, spec_hash
 from pipeline.spec.load import dump
 
 log = logging.getLogger("pipeline")
 
 
-def _write_atomic(path: Path, write) -> Path:
-    """`write(tmp_path)` then rename: a reader (or a killed run) sees the old file or the new
-    one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def _write_json(path: Path, payload: dict) -> Path:
     text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-    return _write_atomic(path, lambda tmp: tmp.write_text(text))
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _read_json(path: Path, hint: str) -> dict:
@@ -76,6 +67,8 @@ def build_trainer(spec: ExperimentSpec, **overrides):
     """A Lightning Trainer configured by the spec's `train` section."""
     import pytorch_lightning as pl
 
+    from pipeline.callbacks import AtomicCheckpointIO
+
     t = spec.train
     options = dict(
         max_epochs=t.max_epochs,
@@ -90,14 +83,15 @@ def build_trainer(spec: ExperimentSpec, **overrides):
         deterministic="warn" if t.deterministic else False,
         log_every_n_steps=t.log_every_n_steps,
         enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
     )
     options.update(overrides)
     return pl.Trainer(**options)
 
 
 def _checkpointing(spec: ExperimentSpec, folder: Path):
-    """Checkpoints (Lightning writes each one atomically) every N steps or every epoch, always
-    with `last.ckpt` beside them."""
+    """Checkpoints every N steps or every epoch, always with `last.ckpt` beside them (each
+    written atomically by AtomicCheckpointIO)."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     every = spec.train.checkpoint_every_n_steps
@@ -135,6 +129,23 @@ def _unfinished(spec: ExperimentSpec, out: Path) -> bool:
     return record.get("spec_hash") == spec_hash(spec) and not record.get("finished")
 
 
+@contextlib.contextmanager
+def _resumable_when_disk_full(spec: ExperimentSpec, spec_path: Path | None, checkpoints: Path):
+    """A full disk mid-training: say which checkpoint survived and how to continue from it."""
+    try:
+        yield
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        command = f"pipeline pretrain {spec_path or f'specs/{spec.name}.yaml'}"
+        if (checkpoints / "last.ckpt").is_file():
+            then = f"the last good checkpoint, {checkpoints / 'last.ckpt'}, is kept; free space, then continue " \
+                   f"with `{command} --resume`"
+        else:
+            then = f"no checkpoint was written yet; free space, then rerun `{command}`"
+        raise PipelineError(f"no space left on device writing {err.filename}: {then}") from err
+
+
 def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool = False,
              auto_resume: bool = False) -> dict:
     """Train the spec's model self-supervised; write the encoder weights and the spec that made
@@ -168,7 +179,8 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     model = _build_model(spec, splits.image_shape, len(splits.classes))
     out.mkdir(parents=True, exist_ok=True)
 
-    with tracking.stage_run(spec, "pretrain", spec_path, resume_run_id=resume_run_id) as run:
+    with (tracking.stage_run(spec, "pretrain", spec_path, resume_run_id=resume_run_id) as run,
+          _resumable_when_disk_full(spec, spec_path, out / "checkpoints")):
         if run.run_id is not None:
             _write_json(out / "run.json", {"run_id": run.run_id, "spec_hash": spec_hash(spec),
                                            "tracking_uri": run.uri, "finished": False})
@@ -203,9 +215,8 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             raise KeyboardInterrupt
         if not trainer.is_global_zero:
             return {}
-        encoder_path = _write_atomic(out / "encoder.pt",
-                                     lambda tmp: torch.save(model.encoder.state_dict(), tmp))
-        _write_atomic(out / "spec.yaml", lambda tmp: tmp.write_text(dump(spec)))
+        encoder_path = save_torch_atomic(model.encoder.state_dict(), out / "encoder.pt")
+        write_atomic(out / "spec.yaml", lambda tmp: tmp.write_text(dump(spec)))
         steps = trainer.global_step
         # Throughput of this process's share of the training (a resumed run did the rest).
         steps_before = (torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
@@ -427,9 +438,9 @@ def report(names: list[str] | None = None) -> str:
               "the same way: the same probe on raw pixels and on the same encoder untrained.\n\n")
     summary = "# Summary\n\n" + header + (_table(list(rows.values())) if rows else "No spec evaluated yet.\n")
     reports = paths.reports_dir()
-    _write_atomic(reports / "summary.md", lambda tmp: tmp.write_text(summary))
+    write_atomic(reports / "summary.md", lambda tmp: tmp.write_text(summary))
     for name in names or []:
         text = f"# {name}\n\n" + header + _table([rows[name]])
-        _write_atomic(reports / f"{name}.md", lambda tmp, text=text: tmp.write_text(text))
+        write_atomic(reports / f"{name}.md", lambda tmp, text=text: tmp.write_text(text))
     print(summary)
     return summary

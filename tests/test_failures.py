@@ -100,3 +100,56 @@ def test_ctrl_c_ends_the_run_killed_with_a_checkpoint(fmnist: Path):
     assert run.info.status == "KILLED"
     state = torch.load(checkpoints / "interrupted.ckpt", map_location="cpu", weights_only=False)
     assert state["global_step"] > 0
+
+
+def _mount_tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_full_disk_while_saving_is_a_clear_error_and_loses_nothing(fmnist: Path):
+    """The artifacts folder on a small real filesystem (tmpfs), filled up while a pretraining
+    writes checkpoints: a clear message, exit 1, the run FAILED, the last checkpoint intact; once
+    space is freed, --resume finishes the run."""
+    artifacts = fmnist / "artifacts"
+    if not _mount_tmpfs(artifacts, "32m"):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        spec_path = fmnist / "specs" / "full.yaml"
+        spec_path.write_text(tiny_spec("full", max_epochs=60, checkpoint_every_n_steps=2))
+        command = [sys.executable, "-m", "pipeline", "pretrain", str(spec_path)]
+        env = {**os.environ, "PIPELINE_ROOT": str(fmnist)}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        checkpoints = artifacts / "full" / "pretrain" / "checkpoints"
+        deadline = time.monotonic() + 180
+        while not (checkpoints / "last.ckpt").is_file():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+            time.sleep(0.1)
+        filler = artifacts / "filler"
+        with filler.open("wb") as sink:  # the disk fills up while training goes on
+            with pytest.raises(OSError):
+                while True:
+                    sink.write(b"\0" * (1 << 16))
+                    sink.flush()
+        _, stderr = process.communicate(timeout=120)
+
+        assert process.returncode == 1, stderr[-3000:]
+        assert "no space left" in stderr.lower() and "--resume" in stderr and "Traceback" not in stderr, stderr[-3000:]
+        [run] = runs(fmnist, "full")
+        assert run.info.status == "FAILED" and "space" in run.data.tags["error"].lower()
+        kept = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+        assert 0 < kept["global_step"] < 60 * 4
+        assert not list(checkpoints.glob("*.tmp*")) and not (artifacts / "full" / "pretrain" / "encoder.pt").exists()
+
+        filler.unlink()
+        resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        [run] = runs(fmnist, "full")
+        assert run.info.status == "FINISHED"
+        assert (artifacts / "full" / "pretrain" / "encoder.pt").is_file()
+    finally:
+        subprocess.run(["umount", "-l", str(artifacts)])
