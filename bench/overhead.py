@@ -22,7 +22,7 @@ import torch
 
 from pipeline import stages, tracking
 from pipeline.callbacks import AtomicCheckpointIO
-from pipeline.data.datamodule import ImageDataModule, load_splits
+from pipeline.data.datamodule import TensorDataModule, load_splits
 from pipeline.spec.load import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +67,8 @@ def run(spec, splits, steps: int, folder: Path, checkpoint_every: int | None, ml
     """(step times past warm-up, share of the training time spent inside checkpoint writes and
     logging calls)."""
     pl.seed_everything(spec.seed, verbose=False)
-    data = ImageDataModule(spec.data, spec.seed, splits)
-    model = stages._build_model(spec, splits.image_shape, len(splits.classes))
+    data = TensorDataModule(spec.data, spec.seed, splits)
+    model = stages._build_model(spec, splits.input_shape, len(splits.classes))
     # The timer comes last, so a step's time includes what the other callbacks do after it.
     timer = StepTimer()
     callbacks = [timer]

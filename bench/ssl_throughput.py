@@ -126,7 +126,7 @@ def main() -> None:
     for name, epoch in (("batched (ours)", batched_epoch),
                         ("per-image (lightly SwaVTransform)", per_image_epoch)):
         pl.seed_everything(spec.seed, verbose=False)
-        model = SwAV(spec.model, spec.train, splits.image_shape, len(splits.classes))
+        model = SwAV(spec.model, spec.train, splits.input_shape, len(splits.classes))
         rates = [epoch(model) for _ in range(args.epochs)]
         results[name] = (float(np.mean(rates)), probe(model, splits))
         print(f"  {name:<36} {results[name][0]:8.1f} images/s   linear probe {results[name][1]:.2%}")

@@ -81,12 +81,16 @@ def schema(
 
 @app.command()
 def models() -> None:
-    """List the registered model kinds."""
+    """List the registered model kinds, the data each takes, and the datasets."""
+    from pipeline.data.registry import DATASETS
     from pipeline.models import REGISTRY
 
-    width = max(len(kind) for kind in REGISTRY)
+    width = max(len(kind) for kind in (*REGISTRY, *DATASETS))
     for kind, entry in sorted(REGISTRY.items()):
-        typer.echo(f"{kind:<{width}}  {entry.summary}")
+        typer.echo(f"{kind:<{width}}  [{', '.join(entry.modalities)}] {entry.summary}")
+    typer.echo("\ndatasets (data.dataset):")
+    for name, source in sorted(DATASETS.items()):
+        typer.echo(f"{name:<{width}}  [{source.modality}] {source.description}")
 
 
 @app.command()

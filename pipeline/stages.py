@@ -57,10 +57,10 @@ def fetch(spec: ExperimentSpec) -> Path:
 # ---------------------------------------------------------------- pretrain
 
 
-def _build_model(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_classes: int):
+def _build_model(spec: ExperimentSpec, input_shape: tuple[int, ...], num_classes: int):
     from pipeline.models import REGISTRY
 
-    return REGISTRY[spec.model.kind].load_class()(spec.model, spec.train, image_shape, num_classes)
+    return REGISTRY[spec.model.kind].load_class()(spec.model, spec.train, input_shape, num_classes)
 
 
 def build_trainer(spec: ExperimentSpec, **overrides):
@@ -163,7 +163,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
 
     from pipeline import plots, tracking
     from pipeline.callbacks import CheckpointOnException, FiniteLoss, GracefulInterrupt, RngState
-    from pipeline.data.datamodule import ImageDataModule, load_splits
+    from pipeline.data.datamodule import TensorDataModule, load_splits
 
     out = paths.artifacts_dir(spec.name) / "pretrain"
     metrics_path = paths.metrics_dir(spec.name) / "pretrain.json"
@@ -175,8 +175,8 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         shutil.rmtree(out / "checkpoints")
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     splits = load_splits(spec.data, spec.seed)
-    data = ImageDataModule(spec.data, spec.seed, splits)
-    model = _build_model(spec, splits.image_shape, len(splits.classes))
+    data = TensorDataModule(spec.data, spec.seed, splits)
+    model = _build_model(spec, splits.input_shape, len(splits.classes))
     out.mkdir(parents=True, exist_ok=True)
 
     with (tracking.stage_run(spec, "pretrain", spec_path, resume_run_id=resume_run_id) as run,
@@ -198,7 +198,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         if logger:  # secondary DDP processes log nothing
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         trainer = build_trainer(spec, logger=logger, callbacks=callbacks, default_root_dir=out)
-        log.info("pretrain %s: %s on %d images, %d epochs; MLflow run %s%s", spec.name,
+        log.info("pretrain %s: %s on %d examples, %d epochs; MLflow run %s%s", spec.name,
                  spec.model.kind, len(splits.train[1]), spec.train.max_epochs, run.run_id,
                  f"; resuming from {checkpoint}" if checkpoint else "")
         started = time.perf_counter()
@@ -229,26 +229,26 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             "epochs": trainer.current_epoch,
             "steps": steps,
             "wall_time_s": round(wall, 1),
-            "images_per_s": round(seen / wall, 1) if wall else 0.0,
+            "examples_per_s": round(seen / wall, 1) if wall else 0.0,
             "train_loss": final.get("train/loss_epoch"),
             "online_probe_acc": final.get("val/online_probe_acc"),
         }
-        run.log_metrics({"wall_time_s": result["wall_time_s"], "images_per_s": result["images_per_s"]})
+        run.log_metrics({"wall_time_s": result["wall_time_s"], "examples_per_s": result["examples_per_s"]})
         diagnostics = model.diagnostics()
         run.set_tags(diagnostics)
         result.update(diagnostics)
         _write_json(out / "run.json", {"run_id": run.run_id, "spec_hash": spec_hash(spec),
                                        "tracking_uri": run.uri, "finished": True})
         _write_json(metrics_path, result)
-        history = {
-            name: [(m.step, m.value) for m in run.client.get_metric_history(run.run_id, name)]
-            for name in ("train/loss_epoch", "val/online_probe_acc", "train/prototypes_used")
-        }
-        curve = plots.curves(history, f"{spec.name}: pretraining", "step", out / "training_curves.png")
-        for path in (encoder_path, out / "spec.yaml", metrics_path, curve):
+        figures = []
+        for stem, (title, names) in model.plot_groups().items():
+            history = {name: [(m.step, m.value) for m in run.client.get_metric_history(run.run_id, name)]
+                       for name in names}
+            figures.append(plots.curves(history, f"{spec.name}: {title}", "step", out / f"{stem}.png"))
+        for path in (encoder_path, out / "spec.yaml", metrics_path, *figures):
             run.log_artifact(path)
-    log.info("pretrain %s: done in %.0f s (%.0f images/s); encoder in %s", spec.name, wall,
-             result["images_per_s"], encoder_path)
+    log.info("pretrain %s: done in %.0f s (%.0f examples/s); encoder in %s", spec.name, wall,
+             result["examples_per_s"], encoder_path)
     return result
 
 
@@ -276,7 +276,7 @@ def _upstream_run(spec: ExperimentSpec) -> str:
     return upstream["run_id"]
 
 
-def _encoders(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_classes: int):
+def _encoders(spec: ExperimentSpec, input_shape: tuple[int, ...], num_classes: int):
     """(pretrained encoder, the same encoder as initialised before training)."""
     import copy
 
@@ -285,7 +285,7 @@ def _encoders(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_class
 
     folder = paths.artifacts_dir(spec.name) / "pretrain"
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    initial = _build_model(spec, image_shape, num_classes).encoder
+    initial = _build_model(spec, input_shape, num_classes).encoder
     trained = copy.deepcopy(initial)
     try:
         state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
@@ -298,13 +298,14 @@ def _encoders(spec: ExperimentSpec, image_shape: tuple[int, int, int], num_class
 
 def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     """Every downstream task of the spec on the pretrained encoder, each next to its baselines
-    computed the same way in the same run: raw pixels and the untrained encoder."""
+    computed the same way in the same run: the raw input (pixels, or the signal) and the
+    untrained encoder."""
     _setup_logging()
     import torch
 
     from pipeline import plots, tracking
     from pipeline.data.datamodule import load_splits
-    from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_pixels
+    from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_input
 
     started = time.perf_counter()
     upstream_id = _upstream_run(spec)
@@ -312,18 +313,18 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}),
                          spec.seed)
     num_classes = len(splits.classes)
-    trained, initial = _encoders(spec, splits.image_shape, num_classes)
+    trained, initial = _encoders(spec, splits.input_shape, num_classes)
     out = paths.artifacts_dir(spec.name) / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() and spec.train.accelerator in ("auto", "gpu") else "cpu"
 
     with tracking.stage_run(spec, "evaluate", spec_path, upstream_run_id=upstream_id) as run:
-        log.info("evaluate %s: features of %d train / %d val / %d test images; MLflow run %s",
+        log.info("evaluate %s: features of %d train / %d val / %d test examples; MLflow run %s",
                  spec.name, len(splits.train[1]), len(splits.val[1]), len(splits.test[1]), run.run_id)
         feature_sets = {
             "encoder": {n: extract_features(trained, s[0], device=device) for n, s in _named(splits)},
             "random_encoder": {n: extract_features(initial, s[0], device=device) for n, s in _named(splits)},
-            "raw_pixels": {n: raw_pixels(s[0]) for n, s in _named(splits)},
+            "raw_input": {n: raw_input(s[0]) for n, s in _named(splits)},
         }
         labels = {n: s[1] for n, s in _named(splits)}
         results: dict[str, dict[str, float]] = {}
@@ -355,7 +356,7 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
         artifacts.append(_embedding_plot(spec, feature_sets, test_labels, splits.classes, out))
         wall = time.perf_counter() - started
         result = {"run_id": run.run_id, "pretrain_run_id": upstream_id, "spec_hash": spec_hash(spec),
-                  "model": spec.model.kind, "wall_time_s": round(wall, 1), **results}
+                  "model": spec.model.kind, "dataset": spec.data.dataset, "wall_time_s": round(wall, 1), **results}
         metrics_path = paths.metrics_dir(spec.name) / "evaluate.json"
         _write_json(metrics_path, result)
         run.log_metrics({"wall_time_s": result["wall_time_s"]})
@@ -392,7 +393,7 @@ def _embedding_plot(spec: ExperimentSpec, feature_sets: dict, labels, classes, o
 # ---------------------------------------------------------------- report
 
 
-COLUMNS = ("spec", "model", "linear probe", "kNN", "raw pixels (linear / kNN)",
+COLUMNS = ("spec", "model", "dataset", "linear probe", "kNN", "raw input (linear / kNN)",
            "random encoder (linear / kNN)", "wall time", "MLflow run (evaluate)")
 
 
@@ -405,19 +406,32 @@ def _row(name: str, evaluated: dict, pretrained: dict) -> list[str]:
     return [
         name,
         evaluated.get("model", "?"),
+        evaluated.get("dataset", "?"),
         pct("linear_probe", "encoder"),
         pct("knn", "encoder"),
-        f"{pct('linear_probe', 'raw_pixels')} / {pct('knn', 'raw_pixels')}",
+        f"{pct('linear_probe', 'raw_input')} / {pct('knn', 'raw_input')}",
         f"{pct('linear_probe', 'random_encoder')} / {pct('knn', 'random_encoder')}",
         f"{wall / 60:.1f} min",
         evaluated.get("run_id", "-"),
     ]
 
 
-def _table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+def _table(rows: list[list[str]], columns: tuple[str, ...] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _references(datasets: set[str]) -> str:
+    """Published results on the datasets in the table, for scale (not computed here)."""
+    from pipeline.data.registry import DATASETS
+
+    rows = [[name, r.model, f"{100 * r.accuracy:.0f}%", r.source]
+            for name in sorted(datasets) if name in DATASETS for r in DATASETS[name].references]
+    if not rows:
+        return ""
+    return ("\nPublished reference figures on the same test splits (quoted, not measured here):\n\n"
+            + _table(rows, ("dataset", "model", "test accuracy", "source")))
 
 
 def report(names: list[str] | None = None) -> str:
@@ -428,19 +442,22 @@ def report(names: list[str] | None = None) -> str:
     for name in names or []:
         if name not in evaluated:
             raise PipelineError(f"{name} has not been evaluated yet: run `pipeline evaluate specs/{name}.yaml`")
-    rows = {}
+    rows, datasets = {}, {}
     for name in evaluated:
         folder = metrics_root / name
         ev = _read_json(folder / "evaluate.json", f"run `pipeline evaluate specs/{name}.yaml` again")
         pre = json.loads((folder / "pretrain.json").read_text()) if (folder / "pretrain.json").exists() else {}
         rows[name] = _row(name, ev, pre)
+        datasets[name] = ev.get("dataset", "")
     header = ("Test accuracy on the official test split. Baselines are computed in the same run, "
-              "the same way: the same probe on raw pixels and on the same encoder untrained.\n\n")
+              "the same way: the same probe on the raw input (pixels, or the signal) and on the same "
+              "encoder untrained.\n\n")
     summary = "# Summary\n\n" + header + (_table(list(rows.values())) if rows else "No spec evaluated yet.\n")
+    summary += _references(set(datasets.values()))
     reports = paths.reports_dir()
     write_atomic(reports / "summary.md", lambda tmp: tmp.write_text(summary))
     for name in names or []:
-        text = f"# {name}\n\n" + header + _table([rows[name]])
+        text = f"# {name}\n\n" + header + _table([rows[name]]) + _references({datasets[name]})
         write_atomic(reports / f"{name}.md", lambda tmp, text=text: tmp.write_text(text))
     print(summary)
     return summary

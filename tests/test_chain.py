@@ -47,6 +47,28 @@ downstream:
     k: 5
 """
 
+# CPC of both kinds through the same stages: no special case anywhere in the chain.
+TINY_CPC = {
+    "tiny_cpc_image": """\
+name: tiny_cpc_image
+data: {train_subset: 256, probe_subset: 600, batch_size: 64}
+model: {kind: cpc_image, encoder_widths: [8, 16], context_width: 16, context_layers: 1, offsets: 2}
+train: {max_epochs: 1}
+downstream: [{kind: linear_probe, weight_decays: [0.001], max_iter: 20}, {kind: knn, k: 5}]
+""",
+    "tiny_cpc_sequence": """\
+name: tiny_cpc_sequence
+data: {dataset: mnist1d, batch_size: 64}
+model:
+  kind: cpc_sequence
+  context_dim: 16
+  steps: 2
+  encoder: [{channels: 8, kernel: 4, stride: 4}]
+train: {max_epochs: 1, limit_train_batches: 5}
+downstream: [{kind: linear_probe, weight_decays: [0.001], max_iter: 20}, {kind: knn, k: 5}]
+""",
+}
+
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
 
@@ -67,12 +89,16 @@ def repo(tmp_path_factory) -> Path:
     pipeline_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     for entry in pipeline_yaml["vars"]:
         if "specs" in entry:
-            entry["specs"] = {"tiny_a": {"dataset": "fashion_mnist"}, "tiny_b": {"dataset": "fashion_mnist"}}
+            entry["specs"] = {"tiny_a": {"dataset": "fashion_mnist"}, "tiny_b": {"dataset": "fashion_mnist"},
+                              "tiny_cpc_image": {"dataset": "fashion_mnist"},
+                              "tiny_cpc_sequence": {"dataset": "mnist1d"}}
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline_yaml, sort_keys=False))
     (repo / "specs").mkdir()
     shutil.copy(ROOT / "specs" / "schema.json", repo / "specs")
     for name in ("tiny_a", "tiny_b"):
         (repo / "specs" / f"{name}.yaml").write_text(TINY.format(name=name))
+    for name, text in TINY_CPC.items():
+        (repo / "specs" / f"{name}.yaml").write_text(text)
     sh("git", "init", "-q", cwd=repo)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=repo)
     sh("dvc", "init", "-q", cwd=repo)
@@ -104,8 +130,8 @@ def test_repro_logs_linked_runs_with_params_metrics_tags_and_artifacts(repo: Pat
     assert "train/loss_epoch" in pretrain.data.metrics
     history = client.get_metric_history(pretrain.info.run_id, "train/loss_epoch")
     assert len(history) == 2  # one point per epoch
-    for key in ("linear_probe/encoder", "linear_probe/raw_pixels", "linear_probe/random_encoder",
-                "knn/encoder", "knn/raw_pixels", "knn/random_encoder"):
+    for key in ("linear_probe/encoder", "linear_probe/raw_input", "linear_probe/random_encoder",
+                "knn/encoder", "knn/raw_input", "knn/random_encoder"):
         assert 0 <= evaluate.data.metrics[key] <= 1
     pretrain_files = {a.path for a in client.list_artifacts(pretrain.info.run_id)}
     assert {"encoder.pt", "spec.yaml", "spec", "training_curves.png"} <= pretrain_files
@@ -113,13 +139,34 @@ def test_repro_logs_linked_runs_with_params_metrics_tags_and_artifacts(repo: Pat
     assert {"embedding.png", "confusion_linear_probe.png", "evaluate.json"} <= evaluate_files
 
 
+@pytest.mark.parametrize(("name", "dataset", "plots"), [
+    ("tiny_cpc_image", "fashion_mnist", {"infonce_accuracy.png", "training_curves.png"}),
+    ("tiny_cpc_sequence", "mnist1d", {"infonce_accuracy.png", "training_curves.png"}),
+])
+def test_cpc_chains_to_its_probes_like_any_model(repo: Path, name: str, dataset: str, plots: set[str]):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    assert evaluate.data.tags["upstream_run_id"] == pretrain.info.run_id
+    offsets = [k for k in pretrain.data.metrics if k.startswith("train/infonce_acc_k") and k.endswith("_epoch")]
+    assert len(offsets) == 2
+    assert plots <= {a.path for a in client.list_artifacts(pretrain.info.run_id)}
+    for key in ("encoder", "raw_input", "random_encoder"):
+        assert 0 <= evaluate.data.metrics[f"linear_probe/{key}"] <= 1
+    evaluated = json.loads((repo / "metrics" / name / "evaluate.json").read_text())
+    assert evaluated["dataset"] == dataset
+    report = (repo / "reports" / f"{name}.md").read_text()
+    assert f"| {name} | {evaluated['model']} | {dataset} |" in report
+    assert ("| mnist1d | GRU | 91% |" in report) == (dataset == "mnist1d")  # the published figures
+
+
 def test_outputs_and_report(repo: Path):
     assert (repo / "artifacts" / "tiny_a" / "pretrain" / "encoder.pt").is_file()
     assert (repo / "artifacts" / "tiny_a" / "pretrain" / "checkpoints" / "last.ckpt").is_file()
     evaluated = json.loads((repo / "metrics" / "tiny_a" / "evaluate.json").read_text())
-    assert set(evaluated["linear_probe"]) >= {"encoder", "raw_pixels", "random_encoder"}
+    assert set(evaluated["linear_probe"]) >= {"encoder", "raw_input", "random_encoder"}
     report = (repo / "reports" / "tiny_a.md").read_text()
-    assert "| tiny_a | swav |" in report and evaluated["run_id"] in report
+    assert "| tiny_a | swav | fashion_mnist |" in report and evaluated["run_id"] in report
     metrics = sh("dvc", "metrics", "show", cwd=repo).stdout
     assert "linear_probe.encoder" in metrics and "knn.encoder" in metrics
 

@@ -55,7 +55,11 @@ def test_validate_with_overrides_and_a_missing_file():
 
 def test_models_lists_registered_kinds():
     result = cli("models")
-    assert result.returncode == 0 and result.stdout.startswith("swav  ")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    for kind, takes in (("swav", "[image]"), ("cpc_image", "[image]"), ("cpc_sequence", "[sequence]")):
+        assert any(line.startswith(f"{kind} ") and takes in line for line in lines), result.stdout
+    assert any(line.startswith("mnist1d ") and "[sequence]" in line for line in lines)
 
 
 def test_schema_check():

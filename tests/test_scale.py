@@ -28,5 +28,5 @@ def test_ddp_on_two_cpu_processes_makes_one_run(fmnist: Path):
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "train/loss_epoch")) == 2
     # 512 images, batch 64 per process, 2 processes: 4 steps an epoch.
-    assert run.data.metrics["images_per_s"] > 0
+    assert run.data.metrics["examples_per_s"] > 0
     assert (project / "artifacts" / "ddp" / "pretrain" / "encoder.pt").is_file()

@@ -1,4 +1,5 @@
-"""Datasets as in-memory tensors, split into train/val/test, served in batches."""
+"""Datasets as in-memory tensors, split into train/val/test, served in batches. Any dataset of
+the registry: images or sequences alike, read by the reader its source names."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from pipeline.data import fashion_mnist
 from pipeline.data.fetch import require_dataset
 from pipeline.data.registry import DATASETS
 from pipeline.spec.experiment import DataSpec
 
 
+def as_float(inputs: torch.Tensor) -> torch.Tensor:
+    """Model input: uint8 images scaled to [0, 1]; float data (e.g. standardised signals) as is."""
+    return inputs.float().div_(255) if inputs.dtype == torch.uint8 else inputs.float()
+
+
 @dataclass(frozen=True)
 class Splits:
-    """uint8 images [N, C, H, W] and int64 labels [N] of each split."""
+    """Inputs [N, *input_shape] (uint8 images [N, C, H, W] or float signals [N, C, L]) and int64
+    labels [N] of each split."""
 
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor]
@@ -26,23 +32,16 @@ class Splits:
     classes: tuple[str, ...]
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train[0].shape[1:])  # type: ignore[return-value]
-
-
-def _read(dataset: str, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
-    if dataset == "fashion_mnist":
-        train_x, train_y = fashion_mnist.load_split(folder, "train")
-        test_x, test_y = fashion_mnist.load_split(folder, "t10k")
-        return train_x[:, None], train_y, test_x[:, None], test_y, fashion_mnist.CLASSES
-    raise ValueError(f"no reader for dataset {dataset!r}")
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train[0].shape[1:])
 
 
 def load_splits(spec: DataSpec, seed: int, root: Path | None = None) -> Splits:
     """The official test split; validation carved from the training split by a seeded
     permutation; `train_subset` then keeps that many of the remaining training images."""
-    folder = require_dataset(DATASETS[spec.dataset], root)
-    train_x, train_y, test_x, test_y, classes = _read(spec.dataset, folder)
+    source = DATASETS[spec.dataset]
+    folder = require_dataset(source, root)
+    train_x, train_y, test_x, test_y, classes = source.load_reader()(folder)
     order = np.random.default_rng(seed).permutation(len(train_x))
     n_val = int(round(spec.val_fraction * len(train_x)))
     val_idx, train_idx = order[:n_val], order[n_val:]
@@ -99,7 +98,9 @@ def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, t
     return batch
 
 
-class ImageDataModule(pl.LightningDataModule):
+class TensorDataModule(pl.LightningDataModule):
+    """The splits of the spec's dataset, shuffled per epoch by a (seed, epoch) permutation."""
+
     def __init__(self, spec: DataSpec, seed: int, splits: Splits | None = None):
         super().__init__()
         self.spec, self.seed = spec, seed

@@ -45,3 +45,10 @@ def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     if len(images) != len(labels):
         raise PipelineError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
     return images, labels
+
+
+def read(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(train images uint8 [N, 1, 28, 28], labels, test images, labels, class names)."""
+    train_x, train_y = load_split(folder, "train")
+    test_x, test_y = load_split(folder, "t10k")
+    return train_x[:, None], train_y, test_x[:, None], test_y, CLASSES

@@ -90,21 +90,41 @@ def mirrors_for(source: DatasetSource) -> list[Path]:
     return [Path(f) for f in (*folders, *source.mirror_dirs)]
 
 
+def _valid(folder: Path, source: DatasetSource) -> bool:
+    return all((folder / f.name).is_file() and sha256_of(folder / f.name) == f.sha256 for f in source.files)
+
+
 def fetch_dataset(source: DatasetSource, force: bool = False, root: Path | None = None) -> Path:
-    """All files of a dataset into <root or data/>/<name>/; returns that folder."""
+    """All files of a dataset into <root or data/>/<name>/; returns that folder. A generated
+    dataset is made in a scratch folder that then serves as the first mirror, so what the
+    generator wrote is checked against the same checksums as a download."""
     dest_dir = (root or data_dir()) / source.name
     if force and dest_dir.exists():
         for file in source.files:
             (dest_dir / file.name).unlink(missing_ok=True)
-    try:
-        for file in source.files:
-            fetch_file(file, dest_dir, mirrors_for(source), list(source.base_urls))
-    except PipelineError as err:
-        raise PipelineError(
-            f"{err}\nTo fix: install Debian's dataset package (apt-get install dataset-fashion-mnist), "
-            f"or put the files in a folder and set {source.mirror_env} to it."
-        ) from None
+    generate = source.load_generator()
+    with tempfile.TemporaryDirectory(prefix=f".{source.name}.", dir=_scratch_parent(dest_dir)) as scratch:
+        mirrors = mirrors_for(source)
+        if generate is not None and not _valid(dest_dir, source):
+            try:
+                log.info("%s: generating", source.name)
+                generate(Path(scratch))
+                mirrors.insert(0, Path(scratch))
+            except (OSError, ValueError, PipelineError) as err:
+                log.warning("%s: the generator failed (%s); trying the mirrors", source.name, err)
+        try:
+            for file in source.files:
+                fetch_file(file, dest_dir, mirrors, list(source.base_urls))
+        except PipelineError as err:
+            fixes = [source.fix_hint] if source.fix_hint else []
+            fixes.append(f"put the files in a folder and set {source.mirror_env} to it")
+            raise PipelineError(f"{err}\nTo fix: {', or '.join(fixes)}.") from None
     return dest_dir
+
+
+def _scratch_parent(dest_dir: Path) -> Path:
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    return dest_dir.parent
 
 
 def require_dataset(source: DatasetSource, root: Path | None = None) -> Path:

@@ -5,7 +5,9 @@ Pure data, cheap to import: the spec validates `data.dataset` against these name
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -15,16 +17,49 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A published result on a dataset's test split, shown in reports beside ours."""
+
+    model: str
+    accuracy: float
+    source: str
+
+
+@dataclass(frozen=True)
 class DatasetSource:
     name: str
     description: str
     files: tuple[RemoteFile, ...]
+    reader: str
+    """`module:function` (folder) -> (train inputs, train labels, test inputs, test labels, class
+    names); inputs are arrays [N, *input_shape], uint8 (scaled to [0, 1] when used) or float."""
+    modality: Literal["image", "sequence"]
+    """What a model must take to train on it; each model kind declares the modalities it takes."""
+    input_shape: tuple[int, ...]
+    """One example, channels first: [C, H, W] for images, [C, L] for sequences."""
     mirror_env: str
     """Environment variable naming a local folder that holds the files (tried first)."""
-    mirror_dirs: tuple[str, ...]
+    mirror_dirs: tuple[str, ...] = ()
     """Local folders tried next (e.g. a distribution's data package)."""
-    base_urls: tuple[str, ...]
+    generator: str | None = None
+    """`module:function` (folder) that writes the files: a dataset made by code, not downloaded.
+    What it writes is checked against the same sha256s as a download."""
+    base_urls: tuple[str, ...] = ()
     """Tried last, in order: each file is downloaded from base_url + '/' + name."""
+    fix_hint: str = ""
+    """What to do when no source yields the files (besides setting mirror_env)."""
+    references: tuple[Reference, ...] = ()
+
+    def load_reader(self) -> Any:
+        return _resolve(self.reader)
+
+    def load_generator(self) -> Any:
+        return _resolve(self.generator) if self.generator else None
+
+
+def _resolve(target: str) -> Any:
+    module_name, name = target.split(":")
+    return getattr(importlib.import_module(module_name), name)
 
 
 FASHION_MNIST = DatasetSource(
@@ -48,12 +83,37 @@ FASHION_MNIST = DatasetSource(
             "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
         ),
     ),
+    reader="pipeline.data.fashion_mnist:read",
+    modality="image",
+    input_shape=(1, 28, 28),
     mirror_env="FASHION_MNIST_DIR",
     mirror_dirs=("/usr/share/datasets/fashion-mnist",),
     base_urls=(
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",
         "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion",
     ),
+    fix_hint="install Debian's dataset package (apt-get install dataset-fashion-mnist)",
 )
 
-DATASETS: dict[str, DatasetSource] = {FASHION_MNIST.name: FASHION_MNIST}
+MNIST1D = DatasetSource(
+    name="mnist1d",
+    description="MNIST-1D (Greydanus 2020): 4000/1000 signals of 40 samples, 10 classes, generated",
+    files=(
+        RemoteFile("x_train.npy", "88324c8902778fbd2316ae1f8acbf36d87897390c1c2ad68212f4290790fa2b5"),
+        RemoteFile("y_train.npy", "c718026182802e01693cbbad83b2af62a4e717da302e71815ac77fdbed4c5dde"),
+        RemoteFile("x_test.npy", "d67069fc4db4b87677475f89583e9191285825f1eee33060f2fa2dc99fe5a53a"),
+        RemoteFile("y_test.npy", "4134144e011c5abc45fc2a1f8fcad9556a4addd3bab819f191c3245d7018c243"),
+    ),
+    reader="pipeline.data.mnist1d:read",
+    modality="sequence",
+    input_shape=(1, 40),
+    mirror_env="MNIST1D_DIR",
+    generator="pipeline.data.mnist1d:generate",
+    fix_hint="install the generator (pip install mnist1d)",
+    references=tuple(
+        Reference(model, accuracy, "Greydanus 2020, supervised, test split")
+        for model, accuracy in (("logistic regression", 0.32), ("MLP", 0.68), ("CNN", 0.94), ("GRU", 0.91))
+    ),
+)
+
+DATASETS: dict[str, DatasetSource] = {source.name: source for source in (FASHION_MNIST, MNIST1D)}

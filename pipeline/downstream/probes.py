@@ -1,6 +1,6 @@
 """Downstream evaluation of frozen features: a linear probe trained to convergence and a
 cosine kNN vote. Both are plain functions of feature tensors, so every feature set (the
-pretrained encoder, the same encoder untrained, raw pixels) is scored the same way."""
+pretrained encoder, the same encoder untrained, the raw input) is scored the same way."""
 
 from __future__ import annotations
 
@@ -10,23 +10,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.data.datamodule import as_float
+
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 1024,
+def extract_features(encoder: nn.Module, inputs: torch.Tensor, batch_size: int | None = None,
                      device: torch.device | str = "cpu") -> torch.Tensor:
-    """Encoder features of uint8 images [N, C, H, W], in eval mode, as float32 on the CPU."""
+    """Encoder features of inputs [N, ...] (uint8 images or float signals), in eval mode, as
+    float32 on the CPU. Default batches: 1024 on a GPU; 32 on a CPU, where small batches stay
+    in cache (3x the throughput of 1024 for the SwAV convnet and the CPC patch encoder here)."""
+    if batch_size is None:
+        batch_size = 32 if torch.device(device).type == "cpu" else 1024
     was_training = encoder.training
     encoder.eval().to(device)
     out = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size].to(device).float().div_(255)
+    for start in range(0, len(inputs), batch_size):
+        chunk = as_float(inputs[start:start + batch_size].to(device))
         out.append(encoder(chunk).float().cpu())
     encoder.train(was_training)
     return torch.cat(out)
 
 
-def raw_pixels(images: torch.Tensor) -> torch.Tensor:
-    return images.flatten(1).float().div_(255)
+def raw_input(inputs: torch.Tensor) -> torch.Tensor:
+    """The baseline features: the input itself, flattened (pixels in [0, 1], or the signal)."""
+    return as_float(inputs.flatten(1))
 
 
 @dataclass(frozen=True)

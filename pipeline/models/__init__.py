@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pipeline.models.cpc import CPCImageSpec, CPCSequenceSpec
 from pipeline.models.swav import SwAVSpec
 
 
@@ -19,8 +20,12 @@ from pipeline.models.swav import SwAVSpec
 class ModelEntry:
     spec: type[BaseModel]
     module: str
-    """`package.module:ClassName` of the LightningModule, built as ClassName(model_spec, train_spec)."""
+    """`package.module:ClassName` of the LightningModule, built as
+    ClassName(model_spec, train_spec, input_shape, num_classes)."""
     summary: str
+    modalities: tuple[str, ...]
+    """The dataset modalities (see DatasetSource.modality) it trains on; a spec pairing it with
+    another is rejected at validation."""
 
     def load_class(self) -> Any:
         module_name, class_name = self.module.split(":")
@@ -32,5 +37,18 @@ REGISTRY: dict[str, ModelEntry] = {
         spec=SwAVSpec,
         module="pipeline.models.swav.module:SwAV",
         summary="SwAV (Caron et al. 2020): online clustering with swapped prediction, multi-crop",
+        modalities=("image",),
+    ),
+    "cpc_image": ModelEntry(
+        spec=CPCImageSpec,
+        module="pipeline.models.cpc.image:CPCImage",
+        summary="CPC v2 (Henaff et al. 2019): patch grid, masked context network, per-offset InfoNCE",
+        modalities=("image",),
+    ),
+    "cpc_sequence": ModelEntry(
+        spec=CPCSequenceSpec,
+        module="pipeline.models.cpc.sequence:CPCSequence",
+        summary="CPC (van den Oord et al. 2018): strided Conv1d codes, GRU context, InfoNCE k steps ahead",
+        modalities=("sequence",),
     ),
 }

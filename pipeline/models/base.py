@@ -10,37 +10,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.backbones import build_backbone
-from pipeline.spec.components import BackboneSpec
+from pipeline.data.datamodule import as_float
 from pipeline.spec.experiment import TrainSpec
 
 
 class SelfSupervised(pl.LightningModule):
-    """Subclasses implement `ssl_step(images) -> (loss, features)`: images are float [0, 1]
-    [B, C, H, W]; features are encoder outputs of one un-mixed view, for the online probe."""
+    """A family builds its `encoder` (the module whose features every downstream task reads; it
+    has an `out_dim`) and implements `ssl_step(inputs) -> (loss, features)`: inputs are float
+    (images in [0, 1]) [B, *input_shape]; features are encoder outputs for the online probe.
+    Every family is built as Class(model_spec, train_spec, input_shape, num_classes)."""
 
-    def __init__(self, backbone: BackboneSpec, train: TrainSpec, image_shape: tuple[int, int, int],
-                 num_classes: int):
+    def __init__(self, encoder: nn.Module, train: TrainSpec, num_classes: int):
         super().__init__()
         self.train_spec = train
-        self.image_shape = tuple(image_shape)
-        self.encoder = build_backbone(backbone, in_channels=image_shape[0])
+        self.encoder = encoder
         self.online_probe = nn.Linear(self.encoder.out_dim, num_classes)
 
-    def ssl_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def ssl_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def diagnostics(self) -> dict[str, str]:
         """Findings about the run worth a tag (e.g. collapse); empty by default."""
         return {}
 
-    @staticmethod
-    def to_float(images: torch.Tensor) -> torch.Tensor:
-        return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+    def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
+        """The PNGs the pretrain stage draws from the run's metric history when training ends:
+        file stem -> (title, MLflow metric names)."""
+        return {"training_curves": ("pretraining", ["train/loss_epoch", "val/online_probe_acc"])}
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
-        loss, features = self.ssl_step(self.to_float(images))
+        inputs, labels = batch
+        loss, features = self.ssl_step(as_float(inputs))
         probe_loss = F.cross_entropy(self.online_probe(features.detach()), labels)
         batch_size = len(labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size,
@@ -50,8 +50,8 @@ class SelfSupervised(pl.LightningModule):
         return loss + probe_loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        images, labels = batch
-        logits = self.online_probe(self.encoder(self.to_float(images)))
+        inputs, labels = batch
+        logits = self.online_probe(self.encoder(as_float(inputs)))
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
         self.log("val/online_probe_acc", accuracy, on_epoch=True, prog_bar=True, batch_size=len(labels),
                  sync_dist=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from pipeline.data.registry import DATASETS
 from pipeline.models import REGISTRY
@@ -86,7 +86,7 @@ class TrackingSpec(Strict):
 
 _model_specs = tuple(entry.spec for entry in REGISTRY.values())
 ModelSpec = (
-    Annotated[_model_specs, Field(discriminator="kind")]  # type: ignore[valid-type]
+    Annotated[Union[_model_specs], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
     if len(_model_specs) > 1
     else _model_specs[0]
 )
@@ -115,6 +115,30 @@ class ExperimentSpec(Strict):
                 f"without '..' (got {name!r}): it names folders under artifacts/"
             )
         return name
+
+    @field_validator("model")
+    @classmethod
+    def _model_takes_the_data(cls, model, info: ValidationInfo):
+        """The model must take the dataset's kind of input, and its shape (e.g. a patch grid
+        must tile the images): said now, before any compute. (`data` is validated first.)"""
+        data = info.data.get("data")
+        if data is None:  # `data` itself was invalid: that error is reported instead
+            return model
+        source = DATASETS[data.dataset]
+        takes = REGISTRY[model.kind].modalities
+        if source.modality not in takes:
+            fitting = sorted(name for name, d in DATASETS.items() if d.modality in takes)
+            raise ValueError(
+                f"kind {model.kind!r} takes {' or '.join(takes)} data, but data.dataset "
+                f"{source.name!r} holds {source.modality}s; datasets it can take: {', '.join(fitting)}")
+        check = getattr(model, "check_input", None)
+        if check is not None:
+            try:
+                check(source.input_shape)
+            except ValueError as err:
+                raise ValueError(f"does not fit {source.name} ({source.modality}s of shape "
+                                 f"{list(source.input_shape)}): {err}") from None
+        return model
 
 
 def spec_hash(spec: ExperimentSpec) -> str:

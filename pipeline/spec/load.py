@@ -200,7 +200,7 @@ def _message(error: dict) -> str:
     kind = error["type"]
     ctx = error.get("ctx", {})
     got = error.get("input")
-    if kind == "missing" and error["loc"][-1] == "kind":
+    if (kind == "missing" and error["loc"][-1] == "kind") or kind == "union_tag_not_found":
         from pipeline.models import REGISTRY
 
         return f"required, but missing; registered kinds: {', '.join(REGISTRY)}"
@@ -215,9 +215,11 @@ def _message(error: dict) -> str:
     if kind == "literal_error":
         return f"must be {ctx['expected']} (got {got!r})"
     if kind == "union_tag_invalid":
-        return f"unknown kind {ctx['tag']!r}; registered kinds: {ctx['expected_tags']} (see `pipeline models`)"
-    if kind == "union_tag_not_found":
-        return "'kind' is missing; it must be one of the registered kinds (see `pipeline models`)"
+        from pipeline.models import REGISTRY
+
+        close = difflib.get_close_matches(str(ctx["tag"]), list(REGISTRY), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown kind {ctx['tag']!r}; {hint}registered kinds: {', '.join(REGISTRY)} (see `pipeline models`)"
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
     if kind in ("too_short", "too_long"):
@@ -233,6 +235,8 @@ def _problems(err: ValidationError, data: Any, positions: dict[Loc, tuple[int, i
     problems = []
     for error in err.errors():
         loc = tuple(error["loc"])
+        if error["type"] in ("union_tag_not_found", "union_tag_invalid"):  # about the section's `kind`
+            loc += ("kind",)
         yaml_loc = _strip_tags(loc, data)
         message = _message(error)
         if error["type"] == "extra_forbidden":

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import http.server
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 from pipeline.data.fashion_mnist import load_split, read_idx
 from pipeline.data.fetch import fetch_dataset, fetch_file
-from pipeline.data.registry import DatasetSource, RemoteFile
+from pipeline.data.registry import MNIST1D, DatasetSource, RemoteFile
 from pipeline.errors import PipelineError
 
 
@@ -36,14 +37,19 @@ def write_split(folder: Path, split: str, n: int, seed: int = 0) -> dict[str, by
     return files
 
 
-def source_for(files: dict[str, bytes], mirror_dirs=(), base_urls=(), env="TEST_MIRROR") -> DatasetSource:
+def source_for(files: dict[str, bytes], mirror_dirs=(), base_urls=(), env="TEST_MIRROR",
+               generator: str | None = None) -> DatasetSource:
     return DatasetSource(
         name="tiny",
         description="test data",
         files=tuple(RemoteFile(name, hashlib.sha256(payload).hexdigest()) for name, payload in files.items()),
+        reader="pipeline.data.fashion_mnist:read",
+        modality="image",
+        input_shape=(1, 28, 28),
         mirror_env=env,
         mirror_dirs=tuple(str(d) for d in mirror_dirs),
         base_urls=tuple(base_urls),
+        generator=generator,
     )
 
 
@@ -123,7 +129,7 @@ def test_wrong_checksum_is_rejected_and_leaves_no_file(tmp_path: Path):
     files = write_split(tmp_path / "served", "train", 8)
     name = next(iter(files))
     with Server(tmp_path / "served") as server:
-        bad = DatasetSource("tiny", "", (RemoteFile(name, "0" * 64),), "TEST_MIRROR", (), (server.url,))
+        bad = replace(source_for({}, base_urls=[server.url]), files=(RemoteFile(name, "0" * 64),))
         with pytest.raises(PipelineError, match="does not match"):
             fetch_dataset(bad, root=tmp_path / "data")
     assert list((tmp_path / "data" / "tiny").iterdir()) == []
@@ -153,3 +159,23 @@ def test_nothing_anywhere_says_what_to_do(tmp_path: Path):
     files = write_split(tmp_path / "elsewhere", "train", 4)
     with pytest.raises(PipelineError, match="TEST_MIRROR"):
         fetch_dataset(source_for(files), root=tmp_path / "data")
+
+
+def test_a_generated_dataset_is_made_then_checked_like_a_download(tmp_path: Path):
+    """MNIST-1D comes from the `mnist1d` package: generated into data/, checked against the
+    sha256 of the reference generation, and read as float signals [N, 1, 40]."""
+    folder = fetch_dataset(MNIST1D, root=tmp_path / "data")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in MNIST1D.files)
+    x_train, y_train, x_test, y_test, classes = MNIST1D.load_reader()(folder)
+    assert x_train.shape == (4000, 1, 40) and x_test.shape == (1000, 1, 40) and x_train.dtype == np.float32
+    assert len(classes) == 10 and set(np.unique(y_train)) == set(range(10)) and len(y_test) == 1000
+    assert fetch_dataset(MNIST1D, root=tmp_path / "data") == folder  # present and valid: nothing to do
+
+
+def test_a_generator_whose_output_differs_is_rejected(tmp_path: Path):
+    source = replace(MNIST1D, files=tuple(replace(f, sha256="0" * 64) for f in MNIST1D.files),
+                     mirror_env="NO_SUCH_MIRROR")
+    with pytest.raises(PipelineError, match="does not match(.|\\n)*pip install mnist1d"):
+        fetch_dataset(source, root=tmp_path / "data")
+    assert list((tmp_path / "data" / "mnist1d").iterdir()) == []
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["mnist1d"]  # no scratch folder left

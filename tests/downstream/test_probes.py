@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_pixels
+from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_input
 
 
 def blobs(n: int, dim: int = 20, classes: int = 4, spread: float = 0.3, seed: int = 0):
@@ -36,9 +36,9 @@ def test_knn_votes_of_the_nearest_neighbours():
     assert predicted.tolist() == [0, 1]
 
 
-def test_feature_extraction_in_eval_mode_and_raw_pixels():
+def test_feature_extraction_in_eval_mode_and_raw_input():
     encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
     images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
     features = extract_features(encoder, images, batch_size=3)
     assert features.shape == (10, 3) and encoder.training
-    assert torch.allclose(raw_pixels(images), images.flatten(1).float() / 255)
+    assert torch.allclose(raw_input(images), images.flatten(1).float() / 255)

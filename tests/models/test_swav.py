@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from lightly.loss import SwaVLoss
 
-from pipeline.data.datamodule import ImageDataModule
+from pipeline.data.datamodule import TensorDataModule
 from pipeline.models import REGISTRY
 from pipeline.models.swav import SwAVSpec
 from pipeline.models.swav.loss import prototype_usage, sinkhorn_codes
@@ -68,7 +68,7 @@ def test_prototype_usage():
 def _fit(tiny_splits, spec: SwAVSpec, **trainer):
     pl.seed_everything(0, verbose=False)
     model = SwAV(spec, TrainSpec(max_epochs=1), (1, 28, 28), 10)
-    data = ImageDataModule(DataSpec(batch_size=16), seed=0, splits=tiny_splits)
+    data = TensorDataModule(DataSpec(batch_size=16), seed=0, splits=tiny_splits)
     options = dict(accelerator="cpu", logger=False, enable_checkpointing=False,
                    enable_progress_bar=False, enable_model_summary=False)
     options.update(trainer)

@@ -139,3 +139,27 @@ def test_shipped_specs_validate_and_reference_the_schema(path: Path):
     spec = load(path)
     assert spec.name == path.stem
     assert path.read_text().startswith("# yaml-language-server: $schema=schema.json")
+
+
+def test_a_model_that_cannot_take_the_dataset_is_rejected_at_validation():
+    [line] = problems("name: x\ndata: {dataset: fashion_mnist}\nmodel: {kind: cpc_sequence}\n")
+    assert line.startswith("specs/x.yaml:3:1: model: kind 'cpc_sequence' takes sequence data, but data.dataset "
+                           "'fashion_mnist' holds images; datasets it can take: mnist1d")
+    [line] = problems("name: x\ndata: {dataset: mnist1d}\nmodel: {kind: swav}\n")
+    assert "takes image data" in line and "fashion_mnist" in line
+    assert load_text("name: x\ndata: {dataset: mnist1d}\nmodel: {kind: cpc_sequence}\n").model.steps == 6
+
+
+def test_a_patch_grid_that_does_not_fit_the_images_is_rejected_at_validation():
+    [line] = problems("name: x\nmodel:\n  kind: cpc_image\n  patch: {size: 8, stride: 5}\n")
+    assert line.startswith("specs/x.yaml:2:1: model: does not fit fashion_mnist (images of shape [1, 28, 28]): "
+                           "patches of 8 px every 5 px do not tile")
+    [line] = problems("name: x\nmodel: {kind: cpc_image, offsets: 6}\n")
+    assert "at most 5" in line
+    [line] = problems("name: x\ndata: {dataset: mnist1d}\nmodel: {kind: cpc_sequence, steps: 30}\n")
+    assert "needs more than 30" in line
+
+
+def test_a_mistyped_kind_gets_a_suggestion():
+    [line] = problems("name: x\nmodel: {kind: cpc_imag}\n")
+    assert "did you mean 'cpc_image'?" in line

@@ -11,6 +11,7 @@ from lightly.loss import SwaVLoss
 from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
 
 from pipeline.data.augment import MultiCrop
+from pipeline.models.backbones import build_backbone
 from pipeline.models.base import SelfSupervised
 from pipeline.models.swav import SwAVSpec
 from pipeline.models.swav.loss import prototype_usage
@@ -23,9 +24,8 @@ COLLAPSE_TOLERANCE = 0.01
 
 
 class SwAV(SelfSupervised):
-    def __init__(self, spec: SwAVSpec, train: TrainSpec, image_shape: tuple[int, int, int],
-                 num_classes: int):
-        super().__init__(spec.backbone, train, image_shape, num_classes)
+    def __init__(self, spec: SwAVSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(build_backbone(spec.backbone, in_channels=input_shape[0]), train, num_classes)
         self.spec = spec
         self.projection = SwaVProjectionHead(self.encoder.out_dim, spec.projection_hidden_dim,
                                              spec.projection_dim)
@@ -116,3 +116,9 @@ class SwAV(SelfSupervised):
 
     def diagnostics(self) -> dict[str, str]:
         return {"collapse": str(self.collapsed).lower()}
+
+    def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
+        groups = super().plot_groups()
+        title, names = groups["training_curves"]
+        groups["training_curves"] = (title, [*names, "train/prototypes_used"])
+        return groups

@@ -1,0 +1,119 @@
+"""CPC on sequences (van den Oord et al. 2018): a strided Conv1d encoder turns the signal into one
+code per step, a GRU summarises the codes so far into a context, and a linear predictor per
+future step k = 1..K scores the true code k steps ahead against negatives from the batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.models.base import SelfSupervised
+from pipeline.models.cpc import CPCSequenceSpec
+from pipeline.models.cpc.image import ChannelNorm
+from pipeline.models.cpc.infonce import info_nce
+from pipeline.spec.experiment import TrainSpec
+
+
+class _ChannelNorm1d(ChannelNorm):
+    """LayerNorm over the channels of each time step alone (GroupNorm over time would let every
+    code carry statistics of the whole signal, the future included)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class SequenceEncoder(nn.Module):
+    """The encoder used downstream: signal [B, C, L] -> codes [B, D, T] (strided Conv1d) ->
+    GRU context [B, T, H] -> pooled over time (mean or last step)."""
+
+    def __init__(self, spec: CPCSequenceSpec, in_channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for layer in spec.encoder:
+            layers += [nn.Conv1d(channels, layer.channels, layer.kernel, stride=layer.stride,
+                                 padding=layer.padding),
+                       _ChannelNorm1d(layer.channels), nn.ReLU(inplace=True)]
+            channels = layer.channels
+        self.codes = nn.Sequential(*layers)
+        self.code_dim = channels
+        self.gru = nn.GRU(channels, spec.context_dim, batch_first=True)
+        self.pooling = spec.pooling
+        self.out_dim = spec.context_dim
+
+    def encode(self, signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes [B, T, D], context [B, T, H])."""
+        codes = self.codes(signals).transpose(1, 2)
+        context, _ = self.gru(codes)
+        return codes, context
+
+    def pool(self, context: torch.Tensor) -> torch.Tensor:
+        return context.mean(dim=1) if self.pooling == "mean" else context[:, -1]
+
+    def forward(self, signals: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.encode(signals)[1])
+
+
+class CPCSequence(SelfSupervised):
+    def __init__(self, spec: CPCSequenceSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
+        spec.check_input(input_shape)
+        super().__init__(SequenceEncoder(spec, input_shape[0]), train, num_classes)
+        self.spec = spec
+        self.steps = list(range(1, spec.steps + 1))
+        self.predictors = nn.ModuleList(nn.Linear(spec.context_dim, self.encoder.code_dim, bias=False)
+                                        for _ in self.steps)
+        for predictor in self.predictors:  # small predictions at first: the loss starts near ln(candidates)
+            nn.init.normal_(predictor.weight, std=0.01 / spec.context_dim ** 0.5)
+
+    def augment(self, signals: torch.Tensor) -> torch.Tensor:
+        """Per-sequence amplitude scaling, additive noise and a circular time shift."""
+        a = self.spec.augment
+        b = len(signals)
+        if a.scale:
+            signals = signals * (1 + a.scale * (2 * torch.rand(b, 1, 1, device=signals.device) - 1))
+        if a.noise:
+            signals = signals + a.noise * torch.randn_like(signals)
+        if a.shift:
+            shifts = torch.randint(-a.shift, a.shift + 1, (b,), device=signals.device)
+            index = (torch.arange(signals.shape[-1], device=signals.device)[None] - shifts[:, None])
+            index = index.remainder(signals.shape[-1])[:, None].expand_as(signals)
+            signals = signals.gather(2, index)
+        return signals
+
+    def cpc_loss(self, codes: torch.Tensor, context: torch.Tensor
+                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """(mean loss over steps, per-step losses, per-step accuracies) of codes [B, T, D] and
+        context [B, T, H]."""
+        b, t, d = codes.shape
+        candidates = codes.reshape(b * t, d)
+        index = torch.arange(b * t, device=codes.device).view(b, t)
+        time = torch.arange(t, device=codes.device).repeat(b)  # the step of each candidate
+        losses, accuracies = [], []
+        for k, predictor in zip(self.steps, self.predictors, strict=True):
+            predictions = predictor(context[:, : t - k]).reshape(-1, d)
+            targets = index[:, k:].reshape(-1)
+            allowed = None
+            if not self.spec.same_sequence_negatives:
+                # Negatives: the other sequences' codes at the target's own step.
+                allowed = time[None, :] == time[targets][:, None]
+            loss, accuracy = info_nce(predictions, candidates, targets, allowed)
+            losses.append(loss)
+            accuracies.append(accuracy)
+        return torch.stack(losses).mean(), losses, accuracies
+
+    def ssl_step(self, signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes, context = self.encoder.encode(self.augment(signals))
+        loss, losses, accuracies = self.cpc_loss(codes, context)
+        if self._trainer is not None:
+            for k, step_loss, accuracy in zip(self.steps, losses, accuracies, strict=True):
+                self.log(f"train/infonce_loss_k{k}", step_loss, on_step=False, on_epoch=True,
+                         batch_size=len(signals), sync_dist=True)
+                self.log(f"train/infonce_acc_k{k}", accuracy, on_step=True, on_epoch=True,
+                         batch_size=len(signals), sync_dist=True)
+        return loss, self.encoder.pool(context)
+
+    def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
+        groups = super().plot_groups()
+        groups["infonce_accuracy"] = ("InfoNCE accuracy per future step (true code ranked first)",
+                                      [f"train/infonce_acc_k{k}_step" for k in self.steps])
+        return groups
