@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data browser run test test-fast ui bench bench-overhead lint schema clean
+.PHONY: help setup data browser run test test-fast ui bench bench-overhead bench-snn lint schema clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ bench: setup data ## SwAV throughput: batched augmentations vs lightly's per-ima
 
 bench-overhead: setup data ## What checkpoint writes and MLflow logging cost a training step
 	$(BIN)/python bench/overhead.py
+
+bench-snn: setup ## LIF network forward+backward: ours vs snnTorch (installs the [bench] extra)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/snn_throughput.py
 
 lint: setup ## ruff
 	$(BIN)/ruff check pipeline tests bench
