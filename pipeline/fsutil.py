@@ -37,7 +37,7 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        if err.filename is None:  # a failed write() names no file: name the one being written
+        if err.filename is None and err.errno is not None:  # a failed write() names no file: name ours
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     except BaseException:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipeline.data.registry import DatasetSource, RemoteFile
 from pipeline.errors import PipelineError
+from pipeline.fsutil import write_atomic
 from pipeline.paths import data_dir
 
 log = logging.getLogger(__name__)
@@ -66,21 +67,19 @@ def fetch_file(file: RemoteFile, dest_dir: Path, mirrors: list[Path], urls: list
     sources += [(f"{u}/{file.name}", lambda tmp, u=u: _download(f"{u}/{file.name}", tmp)) for u in urls]
     failures = []
     for where, get in sources:
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".part", dir=dest_dir)
-        os.close(handle)
-        tmp = Path(tmp_name)
-        try:
+
+        def checked(tmp: Path, get=get) -> None:
             get(tmp)
             actual = sha256_of(tmp)
             if actual != file.sha256:
                 raise OSError(f"sha256 {actual[:12]}... does not match the expected {file.sha256[:12]}...")
-            os.replace(tmp, dest)
+
+        try:
+            write_atomic(dest, checked)
             log.info("%s <- %s", dest, where)
             return dest
         except (OSError, urllib.error.URLError, ValueError) as err:
             failures.append(f"  {where}: {err}")
-        finally:
-            tmp.unlink(missing_ok=True)
     tried = "\n".join(failures) or "  (no mirror holds it and no URL is configured)"
     raise PipelineError(f"could not fetch {file.name}; tried:\n{tried}")
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from pipeline.models.base import SelfSupervised
 from pipeline.models.cpc import CPCImageSpec, PatchAugmentSpec, PatchGridSpec
-from pipeline.models.cpc.infonce import info_nce
+from pipeline.models.cpc.infonce import PerOffsetMetrics, info_nce, offset_predictors
 from pipeline.spec.experiment import TrainSpec
 
 
@@ -153,7 +153,9 @@ class ContextNetwork(nn.Module):
         return self.net(codes)
 
 
-class CPCImage(SelfSupervised):
+class CPCImage(PerOffsetMetrics, SelfSupervised):
+    offset_title = "InfoNCE accuracy per row offset (true patch ranked first)"
+
     def __init__(self, spec: CPCImageSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
         spec.check_input(input_shape)
         super().__init__(PatchGridEncoder(spec, input_shape[0]), train, num_classes)
@@ -162,9 +164,7 @@ class CPCImage(SelfSupervised):
         code_dim = self.encoder.code_dim
         self.context = ContextNetwork(code_dim, spec.context_width, spec.context_layers, spec.context_kernel)
         self.offsets = list(range(spec.patch.first_offset, spec.patch.first_offset + spec.offsets))
-        self.predictors = nn.ModuleList(nn.Linear(spec.context_width, code_dim, bias=False) for _ in self.offsets)
-        for predictor in self.predictors:  # small predictions at first: the loss starts near ln(candidates)
-            nn.init.normal_(predictor.weight, std=0.01 / spec.context_width ** 0.5)
+        self.predictors = offset_predictors(len(self.offsets), spec.context_width, code_dim)
 
     def augmented_patches(self, images: torch.Tensor) -> torch.Tensor:
         """Patches [B, R, Q, C, S, S] of the batch, each shifted and jittered on its own."""
@@ -196,16 +196,5 @@ class CPCImage(SelfSupervised):
     def ssl_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes = self.encoder.code_map(self.augmented_patches(images))
         loss, losses, accuracies = self.cpc_loss(codes)
-        if self._trainer is not None:
-            for offset, offset_loss, accuracy in zip(self.offsets, losses, accuracies, strict=True):
-                self.log(f"train/infonce_loss_k{offset}", offset_loss, on_step=False, on_epoch=True,
-                         batch_size=len(images), sync_dist=True)
-                self.log(f"train/infonce_acc_k{offset}", accuracy, on_step=True, on_epoch=True,
-                         batch_size=len(images), sync_dist=True)
+        self.log_offsets(losses, accuracies, len(images))
         return loss, self.encoder.pool(codes)
-
-    def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
-        groups = super().plot_groups()
-        groups["infonce_accuracy"] = ("InfoNCE accuracy per row offset (true patch ranked first)",
-                                      [f"train/infonce_acc_k{k}_step" for k in self.offsets])
-        return groups

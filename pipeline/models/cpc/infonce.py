@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def info_nce(predictions: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor,
@@ -20,3 +21,34 @@ def info_nce(predictions: torch.Tensor, candidates: torch.Tensor, targets: torch
         loss = F.cross_entropy(logits, targets)
         accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
     return loss, accuracy
+
+
+def offset_predictors(count: int, context_dim: int, code_dim: int) -> nn.ModuleList:
+    """One linear map W_k per offset, context -> predicted code, each its own parameters. Small at
+    first, so the loss starts near ln(candidates) rather than at whatever random projections give."""
+    predictors = nn.ModuleList(nn.Linear(context_dim, code_dim, bias=False) for _ in range(count))
+    for predictor in predictors:
+        nn.init.normal_(predictor.weight, std=0.01 / context_dim ** 0.5)
+    return predictors
+
+
+class PerOffsetMetrics:
+    """For a CPC LightningModule with `offsets` (the row offsets or future steps it predicts):
+    logs each offset's InfoNCE loss and accuracy, and draws the accuracies over training."""
+
+    offsets: list[int]
+    offset_title = "InfoNCE accuracy per offset (true target ranked first)"
+
+    def log_offsets(self, losses: list[torch.Tensor], accuracies: list[torch.Tensor], batch_size: int) -> None:
+        if self._trainer is None:  # called outside a Trainer (tests, tools)
+            return
+        for offset, loss, accuracy in zip(self.offsets, losses, accuracies, strict=True):
+            self.log(f"train/infonce_loss_k{offset}", loss, on_step=False, on_epoch=True,
+                     batch_size=batch_size, sync_dist=True)
+            self.log(f"train/infonce_acc_k{offset}", accuracy, on_step=True, on_epoch=True,
+                     batch_size=batch_size, sync_dist=True)
+
+    def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
+        groups = super().plot_groups()
+        groups["infonce_accuracy"] = (self.offset_title, [f"train/infonce_acc_k{k}_step" for k in self.offsets])
+        return groups

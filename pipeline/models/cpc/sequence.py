@@ -10,7 +10,7 @@ from torch import nn
 from pipeline.models.base import SelfSupervised
 from pipeline.models.cpc import CPCSequenceSpec
 from pipeline.models.cpc.image import ChannelNorm
-from pipeline.models.cpc.infonce import info_nce
+from pipeline.models.cpc.infonce import PerOffsetMetrics, info_nce, offset_predictors
 from pipeline.spec.experiment import TrainSpec
 
 
@@ -54,16 +54,15 @@ class SequenceEncoder(nn.Module):
         return self.pool(self.encode(signals)[1])
 
 
-class CPCSequence(SelfSupervised):
+class CPCSequence(PerOffsetMetrics, SelfSupervised):
+    offset_title = "InfoNCE accuracy per future step (true code ranked first)"
+
     def __init__(self, spec: CPCSequenceSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
         spec.check_input(input_shape)
         super().__init__(SequenceEncoder(spec, input_shape[0]), train, num_classes)
         self.spec = spec
-        self.steps = list(range(1, spec.steps + 1))
-        self.predictors = nn.ModuleList(nn.Linear(spec.context_dim, self.encoder.code_dim, bias=False)
-                                        for _ in self.steps)
-        for predictor in self.predictors:  # small predictions at first: the loss starts near ln(candidates)
-            nn.init.normal_(predictor.weight, std=0.01 / spec.context_dim ** 0.5)
+        self.offsets = list(range(1, spec.steps + 1))  # future steps k = 1..K
+        self.predictors = offset_predictors(len(self.offsets), spec.context_dim, self.encoder.code_dim)
 
     def augment(self, signals: torch.Tensor) -> torch.Tensor:
         """Per-sequence amplitude scaling, additive noise and a circular time shift."""
@@ -89,7 +88,7 @@ class CPCSequence(SelfSupervised):
         index = torch.arange(b * t, device=codes.device).view(b, t)
         time = torch.arange(t, device=codes.device).repeat(b)  # the step of each candidate
         losses, accuracies = [], []
-        for k, predictor in zip(self.steps, self.predictors, strict=True):
+        for k, predictor in zip(self.offsets, self.predictors, strict=True):
             predictions = predictor(context[:, : t - k]).reshape(-1, d)
             targets = index[:, k:].reshape(-1)
             allowed = None
@@ -104,16 +103,5 @@ class CPCSequence(SelfSupervised):
     def ssl_step(self, signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes, context = self.encoder.encode(self.augment(signals))
         loss, losses, accuracies = self.cpc_loss(codes, context)
-        if self._trainer is not None:
-            for k, step_loss, accuracy in zip(self.steps, losses, accuracies, strict=True):
-                self.log(f"train/infonce_loss_k{k}", step_loss, on_step=False, on_epoch=True,
-                         batch_size=len(signals), sync_dist=True)
-                self.log(f"train/infonce_acc_k{k}", accuracy, on_step=True, on_epoch=True,
-                         batch_size=len(signals), sync_dist=True)
+        self.log_offsets(losses, accuracies, len(signals))
         return loss, self.encoder.pool(context)
-
-    def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
-        groups = super().plot_groups()
-        groups["infonce_accuracy"] = ("InfoNCE accuracy per future step (true code ranked first)",
-                                      [f"train/infonce_acc_k{k}_step" for k in self.steps])
-        return groups
