@@ -216,6 +216,8 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         if not trainer.is_global_zero:
             return {}
         encoder_path = save_torch_atomic(model.encoder.state_dict(), out / "encoder.pt")
+        # The whole trained model too: the evaluate stage scores a family's own outputs with it.
+        save_torch_atomic(model.state_dict(), out / "model.pt")
         write_atomic(out / "spec.yaml", lambda tmp: tmp.write_text(dump(spec)))
         steps = trainer.global_step
         # Throughput of this process's share of the training (a resumed run did the rest).
@@ -231,7 +233,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             "wall_time_s": round(wall, 1),
             "examples_per_s": round(seen / wall, 1) if wall else 0.0,
             "train_loss": final.get("train/loss_epoch"),
-            "online_probe_acc": final.get("val/online_probe_acc"),
+            "val_accuracy": final.get(model.validation_metric),  # online probe, or the network itself
         }
         run.log_metrics({"wall_time_s": result["wall_time_s"], "examples_per_s": result["examples_per_s"]})
         diagnostics = model.diagnostics()
@@ -276,8 +278,9 @@ def _upstream_run(spec: ExperimentSpec) -> str:
     return upstream["run_id"]
 
 
-def _encoders(spec: ExperimentSpec, input_shape: tuple[int, ...], num_classes: int):
-    """(pretrained encoder, the same encoder as initialised before training)."""
+def _models(spec: ExperimentSpec, input_shape: tuple[int, ...], num_classes: int):
+    """(trained model, the same model as initialised before training): the whole model from
+    model.pt, and its encoder from encoder.pt (the file downstream users read)."""
     import copy
 
     import pytorch_lightning as pl
@@ -285,15 +288,14 @@ def _encoders(spec: ExperimentSpec, input_shape: tuple[int, ...], num_classes: i
 
     folder = paths.artifacts_dir(spec.name) / "pretrain"
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    initial = _build_model(spec, input_shape, num_classes).encoder
+    initial = _build_model(spec, input_shape, num_classes)
     trained = copy.deepcopy(initial)
-    try:
-        state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
-        trained.load_state_dict(state)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise PipelineError(f"{folder / 'encoder.pt'} is unreadable ({err}): "
-                            f"{_pretrain_hint(spec)}") from None
-    return trained, initial
+    for name, module in (("model.pt", trained), ("encoder.pt", trained.encoder)):
+        try:
+            module.load_state_dict(torch.load(folder / name, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            raise PipelineError(f"{folder / name} is unreadable ({err}): {_pretrain_hint(spec)}") from None
+    return trained.eval(), initial.eval()
 
 
 def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
@@ -313,7 +315,8 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}),
                          spec.seed)
     num_classes = len(splits.classes)
-    trained, initial = _encoders(spec, splits.input_shape, num_classes)
+    trained_model, initial_model = _models(spec, splits.input_shape, num_classes)
+    trained, initial = trained_model.encoder, initial_model.encoder
     out = paths.artifacts_dir(spec.name) / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() and spec.train.accelerator in ("auto", "gpu") else "cpu"
@@ -344,8 +347,15 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
                 log.info("  %-12s %-15s test accuracy %.4f", task.kind, name, accuracy)
         run.log_metrics({f"{task}/{name}": value for task, row in results.items()
                          for name, value in row.items()})
+        # The family's own measurements (a classifier's test accuracy, spike statistics, ...).
+        own, own_artifacts = trained_model.to(device).evaluate_model(
+            splits.test[0], splits.test[1], splits.classes, out)
+        if own:
+            results["network"] = own
+            run.log_metrics({f"network/{name}": value for name, value in own.items()})
+            log.info("  network: %s", ", ".join(f"{k} {v:.4g}" for k, v in own.items()))
 
-        artifacts = []
+        artifacts = list(own_artifacts)
         test_labels = labels["test"].numpy()
         for (task, name), predicted in predictions.items():
             if name == "encoder":
@@ -393,7 +403,7 @@ def _embedding_plot(spec: ExperimentSpec, feature_sets: dict, labels, classes, o
 # ---------------------------------------------------------------- report
 
 
-COLUMNS = ("spec", "model", "dataset", "linear probe", "kNN", "raw input (linear / kNN)",
+COLUMNS = ("spec", "model", "dataset", "network", "linear probe", "kNN", "raw input (linear / kNN)",
            "random encoder (linear / kNN)", "wall time", "MLflow run (evaluate)")
 
 
@@ -407,6 +417,7 @@ def _row(name: str, evaluated: dict, pretrained: dict) -> list[str]:
         name,
         evaluated.get("model", "?"),
         evaluated.get("dataset", "?"),
+        pct("network", "accuracy"),
         pct("linear_probe", "encoder"),
         pct("knn", "encoder"),
         f"{pct('linear_probe', 'raw_input')} / {pct('knn', 'raw_input')}",
@@ -449,7 +460,8 @@ def report(names: list[str] | None = None) -> str:
         pre = json.loads((folder / "pretrain.json").read_text()) if (folder / "pretrain.json").exists() else {}
         rows[name] = _row(name, ev, pre)
         datasets[name] = ev.get("dataset", "")
-    header = ("Test accuracy on the official test split. Baselines are computed in the same run, "
+    header = ("Test accuracy on the official test split: of the trained network itself where it classifies "
+              "(supervised families), and of probes on its features. Baselines are computed in the same run, "
               "the same way: the same probe on the raw input (pixels, or the signal) and on the same "
               "encoder untrained.\n\n")
     summary = "# Summary\n\n" + header + (_table(list(rows.values())) if rows else "No spec evaluated yet.\n")

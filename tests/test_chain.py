@@ -72,13 +72,14 @@ def repo(tmp_path_factory) -> Path:
     for entry in pipeline_yaml["vars"]:
         if "specs" in entry:
             entry["specs"] = {"tiny_a": {"dataset": "fashion_mnist"}, "tiny_b": {"dataset": "fashion_mnist"},
-                              **{name: {"dataset": dataset} for name, dataset in QUICK_CPC.items()}}
+                              **{name: {"dataset": dataset} for name, dataset in QUICK_CPC.items()},
+                              "snn_conv_fmnist_quick": {"dataset": "fashion_mnist"}}
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline_yaml, sort_keys=False))
     (repo / "specs").mkdir()
     shutil.copy(ROOT / "specs" / "schema.json", repo / "specs")
     for name in ("tiny_a", "tiny_b"):
         (repo / "specs" / f"{name}.yaml").write_text(TINY.format(name=name))
-    for name in QUICK_CPC:
+    for name in (*QUICK_CPC, "snn_conv_fmnist_quick"):
         shutil.copy(ROOT / "specs" / f"{name}.yaml", repo / "specs")
     sh("git", "init", "-q", cwd=repo)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=repo)
@@ -139,13 +140,29 @@ def test_cpc_chains_to_its_probes_like_any_model(repo: Path, name: str, dataset:
     assert ("| mnist1d | GRU | 91% |" in report) == (dataset == "mnist1d")  # the published figures
 
 
+def test_a_spiking_network_is_scored_itself_and_logs_its_spikes(repo: Path):
+    client, runs, _ = mlflow_runs(repo, "snn_conv_fmnist_quick")
+    evaluate = runs["evaluate"]
+    assert evaluate.info.status == "FINISHED"
+    metrics = evaluate.data.metrics
+    assert 0 <= metrics["network/accuracy"] <= 1 and 0 < metrics["network/sparsity"] < 1
+    for key in ("spikes_per_sample", "firing_rate/conv1", "firing_rate/fc", "synaptic_ops_per_sample",
+                "ann_macs_per_sample", "energy_snn_nj", "energy_ann_nj"):
+        assert metrics[f"network/{key}"] > 0, key
+    assert {"spike_raster.png", "membrane_trace.png", "embedding.png"} <= {
+        a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert "val/accuracy" in runs["pretrain"].data.metrics
+    report = (repo / "reports" / "snn_conv_fmnist_quick.md").read_text()
+    assert f"| snn_conv_fmnist_quick | snn_conv | fashion_mnist | {100 * metrics['network/accuracy']:.1f}% |" in report
+
+
 def test_outputs_and_report(repo: Path):
     assert (repo / "artifacts" / "tiny_a" / "pretrain" / "encoder.pt").is_file()
     assert (repo / "artifacts" / "tiny_a" / "pretrain" / "checkpoints" / "last.ckpt").is_file()
     evaluated = json.loads((repo / "metrics" / "tiny_a" / "evaluate.json").read_text())
     assert set(evaluated["linear_probe"]) >= {"encoder", "raw_input", "random_encoder"}
     report = (repo / "reports" / "tiny_a.md").read_text()
-    assert "| tiny_a | swav | fashion_mnist |" in report and evaluated["run_id"] in report
+    assert "| tiny_a | swav | fashion_mnist | - |" in report and evaluated["run_id"] in report
     metrics = sh("dvc", "metrics", "show", cwd=repo).stdout
     assert "linear_probe.encoder" in metrics and "knn.encoder" in metrics
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pipeline.models.cpc import CPCImageSpec, CPCSequenceSpec
+from pipeline.models.spiking import SNNConvSpec
 from pipeline.models.swav import SwAVSpec
 
 
@@ -50,5 +51,11 @@ REGISTRY: dict[str, ModelEntry] = {
         module="pipeline.models.cpc.sequence:CPCSequence",
         summary="CPC (van den Oord et al. 2018): strided Conv1d codes, GRU context, InfoNCE k steps ahead",
         modalities=("sequence",),
+    ),
+    "snn_conv": ModelEntry(
+        spec=SNNConvSpec,
+        module="pipeline.models.spiking.conv:SNNConv",
+        summary="Convolutional spiking network (LIF), spike-encoded input, BPTT with surrogate gradients",
+        modalities=("image",),
     ),
 }

@@ -1,9 +1,12 @@
-"""What every self-supervised family shares: the encoder, the optimiser and schedule from the
-spec, and an online linear probe on detached features that shows learning epoch by epoch."""
+"""What every family shares: the encoder that downstream tasks read, the optimiser and schedule
+from the spec, the hooks the stages call. Self-supervised families add an online linear probe on
+detached features that shows learning epoch by epoch; supervised ones train on the labels and
+are scored on the test split by the evaluate stage, beside the probes on their features."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -14,20 +17,15 @@ from pipeline.data.datamodule import as_float
 from pipeline.spec.experiment import TrainSpec
 
 
-class SelfSupervised(pl.LightningModule):
+class Trainable(pl.LightningModule):
     """A family builds its `encoder` (the module whose features every downstream task reads; it
-    has an `out_dim`) and implements `ssl_step(inputs) -> (loss, features)`: inputs are float
-    (images in [0, 1]) [B, *input_shape]; features are encoder outputs for the online probe.
-    Every family is built as Class(model_spec, train_spec, input_shape, num_classes)."""
+    has an `out_dim`). Every family is built as Class(model_spec, train_spec, input_shape,
+    num_classes); its inputs arrive as float (images in [0, 1]) [B, *input_shape]."""
 
-    def __init__(self, encoder: nn.Module, train: TrainSpec, num_classes: int):
+    def __init__(self, encoder: nn.Module, train: TrainSpec):
         super().__init__()
         self.train_spec = train
         self.encoder = encoder
-        self.online_probe = nn.Linear(self.encoder.out_dim, num_classes)
-
-    def ssl_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
 
     def diagnostics(self) -> dict[str, str]:
         """Findings about the run worth a tag (e.g. collapse); empty by default."""
@@ -36,34 +34,28 @@ class SelfSupervised(pl.LightningModule):
     def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
         """The PNGs the pretrain stage draws from the run's metric history when training ends:
         file stem -> (title, MLflow metric names)."""
-        return {"training_curves": ("pretraining", ["train/loss_epoch", "val/online_probe_acc"])}
+        return {"training_curves": ("training", ["train/loss_epoch", self.validation_metric])}
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, labels = batch
-        loss, features = self.ssl_step(as_float(inputs))
-        probe_loss = F.cross_entropy(self.online_probe(features.detach()), labels)
-        batch_size = len(labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size,
-                 sync_dist=True)
-        self.log("train/online_probe_loss", probe_loss, on_epoch=True, on_step=False, batch_size=batch_size,
-                 sync_dist=True)
-        return loss + probe_loss
+    validation_metric = "val/online_probe_acc"
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        inputs, labels = batch
-        logits = self.online_probe(self.encoder(as_float(inputs)))
-        accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        self.log("val/online_probe_acc", accuracy, on_epoch=True, prog_bar=True, batch_size=len(labels),
-                 sync_dist=True)
+    @torch.no_grad()
+    def evaluate_model(self, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
+                       out: Path) -> tuple[dict[str, float], list[Path]]:
+        """The family's own measurements on the test split, beyond the probes on its features
+        (metrics, PNG files written into `out`); none by default."""
+        return {}, []
+
+    def no_decay_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained without weight decay (e.g. an online probe); none by default."""
+        return []
 
     def configure_optimizers(self):
         spec = self.train_spec.optimizer
-        probe = list(self.online_probe.parameters())
-        probe_ids = {id(p) for p in probe}
-        groups = [
-            {"params": [p for p in self.parameters() if id(p) not in probe_ids]},
-            {"params": probe, "weight_decay": 0.0},
-        ]
+        exempt = self.no_decay_parameters()
+        exempt_ids = {id(p) for p in exempt}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in exempt_ids]}]
+        if exempt:
+            groups.append({"params": exempt, "weight_decay": 0.0})
         if spec.name == "sgd":
             optimizer = torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum,
                                         weight_decay=spec.weight_decay)
@@ -89,3 +81,61 @@ class SelfSupervised(pl.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class SelfSupervised(Trainable):
+    """Implements `ssl_step(inputs) -> (loss, features)`; features are encoder outputs of the
+    batch for the online probe."""
+
+    def __init__(self, encoder: nn.Module, train: TrainSpec, num_classes: int):
+        super().__init__(encoder, train)
+        self.online_probe = nn.Linear(self.encoder.out_dim, num_classes)
+
+    def ssl_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def no_decay_parameters(self) -> list[nn.Parameter]:
+        return list(self.online_probe.parameters())
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, labels = batch
+        loss, features = self.ssl_step(as_float(inputs))
+        probe_loss = F.cross_entropy(self.online_probe(features.detach()), labels)
+        batch_size = len(labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size,
+                 sync_dist=True)
+        self.log("train/online_probe_loss", probe_loss, on_epoch=True, on_step=False, batch_size=batch_size,
+                 sync_dist=True)
+        return loss + probe_loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        inputs, labels = batch
+        logits = self.online_probe(self.encoder(as_float(inputs)))
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        self.log("val/online_probe_acc", accuracy, on_epoch=True, prog_bar=True, batch_size=len(labels),
+                 sync_dist=True)
+
+
+class Supervised(Trainable):
+    """Trained on the labels: implements `classify(inputs) -> logits`. Logs the training loss and
+    accuracy and the validation accuracy; the evaluate stage scores it on the test split."""
+
+    validation_metric = "val/accuracy"
+
+    def classify(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, labels = batch
+        logits = self.classify(as_float(inputs))
+        loss = F.cross_entropy(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels),
+                 sync_dist=True)
+        self.log("train/accuracy", (logits.argmax(dim=1) == labels).float().mean(), on_epoch=True,
+                 on_step=False, batch_size=len(labels), sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        inputs, labels = batch
+        accuracy = (self.classify(as_float(inputs)).argmax(dim=1) == labels).float().mean()
+        self.log("val/accuracy", accuracy, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)

@@ -67,3 +67,31 @@ class EncodingSpec(Strict):
         if self.kind == "latency" and self.latency == "log" and self.threshold <= 0:
             raise ValueError("latency encoding with latency: log needs threshold > 0")
         return self
+
+
+class SNNConvSpec(Strict):
+    """A convolutional spiking network trained by backpropagation through time with surrogate
+    gradients: [3x3 conv -> LIF -> 2x2 max pool (spikes stay 0/1)] per entry of `channels`, a fully connected
+    LIF layer, and a leaky-integrator readout whose potential, averaged over time, gives the
+    class scores."""
+
+    kind: Literal["snn_conv"]
+    encoding: EncodingSpec = EncodingSpec(kind="rate", steps=8)
+    neuron: NeuronSpec = NeuronSpec(tau_mem=5.0)
+    surrogate: SurrogateSpec = SurrogateSpec()
+    channels: list[int] = Field([32, 64], min_length=1, description="Channels of each conv -> LIF -> pool block.")
+    hidden: int = Field(256, gt=0, description="LIF units of the fully connected layer.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SNNConvSpec:
+        if self.encoding.kind == "delta":
+            raise ValueError("encoding 'delta' turns an image into rows over time, which a 2-D convolution "
+                             "cannot take; use rate or latency")
+        if any(c <= 0 for c in self.channels):
+            raise ValueError(f"channels must all be > 0 (got {self.channels})")
+        return self
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        side = min(shape[1:])
+        if side >> len(self.channels) == 0:
+            raise ValueError(f"{len(self.channels)} pooling blocks halve {side} px to nothing")

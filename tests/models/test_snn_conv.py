@@ -1,0 +1,95 @@
+"""The convolutional SNN: validation of its encoding, real training steps, and what its
+evaluation measures (accuracy, spikes, synaptic operations against MACs, energy, pictures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from pipeline.data.datamodule import Splits, TensorDataModule
+from pipeline.models import REGISTRY
+from pipeline.models.spiking import SNNConvSpec
+from pipeline.models.spiking.conv import SNNConv
+from pipeline.models.spiking.stats import ENERGY_AC_PJ, ENERGY_MAC_PJ, LayerCount, summarise
+from pipeline.spec.experiment import DataSpec, TrainSpec
+from pipeline.spec.load import SpecError, load_text
+
+SMALL = SNNConvSpec(kind="snn_conv", channels=[4, 8], hidden=16, encoding={"kind": "rate", "steps": 4})
+
+
+def test_the_registry_builds_it():
+    assert REGISTRY["snn_conv"].load_class() is SNNConv
+
+
+def test_an_encoding_the_network_cannot_take_is_rejected_at_validation():
+    with pytest.raises(SpecError) as caught:
+        load_text("name: x\nmodel:\n  kind: snn_conv\n  encoding: {kind: delta}\n", "specs/x.yaml")
+    [problem] = caught.value.problems
+    assert str(problem).startswith("specs/x.yaml:2:1: model: encoding 'delta' turns an image into rows over time")
+    assert "use rate or latency" in str(problem)
+    assert load_text("name: x\nmodel: {kind: snn_conv, encoding: {kind: latency}}\n").model.encoding.kind == "latency"
+
+
+def _bright_splits() -> Splits:
+    """Random images bright enough for the untrained network to spike all the way to the readout."""
+    generator = torch.Generator().manual_seed(0)
+
+    def make(n: int):
+        return torch.randint(0, 256, (n, 1, 28, 28), generator=generator, dtype=torch.uint8), torch.arange(n) % 10
+
+    return Splits(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
+
+
+def test_a_real_training_step_and_fast_dev_run():
+    pl.seed_everything(0, verbose=False)
+    model = SNNConv(SMALL, TrainSpec(max_epochs=1), (1, 28, 28), 10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = TensorDataModule(DataSpec(batch_size=16), seed=0, splits=_bright_splits())
+    options = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False)
+    pl.Trainer(max_steps=1, num_sanity_val_steps=0, limit_val_batches=0, **options).fit(model, datamodule=data)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    assert {"encoder.convs.0.weight", "encoder.fc.weight", "readout.weight"} <= changed
+    pl.Trainer(fast_dev_run=2, **options).fit(SNNConv(SMALL, TrainSpec(max_epochs=1), (1, 28, 28), 10),
+                                              datamodule=data)
+
+
+def test_it_starts_spiking_and_its_features_are_firing_rates():
+    torch.manual_seed(0)
+    model = SNNConv(SMALL, TrainSpec(), (1, 28, 28), 10)
+    images = torch.rand(8, 1, 28, 28)
+    _, record = model.encoder.run(images)
+    assert record["conv1"].shape == (4, 8, 4, 28, 28)
+    assert record["conv1"].mean() > 0.01  # the initial weights make the first layer fire
+    features = model.encoder(images)
+    assert features.shape == (8, 16) and 0 <= features.min() and features.max() <= 1
+
+
+def test_evaluation_counts_spikes_operations_and_energy(tmp_path: Path):
+    torch.manual_seed(0)
+    model = SNNConv(SMALL, TrainSpec(), (1, 28, 28), 10).eval()
+    images = (torch.rand(20, 1, 28, 28) * 255).to(torch.uint8)
+    labels = torch.arange(20) % 10
+    metrics, pictures = model.evaluate_model(images, labels, tuple("abcdefghij"), tmp_path)
+    assert 0 <= metrics["accuracy"] <= 1 and 0 < metrics["sparsity"] < 1
+    layers = ("conv1", "conv2", "fc")
+    assert metrics["spikes_per_sample"] == pytest.approx(sum(metrics[f"spikes_per_sample/{n}"] for n in layers))
+    assert metrics["firing_rate/conv1"] == pytest.approx(metrics["spikes_per_sample/conv1"] / (4 * 28 * 28 * 4))
+    # The same-shaped ANN: 28x28x4x1x9 + 14x14x8x4x9 + (8x7x7)x16 + 16x10 multiply-accumulates.
+    assert metrics["ann_macs_per_sample"] == 28 * 28 * 4 * 9 + 14 * 14 * 8 * 4 * 9 + 8 * 7 * 7 * 16 + 16 * 10
+    assert metrics["energy_ann_nj"] == pytest.approx(metrics["ann_macs_per_sample"] * ENERGY_MAC_PJ / 1000)
+    assert metrics["energy_snn_nj"] == pytest.approx(metrics["synaptic_ops_per_sample"] * ENERGY_AC_PJ / 1000)
+    assert {p.name for p in pictures} == {"spike_raster.png", "membrane_trace.png"}
+    assert all(p.stat().st_size > 1000 for p in pictures)
+
+
+def test_synaptic_operations_by_hand():
+    # 3 spikes into a layer whose inputs each drive 5 synapses; 2 spikes into a 4-wide readout.
+    counts = [LayerCount("hidden", 10, 2.0, 3 * 5, 100), LayerCount("readout", 0, 0.0, 2 * 4, 40)]
+    out = summarise(counts, steps=4)
+    assert out["synaptic_ops_per_sample"] == 23 and out["ann_macs_per_sample"] == 140
+    assert out["firing_rate/hidden"] == 2 / (10 * 4) and out["sparsity"] == 1 - 2 / 40
+    assert out["energy_ratio_ann_over_snn"] == pytest.approx(140 * 4.6 / (23 * 0.9))
