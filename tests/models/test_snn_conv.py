@@ -93,3 +93,16 @@ def test_synaptic_operations_by_hand():
     assert out["synaptic_ops_per_sample"] == 23 and out["ann_macs_per_sample"] == 140
     assert out["firing_rate/hidden"] == 2 / (10 * 4) and out["sparsity"] == 1 - 2 / 40
     assert out["energy_ratio_ann_over_snn"] == pytest.approx(140 * 4.6 / (23 * 0.9))
+
+
+def test_per_sample_counts_over_several_batches_weigh_every_image_once(tmp_path: Path):
+    """10 batches' worth is not needed: 300 images make one full and one partial batch of 256."""
+    torch.manual_seed(0)
+    spec = SMALL.model_copy(update={"encoding": SMALL.encoding.model_copy(update={"kind": "latency"})})
+    model = SNNConv(spec, TrainSpec(), (1, 28, 28), 10).eval()  # latency coding: deterministic
+    images = (torch.rand(300, 1, 28, 28) * 255).to(torch.uint8)
+    metrics, _ = model.evaluate_model(images, torch.arange(300) % 10, tuple("abcdefghij"), tmp_path)
+    with torch.no_grad():
+        _, record = model.encoder.run(images.float() / 255)
+    assert metrics["spikes_per_sample/fc"] == pytest.approx(record["fc"].sum().item() / 300)
+    assert metrics["spikes_per_sample/conv1"] == pytest.approx(record["conv1"].sum().item() / 300)
