@@ -10,15 +10,6 @@ import torch
 from pipeline.models.spiking import SurrogateSpec
 
 
-def pseudo_derivative(x: torch.Tensor, spec: SurrogateSpec, threshold: float = 1.0) -> torch.Tensor:
-    """psi(x) of the spec's surrogate, x = v - A."""
-    if spec.name == "fast_sigmoid":
-        return 1.0 / (spec.slope * x.abs() + 1.0) ** 2
-    if spec.name == "atan":
-        return (spec.slope / 2) / (1 + (math.pi / 2 * spec.slope * x) ** 2)
-    return spec.slope / threshold * (1 - x.abs() / threshold).clamp_min(0)
-
-
 def pseudo_derivative_(x: torch.Tensor, spec: SurrogateSpec, threshold: float = 1.0) -> torch.Tensor:
     """psi(x), computed in place in x (which it returns): no temporaries, for whole sequences."""
     if spec.name == "fast_sigmoid":
@@ -26,6 +17,11 @@ def pseudo_derivative_(x: torch.Tensor, spec: SurrogateSpec, threshold: float = 
     if spec.name == "atan":
         return x.mul_(math.pi / 2 * spec.slope).square_().add_(1).reciprocal_().mul_(spec.slope / 2)
     return x.abs_().mul_(-1 / threshold).add_(1).clamp_min_(0).mul_(spec.slope / threshold)
+
+
+def pseudo_derivative(x: torch.Tensor, spec: SurrogateSpec, threshold: float = 1.0) -> torch.Tensor:
+    """psi(x) of the spec's surrogate, x = v - A (x itself is left as it is)."""
+    return pseudo_derivative_(x.clone(), spec, threshold)
 
 
 class _Spike(torch.autograd.Function):
