@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pipeline.models.cpc import CPCImageSpec, CPCSequenceSpec
-from pipeline.models.spiking import SNNConvSpec
+from pipeline.models.spiking import LSNNSpec, SNNConvSpec, SNNTemporalSpec
 from pipeline.models.swav import SwAVSpec
 
 
@@ -56,6 +56,20 @@ REGISTRY: dict[str, ModelEntry] = {
         spec=SNNConvSpec,
         module="pipeline.models.spiking.conv:SNNConv",
         summary="Convolutional spiking network (LIF), spike-encoded input, BPTT with surrogate gradients",
+        modalities=("image",),
+    ),
+    "lsnn": ModelEntry(
+        spec=LSNNSpec,
+        module="pipeline.models.spiking.lsnn:LSNN",
+        summary="LSNN (Bellec et al. 2018): recurrent LIF + ALIF, leaky readout; trained by e-prop (online "
+                "eligibility traces) or BPTT",
+        modalities=("sequence", "image"),
+    ),
+    "snn_temporal": ModelEntry(
+        spec=SNNTemporalSpec,
+        module="pipeline.models.spiking.temporal:SNNTemporal",
+        summary="Temporal coding (Comsa et al. 2020): alpha synapses, one spike per neuron, exact spike-time "
+                "gradients (Lambert W), sync pulses, first spike decides",
         modalities=("image",),
     ),
 }

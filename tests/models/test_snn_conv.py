@@ -106,3 +106,26 @@ def test_per_sample_counts_over_several_batches_weigh_every_image_once(tmp_path:
         _, record = model.encoder.run(images.float() / 255)
     assert metrics["spikes_per_sample/fc"] == pytest.approx(record["fc"].sum().item() / 300)
     assert metrics["spikes_per_sample/conv1"] == pytest.approx(record["conv1"].sum().item() / 300)
+
+
+def test_direct_input_is_one_analog_pass_counted_as_macs(tmp_path: Path):
+    """Direct encoding: the first layer gets the image itself as a constant current at every step;
+    its synapses multiply-accumulate once per image and are costed as MACs, not accumulates."""
+    torch.manual_seed(0)
+    spec = SMALL.model_copy(update={"encoding": SMALL.encoding.model_copy(update={"kind": "direct"})})
+    model = SNNConv(spec, TrainSpec(), (1, 28, 28), 10).eval()
+    images = (torch.rand(20, 1, 28, 28) * 255).to(torch.uint8)
+    with torch.no_grad():
+        _, record = model.encoder.run(images.float() / 255)
+        first = model.encoder.convs[0](images.float() / 255)
+    assert record["conv1"].shape == (4, 20, 4, 28, 28)
+    # Constant current: the membrane after step 1 is (1 - alpha) times it.
+    expected = (first * (1 - spec.neuron.alpha) >= spec.neuron.threshold).float()
+    assert torch.equal(record["conv1"][0], expected)
+    metrics, pictures = model.evaluate_model(images, torch.arange(20) % 10, tuple("abcdefghij"), tmp_path)
+    conv1_macs = 28 * 28 * 4 * 9
+    assert metrics["snn_macs_per_sample"] == conv1_macs
+    sops_after_conv1 = metrics["synaptic_ops_per_sample"]
+    energy = (sops_after_conv1 * ENERGY_AC_PJ + conv1_macs * ENERGY_MAC_PJ) / 1000
+    assert metrics["energy_snn_nj"] == pytest.approx(energy)
+    assert {p.name for p in pictures} == {"spike_raster.png", "membrane_trace.png"}

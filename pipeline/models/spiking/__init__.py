@@ -52,9 +52,12 @@ class EncodingSpec(Strict):
     latency: one spike per input, earlier the stronger (linear: t = (1 - x) (steps - 1); log:
     t = tau ln(x / (x - threshold)), clipped), none below `threshold`.
     delta: a spike where the input changes by more than `threshold` from the previous step (for
-    sequences; an image is read row by row), on and off changes in separate channels."""
+    sequences; an image is read row by row), on and off changes in separate channels.
+    direct: no spikes at the input: the analog input is a constant current for `steps` steps and
+    the first layer's neurons turn it into spikes (Rathi & Roy 2020). That layer's synapses then
+    multiply-accumulate, and are counted as MACs in the energy estimate."""
 
-    kind: Literal["rate", "latency", "delta"] = "rate"
+    kind: Literal["rate", "latency", "delta", "direct"] = "rate"
     steps: int = Field(25, gt=0, description="Time steps the encoding spans.")
     gain: float = Field(1.0, gt=0, le=1, description="rate: firing probability = gain * intensity.")
     latency: Literal["linear", "log"] = Field("linear", description="latency: how intensity maps to spike time.")
@@ -95,3 +98,96 @@ class SNNConvSpec(Strict):
         side = min(shape[1:])
         if side >> len(self.channels) == 0:
             raise ValueError(f"{len(self.channels)} pooling blocks halve {side} px to nothing")
+
+
+class LSNNSpec(Strict):
+    """A long short-term memory spiking network (Bellec et al. 2018): one recurrent population of
+    LIF and adaptive-threshold (ALIF) neurons, no self-connections, and a leaky readout
+    y <- kappa y + (1 - kappa)(W_out z + b). It reads a sequence one element per time step
+    (`repeat` steps each); an image is read row by row. Trained by e-prop (Bellec et al. 2020):
+    eligibility traces per synapse updated online as the sequence runs, times a learning signal
+    sent back through feedback weights; no backward pass through time. Or by BPTT for comparison."""
+
+    kind: Literal["lsnn"]
+    hidden: int = Field(128, gt=1, description="Recurrent neurons, LIF and ALIF together.")
+    adaptive_fraction: float = Field(
+        0.4, ge=0, le=1, description="Share of the recurrent neurons that are ALIF; 0 is the LIF-only ablation.")
+    neuron: NeuronSpec = NeuronSpec(kind="alif", tau_mem=20.0, tau_adapt=200.0, beta=1.8)
+    surrogate: SurrogateSpec = SurrogateSpec(name="triangle", slope=0.3)
+    input: Literal["current", "delta"] = Field(
+        "current", description="current: the signal itself as input current (the first synapses multiply-"
+                               "accumulate); delta: on/off spikes where it changes by more than `delta_threshold`.")
+    delta_threshold: float = Field(0.1, gt=0, description="input delta: the change that spikes.")
+    repeat: int = Field(1, gt=0, description="Time steps each element of the sequence is held for.")
+    readout_tau: float = Field(20.0, gt=0, description="Readout leak time constant (ms, with neuron.dt).")
+    decision_steps: int | None = Field(
+        None, gt=0, description="The loss is the readout's cross-entropy averaged over the last this many "
+                                "time steps, and the class is read from the readout averaged over them; null: all.")
+    learning: Literal["eprop", "bptt"] = Field(
+        "eprop", description="eprop: online eligibility traces and a learning signal, no backward pass "
+                             "through time; bptt: backpropagation through time with surrogate gradients.")
+    feedback: Literal["symmetric", "random"] = Field(
+        "symmetric",
+        description="eprop: the learning signal's weights: the readout's own (W_out^T) or fixed random ones.")
+    rate_target: float = Field(0.01, ge=0, le=1, description="Firing-rate regulariser: target spikes per step.")
+    rate_cost: float = Field(0.1, ge=0, description="Firing-rate regulariser weight (0: off).")
+
+    @property
+    def kappa(self) -> float:
+        return math.exp(-self.neuron.dt / self.readout_tau)
+
+    @property
+    def adaptive(self) -> int:
+        """How many of the recurrent neurons are ALIF (the last ones)."""
+        return round(self.hidden * self.adaptive_fraction)
+
+    @model_validator(mode="after")
+    def _check(self) -> LSNNSpec:
+        if self.neuron.kind == "lif" and self.adaptive_fraction > 0:
+            raise ValueError("neuron kind 'lif' has no adaptation but adaptive_fraction is "
+                             f"{self.adaptive_fraction}; for the LIF-only network set adaptive_fraction: 0")
+        if not self.neuron.detach_reset:
+            raise ValueError("lsnn leaves the reset out of its gradients (e-prop's eligibility traces do): "
+                             "neuron.detach_reset must be true")
+        return self
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        steps = (shape[-1] if len(shape) == 2 else shape[-2]) * self.repeat
+        if self.decision_steps is not None and self.decision_steps > steps:
+            raise ValueError(f"decision_steps {self.decision_steps} is longer than the sequence "
+                             f"({steps} time steps)")
+
+
+class SNNTemporalSpec(Strict):
+    """A temporal-coding network (Comsa et al. 2020): every neuron fires at most once, and the
+    information is in when. Synapses have an alpha kernel, so a neuron's potential after input
+    spikes t_i is V(t) = sum_i w_i (t - t_i) exp(-(t - t_i) / tau_syn), and the time it reaches the
+    threshold has a closed form (Lambert W): spike times, and their gradients with respect to the
+    weights and to the input times, are exact. Each layer also receives `sync_pulses` spikes whose
+    times and weights are learned (they act as biases). The class is the output neuron that fires
+    first. Input: latency coding, in continuous time (brighter pixels earlier)."""
+
+    kind: Literal["snn_temporal"]
+    encoding: EncodingSpec = EncodingSpec(kind="latency", steps=2, threshold=0.0)
+    hidden: list[int] = Field([128], min_length=1, description="Neurons of each hidden layer.")
+    tau_syn: float = Field(1.0, gt=0, description="Alpha-kernel time constant, in the encoding's time steps.")
+    threshold: float = Field(1.0, gt=0, description="Firing threshold.")
+    sync_pulses: int = Field(10, ge=0, description="Learnable synchronisation pulses per layer.")
+    weight_mean: float = Field(
+        4.0, description="Initial mean of the summed input weights of a neuron, in thresholds (pulses apart).")
+    clip_derivative: float = Field(
+        100.0, gt=0, description="Cap on the Lambert W derivative: spike times of neurons that barely reach the "
+                                 "threshold have unbounded gradients (Comsa et al. clip them too).")
+    time_cost: float = Field(
+        0.1, ge=0, description="Weight of the mean squared output spike time (keeps outputs firing).")
+    fire_cost: float = Field(
+        10.0, ge=0, description="Weight of the term that raises the drive of a silent correct output.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SNNTemporalSpec:
+        if self.encoding.kind != "latency":
+            raise ValueError(f"encoding {self.encoding.kind!r} makes several spikes per input or none with a time "
+                             "of its own; a temporal-coding network reads one spike time per input: use latency")
+        if any(h <= 0 for h in self.hidden):
+            raise ValueError(f"hidden must all be > 0 (got {self.hidden})")
+        return self

@@ -47,11 +47,18 @@ class SpikingConvEncoder(nn.Module):
 
     def run(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(hidden spikes [T, B, hidden], every layer's input spikes and the hidden potentials)."""
-        spikes = encode(images, self.spec.encoding)
+        encoding = self.spec.encoding
         record = {}
+        spikes = None if encoding.kind == "direct" else encode(images, encoding)
         for index, conv in enumerate(self.convs):
-            record[f"conv{index + 1}_in"] = spikes
-            spikes, _ = lif_layer(_over_time(conv, spikes), self.spec.neuron, self.spec.surrogate)
+            if spikes is None:  # direct: one constant current, computed once, for every step
+                current = conv(images)
+                currents = current.expand(encoding.steps, *current.shape)
+                record["conv1_in"] = images
+            else:
+                record[f"conv{index + 1}_in"] = spikes
+                currents = _over_time(conv, spikes)
+            spikes, _ = lif_layer(currents, self.spec.neuron, self.spec.surrogate)
             record[f"conv{index + 1}"] = spikes
             spikes = _over_time(lambda x: F.max_pool2d(x, 2), spikes)  # stays binary: a spike if any
         flat = spikes.flatten(2)
@@ -93,13 +100,17 @@ class SNNConv(Supervised):
         side = self.input_shape[1]
         for index, conv in enumerate(self.encoder.convs):
             inputs, outputs = record[f"conv{index + 1}_in"], record[f"conv{index + 1}"]
-            # Each input spike drives every output channel at every position whose 3x3 window
-            # holds it: count the active inputs in each window, times the output channels.
-            window = torch.ones(1, conv.in_channels, 3, 3)
-            reached = F.conv2d(inputs.flatten(0, 1).float(), window, padding=1).sum().item()
+            macs = side * side * conv.out_channels * conv.in_channels * 9
+            if index == 0 and self.spec.encoding.kind == "direct":  # analog input: one pass of MACs
+                reached, analog = 0.0, macs * inputs.shape[0] / batch
+            else:
+                # Each input spike drives every output channel at every position whose 3x3 window
+                # holds it: count the active inputs in each window, times the output channels.
+                window = torch.ones(1, conv.in_channels, 3, 3)
+                reached, analog = F.conv2d(inputs.flatten(0, 1).float(), window, padding=1).sum().item(), 0.0
             layers.append(stats.LayerCount(
                 f"conv{index + 1}", outputs[0, 0].numel(), outputs.sum().item() / batch,
-                reached * conv.out_channels / batch, side * side * conv.out_channels * conv.in_channels * 9))
+                reached * conv.out_channels / batch, macs, analog))
             side //= 2
         fc_in, hidden = record["fc_in"], record["fc"]
         layers.append(stats.LayerCount("fc", self.spec.hidden, hidden.sum().item() / batch,
@@ -128,14 +139,16 @@ class SNNConv(Supervised):
                 for total, layer in zip(counts, batch_counts, strict=True):
                     total.spikes += layer.spikes
                     total.synaptic_ops += layer.synaptic_ops
+                    total.analog_macs += layer.analog_macs
         for layer in counts:  # per sample
             layer.spikes /= len(labels)
             layer.synaptic_ops /= len(labels)
+            layer.analog_macs /= len(labels)
         metrics = {"accuracy": correct / len(labels), **stats.summarise(counts, self.spec.encoding.steps)}
         label = classes[int(labels[0])]
         pictures = [
             stats.raster(first["fc"], f"fc layer spikes, one test image ({label})", out / "spike_raster.png",
-                         input_spikes=first["conv1_in"].flatten(1)),
+                         input_spikes=None if self.spec.encoding.kind == "direct" else first["conv1_in"].flatten(1)),
             stats.membrane_trace(first["fc_potentials"][:, :5], first["fc"][:, :5], self.spec.neuron.threshold,
                                  f"fc layer membrane potentials, one test image ({label})", out / "membrane_trace.png"),
         ]

@@ -5,7 +5,8 @@
   RC-charging time t = tau ln(x / (x - threshold)) normalised to the window; none below threshold;
 - delta: a spike where the signal changes by more than the threshold since the previous step,
   increases and decreases in separate (on/off) channels; time runs along the sequence (an
-  image is read row by row).
+  image is read row by row);
+- direct: the analog input itself, repeated over the steps (a current, not spikes).
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ def rate(x: torch.Tensor, spec: EncodingSpec, generator: torch.Generator | None 
     return torch.bernoulli(probability, generator=generator)
 
 
-def spike_times(x: torch.Tensor, spec: EncodingSpec) -> torch.Tensor:
-    """The step of each input's spike (float; inf where it does not spike)."""
+def spike_times(x: torch.Tensor, spec: EncodingSpec, continuous: bool = False) -> torch.Tensor:
+    """The step of each input's spike (float; inf where it does not spike); `continuous`: the
+    time itself in [0, steps - 1], not rounded to a step."""
     x = x.clamp(0, 1)
     last = spec.steps - 1
     if spec.latency == "linear":
-        times = torch.round((1 - x) * last)
+        times = (1 - x) * last
     else:
         # Time for an RC circuit driven by x to charge up to the threshold, scaled so that the
         # strongest input (x = 1) fires at 0 and the weakest that fires at most at the last step.
         charge = spec.tau * torch.log(x / (x - spec.threshold).clamp_min(1e-12))
         fastest = spec.tau * torch.log(torch.tensor(1 / (1 - spec.threshold)))
-        times = torch.round((charge - fastest).clamp(0, last))
+        times = (charge - fastest).clamp(0, last)
+    if not continuous:
+        times = torch.round(times)
     return torch.where(x > spec.threshold, times, torch.full_like(times, float("inf")))
 
 
@@ -57,4 +61,6 @@ def encode(x: torch.Tensor, spec: EncodingSpec, generator: torch.Generator | Non
         return rate(x, spec, generator)
     if spec.kind == "latency":
         return latency(x, spec)
+    if spec.kind == "direct":
+        return x.expand(spec.steps, *x.shape)
     return delta(x, spec)

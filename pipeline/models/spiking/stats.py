@@ -33,6 +33,9 @@ class LayerCount:
     """Per sample: each spike arriving at the layer's inputs times the synapses it drives."""
     macs: int
     """Of the same layer in a non-spiking network, one pass."""
+    analog_macs: float = 0.0
+    """Per sample: multiply-accumulates the spiking network itself spends on a non-spike input
+    (the first layer under direct encoding; its constant current is computed once)."""
 
 
 def summarise(layers: list[LayerCount], steps: int) -> dict[str, float]:
@@ -45,16 +48,18 @@ def summarise(layers: list[LayerCount], steps: int) -> dict[str, float]:
             total_spikes += layer.spikes
             total_neurons += layer.neurons
     sops = sum(layer.synaptic_ops for layer in layers)
+    analog = sum(layer.analog_macs for layer in layers)
     macs = sum(layer.macs for layer in layers)
     out.update({
         "spikes_per_sample": total_spikes,
         "sparsity": 1 - total_spikes / (total_neurons * steps) if total_neurons else 1.0,
         "synaptic_ops_per_sample": sops,
+        "snn_macs_per_sample": analog,
         "ann_macs_per_sample": float(macs),
-        "energy_snn_nj": sops * ENERGY_AC_PJ / 1000,
+        "energy_snn_nj": (sops * ENERGY_AC_PJ + analog * ENERGY_MAC_PJ) / 1000,
         "energy_ann_nj": macs * ENERGY_MAC_PJ / 1000,
     })
-    out["energy_ratio_ann_over_snn"] = out["energy_ann_nj"] / out["energy_snn_nj"] if sops else float("inf")
+    out["energy_ratio_ann_over_snn"] = out["energy_ann_nj"] / out["energy_snn_nj"] if sops or analog else float("inf")
     return out
 
 
@@ -76,16 +81,20 @@ def raster(spikes: torch.Tensor, title: str, path: Path, input_spikes: torch.Ten
     return path
 
 
-def membrane_trace(potentials: torch.Tensor, spikes: torch.Tensor, threshold: float, title: str,
+def membrane_trace(potentials: torch.Tensor, spikes: torch.Tensor, threshold: float | torch.Tensor, title: str,
                    path: Path) -> Path:
-    """Membrane potentials [T, K] of a few neurons with their spikes and the threshold."""
+    """Membrane potentials [T, K] of a few neurons with their spikes and the threshold (one line,
+    or each neuron's own [T, K] dashed in its colour where it adapts)."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = torch.arange(potentials.shape[0]).numpy()
     for k in range(potentials.shape[1]):
         line = ax.plot(steps, potentials[:, k].numpy(), marker=".", label=f"neuron {k}")[0]
         fired = torch.nonzero(spikes[:, k]).flatten().numpy()
         ax.scatter(fired, potentials[fired, k].numpy(), marker="*", s=80, color=line.get_color())
-    ax.axhline(threshold, color="grey", linestyle="--", label="threshold")
+        if isinstance(threshold, torch.Tensor):
+            ax.plot(steps, threshold[:, k].numpy(), linestyle="--", linewidth=0.8, color=line.get_color())
+    if not isinstance(threshold, torch.Tensor):
+        ax.axhline(threshold, color="grey", linestyle="--", label="threshold")
     ax.set_xlabel("time step")
     ax.set_ylabel("membrane potential")
     ax.legend(fontsize=7, ncol=3)

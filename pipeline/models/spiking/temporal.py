@@ -1,0 +1,330 @@
+"""A temporal-coding spiking network with exact spike-time gradients (Comsa et al. 2020).
+
+A neuron with alpha-kernel synapses (decay rate d = 1 / tau_syn) whose inputs i spiked at t_i < t
+has the potential V(t) = sum_i w_i (t - t_i) exp(-d (t - t_i)) = exp(-d t) (A t - B), with
+A = sum_i w_i exp(d t_i) and B = sum_i w_i t_i exp(d t_i) over those inputs. V reaches the
+threshold theta at
+    t* = B / A - W0(z) / d,    z = -d theta / A exp(d B / A),
+W0 the principal branch of the Lambert W function (the rising crossing); there is no crossing when
+A <= 0 or z < -1/e (the potential's peak stays under the threshold). The inputs are taken in order
+of time: the spike time is the first crossing of a prefix that falls after that prefix's last
+input and before the next one. The formula is differentiable, so autograd gives the exact gradient of every
+spike time with respect to the weights and to the input times (through W0' = exp(-W) / (1 + W)).
+Every neuron fires at most once; a neuron that never reaches the threshold has time inf.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from pipeline.data.datamodule import as_float  # noqa: E402
+from pipeline.models.base import Supervised  # noqa: E402
+from pipeline.models.spiking import SNNTemporalSpec, stats  # noqa: E402
+from pipeline.models.spiking.encoding import spike_times  # noqa: E402
+from pipeline.spec.experiment import TrainSpec  # noqa: E402
+
+INVERSE_E = math.exp(-1)
+
+
+def _lambert_w0(z: torch.Tensor) -> torch.Tensor:
+    """W0(z) for z in [-1/e, 0]: a series start (around the branch point, or around 0), then
+    Halley's iteration (cubic convergence) to machine precision."""
+    z = z.clamp(min=-INVERSE_E)
+    p = (2 * (math.e * z + 1)).clamp_min(0).sqrt()
+    w = torch.where(z < -0.25, -1 + p - p * p / 3 + 11 / 72 * p ** 3, z - z * z + 1.5 * z ** 3)
+    for _ in range(8):
+        ew = torch.exp(w)
+        f = w * ew - z
+        w1 = (w + 1).clamp_min(1e-12)
+        step = f / (ew * w1 - (w + 2) * f / (2 * w1))
+        w = w - torch.where(torch.isfinite(step), step, torch.zeros_like(step))
+    return w.clamp(-1, 0)
+
+
+class _LambertW0(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, clip: float) -> torch.Tensor:
+        w = _lambert_w0(z)
+        ctx.save_for_backward(w)
+        ctx.clip = clip
+        return w
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (w,) = ctx.saved_tensors
+        return grad * (torch.exp(-w) / (1 + w).clamp_min(1e-12)).clamp_max(ctx.clip), None
+
+
+def lambert_w0(z: torch.Tensor, clip: float = math.inf) -> torch.Tensor:
+    """The principal branch of the Lambert W function on [-1/e, 0], differentiable; its
+    derivative exp(-W) / (1 + W), which diverges at the branch point, capped at `clip`."""
+    return _LambertW0.apply(z, clip)
+
+
+def first_spike_times(times: torch.Tensor, weights: torch.Tensor, decay: float, threshold: float,
+                      clip: float = math.inf) -> torch.Tensor:
+    """Output spike times [B, M] (inf: no spike) of input spike times [B, N] (inf: no spike)
+    through weights [N, M]. `clip` caps W0's derivative: a neuron whose peak potential barely
+    grazes the threshold has a spike time with unbounded derivatives.
+
+    Which prefix of the time-ordered inputs holds the crossing is found without W: prefix k's
+    potential V_k rises until its peak at B/A + 1/d, so it crosses in [t_k, t_k+1] exactly when
+    V_k(t_k) < theta and V_k(min(t_k+1, peak)) >= theta. That search is piecewise constant (no
+    gradient); the spike time is then computed, differentiably, from that prefix alone."""
+    finite = torch.isfinite(times)
+    latest = torch.where(finite, times, torch.full_like(times, -math.inf)).amax(dim=1, keepdim=True)
+    # Every sum is taken relative to the latest input (exp(d (t_i - ref)) <= 1: no overflow);
+    # the spike time does not depend on the reference, so no gradient flows through it.
+    ref = torch.where(torch.isfinite(latest), latest, torch.zeros_like(latest)).detach()
+    safe_times = torch.where(finite, times, ref)
+    with torch.no_grad():
+        sorted_times, order = times.sort(dim=1)
+        count = max(1, int(finite.sum(dim=1).max()))  # inputs that never spike sort last: drop them
+        sorted_times, order = sorted_times[:, :count], order[:, :count]
+        ordered = torch.isfinite(sorted_times)
+        t = torch.where(ordered, sorted_times, ref)
+        scale = torch.exp(decay * (t - ref)) * ordered
+        w = weights.detach()[order]  # [B, N, M], in the order of the input times
+        a = torch.cumsum(w * scale[..., None], dim=1)
+        b = torch.cumsum(w * (t * scale)[..., None], dim=1)
+        rising = a > 0
+        a = torch.where(rising, a, torch.ones_like(a))
+        peak = b / a + 1 / decay
+        following = torch.cat([sorted_times[:, 1:], torch.full_like(t[:, :1], math.inf)], dim=1)[..., None]
+        begin = t[..., None].expand_as(a)
+        finish = torch.minimum(following, peak)
+
+        def at(s: torch.Tensor) -> torch.Tensor:  # V_k(s), relative to the reference
+            return torch.exp(-decay * (s - ref[..., None])) * (a * s - b)
+
+        valid = rising & ordered[..., None] & (begin <= peak) & (at(begin) < threshold) & (at(finish) >= threshold)
+        fires = valid.any(dim=1)  # [B, M]
+        first = valid.to(torch.uint8).argmax(dim=1, keepdim=True)  # the earliest prefix that crosses
+        cutoff = torch.gather(t[..., None].expand_as(a), 1, first)  # its last input's time [B, 1, M]
+        member = (finite[..., None] & (times[..., None] <= cutoff)).to(times.dtype)  # [B, N, M]
+    scale = torch.exp(decay * (safe_times - ref))
+    a = torch.einsum("bnm,bn,nm->bm", member, scale, weights)
+    b = torch.einsum("bnm,bn,nm->bm", member, safe_times * scale, weights)
+    a = torch.where(fires, a, torch.ones_like(a))
+    b = torch.where(fires, b, torch.zeros_like(b))
+    z = (-decay * threshold / a * torch.exp((decay * (b / a - ref)).clamp(max=60))).clamp(-INVERSE_E, 0)
+    spike = b / a - lambert_w0(z, clip) / decay
+    return torch.where(fires, spike, torch.full_like(spike, math.inf))
+
+
+def potential(t: torch.Tensor, times: torch.Tensor, weights: torch.Tensor, decay: float) -> torch.Tensor:
+    """V at times t [S] of neurons with weights [N, M] after input spikes times [N]: [S, M]."""
+    since = t[:, None] - times[None, :]  # [S, N]
+    kernel = torch.where(since > 0, since * torch.exp(-decay * since.clamp_min(0)), torch.zeros_like(since))
+    return kernel @ weights
+
+
+class TemporalLayer(nn.Module):
+    """A layer of alpha-synapse neurons that fire once, with learnable synchronisation pulses:
+    extra input spikes at learnable times with learnable weights."""
+
+    def __init__(self, inputs: int, outputs: int, spec: SNNTemporalSpec):
+        super().__init__()
+        self.decay, self.threshold, self.clip = 1 / spec.tau_syn, spec.threshold, spec.clip_derivative
+        last = spec.encoding.steps - 1
+        self.pulse_times = nn.Parameter(torch.linspace(0, last, spec.sync_pulses + 2)[1:-1].clone())
+        # A silent neuron has no spike time and so no gradient: the pulses start strong enough to
+        # make every neuron fire on their own (together they peak at twice the threshold), the
+        # other weights small and positive on average.
+        pulse_weight = 2 * spec.threshold * math.e / spec.tau_syn / max(1, spec.sync_pulses)
+        pulses = torch.full((spec.sync_pulses, outputs), pulse_weight)
+        data = torch.randn(inputs, outputs) / math.sqrt(inputs) + spec.weight_mean / inputs
+        self.weight = nn.Parameter(torch.cat([data, pulses]) * spec.threshold)
+
+    def inputs(self, times: torch.Tensor) -> torch.Tensor:
+        return torch.cat([times, self.pulse_times.expand(len(times), -1)], dim=1)
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        return first_spike_times(self.inputs(times), self.weight, self.decay, self.threshold, self.clip)
+
+
+class TemporalCore(nn.Module):
+    """Latency-coded input -> hidden temporal layers; as features for the probes, the last hidden
+    layer's exp(-t / tau_syn) (0 for neurons that stay silent: earlier spikes, larger values)."""
+
+    def __init__(self, spec: SNNTemporalSpec, input_shape: tuple[int, ...]):
+        super().__init__()
+        self.spec = spec
+        sizes = [math.prod(input_shape), *spec.hidden]
+        self.layers = nn.ModuleList(TemporalLayer(n, m, spec) for n, m in zip(sizes, sizes[1:], strict=False))
+        self.out_dim = spec.hidden[-1]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return spike_times(images.flatten(1), self.spec.encoding, continuous=True)
+
+    def run(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Spike times of the input and of every hidden layer."""
+        times = [self.encode(images)]
+        for layer in self.layers:
+            times.append(layer(times[-1]))
+        return times
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-self.run(images)[-1] / self.spec.tau_syn)
+
+
+class SNNTemporal(Supervised):
+    def __init__(self, spec: SNNTemporalSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(TemporalCore(spec, input_shape), train)
+        self.spec = spec
+        self.output = TemporalLayer(spec.hidden[-1], num_classes, spec)
+        # A silent output neuron counts as firing this late in the loss (it gets no gradient).
+        self.silent_time = spec.encoding.steps - 1 + 8 * spec.tau_syn
+
+    def output_times(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        times = self.encoder.run(images)
+        return times, self.output(times[-1])
+
+    def logits(self, output: torch.Tensor) -> torch.Tensor:
+        """Earlier spikes, larger logits: -t / tau_syn, silent neurons at the silent time."""
+        late = torch.full_like(output, self.silent_time)
+        return -torch.where(torch.isfinite(output), output, late) / self.spec.tau_syn
+
+    def classify(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.output_times(inputs)[1])
+
+    @staticmethod
+    def decide(output: torch.Tensor) -> torch.Tensor:
+        """The class of the first output spike; -1 where no output neuron fires."""
+        decided = torch.isfinite(output).any(dim=1)
+        return torch.where(decided, output.argmin(dim=1), torch.full_like(decided, -1, dtype=torch.long))
+
+    def objective(self, images: torch.Tensor, labels: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, cross-entropy, output spike times, whether the correct output stayed silent).
+        Cross-entropy of softmax(-t / tau_syn) over the output spike times; plus time_cost x the
+        mean squared output spike time (it keeps the outputs firing, early); plus, for a correct
+        output neuron that stays silent and so has no spike time to move, fire_cost x minus its
+        drive (the summed weights of the spikes it received), which raises it towards threshold."""
+        times, output = self.output_times(images)
+        ce = F.cross_entropy(self.logits(output), labels)
+        fired = torch.isfinite(output)
+        lateness = torch.where(fired, output, torch.zeros_like(output)).square().sum() / fired.sum().clamp_min(1)
+        correct_silent = ~fired.gather(1, labels[:, None]).squeeze(1)
+        received = torch.isfinite(self.output.inputs(times[-1])).to(output.dtype)  # [B, N]
+        drive = (received * self.output.weight[:, labels].T).sum(dim=1)
+        silent = -(drive * correct_silent).sum() / len(labels)
+        return ce + self.spec.time_cost * lateness + self.spec.fire_cost * silent, ce, output, correct_silent
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        loss, ce, output, correct_silent = self.objective(as_float(images), labels)
+        size = len(labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log("train/cross_entropy", ce, on_epoch=True, on_step=False, batch_size=size, sync_dist=True)
+        self.log("train/accuracy", (self.decide(output) == labels).float().mean(), on_epoch=True, on_step=False,
+                 batch_size=size, sync_dist=True)
+        self.log("train/correct_output_silent", correct_silent.float().mean(), on_epoch=True, on_step=False,
+                 batch_size=size, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        _, output = self.output_times(as_float(images))
+        self.log("val/accuracy", (self.decide(output) == labels).float().mean(), on_epoch=True, prog_bar=True,
+                 batch_size=len(labels), sync_dist=True)
+
+    # --- evaluation ---
+
+    def layers(self) -> list[TemporalLayer]:
+        return [*self.encoder.layers, self.output]
+
+    @torch.no_grad()
+    def evaluate_model(self, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
+                       out: Path) -> tuple[dict[str, float], list[Path]]:
+        device = next(self.parameters()).device
+        correct = decided = 0
+        decision_time = 0.0
+        spikes = [0.0] * len(self.layers())
+        arriving = [0.0] * len(self.layers())
+        first = None
+        for start in range(0, len(labels), 256):
+            times, output = self.output_times(as_float(inputs[start:start + 256].to(device)))
+            times = [t.cpu() for t in (*times, output.cpu())]
+            prediction = self.decide(times[-1])
+            correct += (prediction == labels[start:start + 256]).sum().item()
+            fired = torch.isfinite(times[-1]).any(dim=1)
+            decided += fired.sum().item()
+            decision_time += times[-1].amin(dim=1)[fired].sum().item()
+            for index, layer in enumerate(self.layers()):
+                spikes[index] += torch.isfinite(times[index + 1]).sum().item()
+                pulses = layer.pulse_times.numel() * len(times[index])  # they always fire
+                arriving[index] += torch.isfinite(times[index]).sum().item() + pulses
+            if first is None:
+                first = [t[0] for t in times]
+        names = [f"hidden{i + 1}" for i in range(len(self.encoder.layers))] + ["output"]
+        counts = []
+        for index, (name, layer) in enumerate(zip(names, self.layers(), strict=True)):
+            fan_in, fan_out = layer.weight.shape
+            counts.append(stats.LayerCount(name, fan_out, spikes[index] / len(labels),
+                                           arriving[index] * fan_out / len(labels),
+                                           (fan_in - layer.pulse_times.numel()) * fan_out))
+        metrics = {
+            "accuracy": correct / len(labels),
+            # Each neuron fires at most once: the firing rate is the share of neurons that fire.
+            **stats.summarise(counts, steps=1),
+            "time_to_decision": decision_time / max(decided, 1),
+            "decided": decided / len(labels),
+            "input_spikes_per_sample": torch.isfinite(self.encoder.encode(as_float(inputs[:256]))).sum().item()
+            / min(256, len(labels)),
+        }
+        label = classes[int(labels[0])]
+        pictures = [self.raster(first, names, f"spike times, one test image ({label})", out / "spike_raster.png"),
+                    self.trace(first, classes, f"output potentials, one test image ({label})",
+                               out / "membrane_trace.png")]
+        return metrics, pictures
+
+    def raster(self, times: list[torch.Tensor], names: list[str], title: str, path: Path) -> Path:
+        fig, axes = plt.subplots(1, len(times), figsize=(3.2 * len(times), 3.6), sharex=True)
+        for ax, name, layer_times in zip(axes, ["input", *names], times, strict=True):
+            fired = torch.isfinite(layer_times)
+            ax.scatter(layer_times[fired].numpy(), torch.nonzero(fired).flatten().numpy(), s=3, marker="|",
+                       color="black")
+            ax.set_title(f"{name}: {int(fired.sum())} of {layer_times.numel()} fire", fontsize=9)
+            ax.set_xlabel("time (steps)")
+        axes[0].set_ylabel("neuron")
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    def trace(self, times: list[torch.Tensor], classes: tuple[str, ...], title: str, path: Path) -> Path:
+        """The output neurons' potentials V(t) from their inputs, up to their spikes (stars: the
+        closed-form spike times, which the curves reach at the threshold)."""
+        inputs = torch.cat([times[-2], self.output.pulse_times.detach().cpu()])
+        weight = self.output.weight.detach().cpu()
+        received = torch.isfinite(inputs)
+        end = float(self.silent_time)
+        grid = torch.linspace(0, end, 400)
+        potentials = potential(grid, inputs[received].cpu(), weight[received], self.output.decay)
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        for k in range(potentials.shape[1]):
+            spike = float(times[-1][k])
+            shown = grid <= spike if math.isfinite(spike) else torch.ones_like(grid, dtype=torch.bool)
+            line = ax.plot(grid[shown].numpy(), potentials[shown, k].numpy(), label=classes[k], linewidth=1)[0]
+            if math.isfinite(spike):
+                ax.scatter([spike], [self.spec.threshold], marker="*", s=80, color=line.get_color())
+        ax.axhline(self.spec.threshold, color="grey", linestyle="--")
+        ax.set_xlabel("time (steps)")
+        ax.set_ylabel("membrane potential")
+        ax.legend(fontsize=7, ncol=5)
+        ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
