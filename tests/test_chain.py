@@ -50,6 +50,9 @@ downstream:
 # CPC of both kinds through the same stages, from the quick specs shipped in specs/: no special
 # case anywhere in the chain.
 QUICK_CPC = {"cpc_fmnist_quick": "fashion_mnist", "cpc_mnist1d_quick": "mnist1d"}
+# The spiking networks too: each is scored itself and logs its spikes, whatever its kind.
+QUICK_SPIKING = {"snn_conv_fmnist_quick": "fashion_mnist", "lsnn_mnist1d_quick": "mnist1d",
+                 "snn_temporal_fmnist_quick": "fashion_mnist"}
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
@@ -72,14 +75,13 @@ def repo(tmp_path_factory) -> Path:
     for entry in pipeline_yaml["vars"]:
         if "specs" in entry:
             entry["specs"] = {"tiny_a": {"dataset": "fashion_mnist"}, "tiny_b": {"dataset": "fashion_mnist"},
-                              **{name: {"dataset": dataset} for name, dataset in QUICK_CPC.items()},
-                              "snn_conv_fmnist_quick": {"dataset": "fashion_mnist"}}
+                              **{name: {"dataset": d} for name, d in {**QUICK_CPC, **QUICK_SPIKING}.items()}}
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline_yaml, sort_keys=False))
     (repo / "specs").mkdir()
     shutil.copy(ROOT / "specs" / "schema.json", repo / "specs")
     for name in ("tiny_a", "tiny_b"):
         (repo / "specs" / f"{name}.yaml").write_text(TINY.format(name=name))
-    for name in (*QUICK_CPC, "snn_conv_fmnist_quick"):
+    for name in (*QUICK_CPC, *QUICK_SPIKING):
         shutil.copy(ROOT / "specs" / f"{name}.yaml", repo / "specs")
     sh("git", "init", "-q", cwd=repo)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=repo)
@@ -140,20 +142,27 @@ def test_cpc_chains_to_its_probes_like_any_model(repo: Path, name: str, dataset:
     assert ("| mnist1d | GRU | 91% |" in report) == (dataset == "mnist1d")  # the published figures
 
 
-def test_a_spiking_network_is_scored_itself_and_logs_its_spikes(repo: Path):
-    client, runs, _ = mlflow_runs(repo, "snn_conv_fmnist_quick")
+@pytest.mark.parametrize(("name", "dataset"), QUICK_SPIKING.items())
+def test_a_spiking_network_is_scored_itself_and_logs_its_spikes(repo: Path, name: str, dataset: str):
+    client, runs, _ = mlflow_runs(repo, name)
     evaluate = runs["evaluate"]
     assert evaluate.info.status == "FINISHED"
     metrics = evaluate.data.metrics
-    assert 0 <= metrics["network/accuracy"] <= 1 and 0 < metrics["network/sparsity"] < 1
-    for key in ("spikes_per_sample", "firing_rate/conv1", "firing_rate/fc", "synaptic_ops_per_sample",
-                "ann_macs_per_sample", "energy_snn_nj", "energy_ann_nj"):
+    assert 0 <= metrics["network/accuracy"] <= 1 and 0 <= metrics["network/sparsity"] < 1
+    rates = [key for key in metrics if key.startswith("network/firing_rate/")]
+    assert len(rates) >= 2 and all(0 < metrics[key] <= 1 for key in rates)
+    for key in ("spikes_per_sample", "synaptic_ops_per_sample", "ann_macs_per_sample", "energy_snn_nj",
+                "energy_ann_nj", "energy_ratio_ann_over_snn"):
         assert metrics[f"network/{key}"] > 0, key
+    if name.startswith("snn_temporal"):
+        assert 0 < metrics["network/time_to_decision"] and 0 <= metrics["network/decided"] <= 1
     assert {"spike_raster.png", "membrane_trace.png", "embedding.png"} <= {
         a.path for a in client.list_artifacts(evaluate.info.run_id)}
     assert "val/accuracy" in runs["pretrain"].data.metrics
-    report = (repo / "reports" / "snn_conv_fmnist_quick.md").read_text()
-    assert f"| snn_conv_fmnist_quick | snn_conv | fashion_mnist | {100 * metrics['network/accuracy']:.1f}% |" in report
+    report = (repo / "reports" / f"{name}.md").read_text()
+    model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
+    network = f"{100 * metrics['network/accuracy']:.1f}%"
+    assert f"| {name} | {model} | {dataset} | {network} |" in report
 
 
 def test_outputs_and_report(repo: Path):

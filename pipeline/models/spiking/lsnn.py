@@ -305,8 +305,13 @@ class LSNN(Supervised):
         steps = len(first["spikes"])
         metrics = {"accuracy": correct / len(labels), **stats.summarise(counts, steps)}
         label = classes[int(labels[0])]
+        # The most active neurons of that sequence: 2 LIF and 3 ALIF (5 of one kind when it is alone).
         hidden, adaptive = self.spec.hidden, self.spec.adaptive
-        shown = [*range(min(2, hidden - adaptive)), *range(hidden - adaptive, min(hidden, hidden - adaptive + 3))]
+        activity = first["spikes"].sum(dim=0)
+        lif = activity[:hidden - adaptive].argsort(descending=True, stable=True)
+        alif = activity[hidden - adaptive:].argsort(descending=True, stable=True) + hidden - adaptive
+        take = 2 if adaptive and hidden - adaptive else 5
+        shown = [*lif[:take].tolist(), *alif[:5 - min(take, len(lif))].tolist()][:5]
         pictures = [
             stats.raster(first["spikes"], f"recurrent spikes (LIF first, then ALIF), one test sequence ({label})",
                          out / "spike_raster.png",
