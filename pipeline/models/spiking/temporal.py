@@ -138,9 +138,9 @@ class TemporalLayer(nn.Module):
         last = spec.encoding.steps - 1
         self.pulse_times = nn.Parameter(torch.linspace(0, last, spec.sync_pulses + 2)[1:-1].clone())
         # A silent neuron has no spike time and so no gradient: the pulses start strong enough to
-        # make every neuron fire on their own (together they peak at twice the threshold), the
-        # other weights small and positive on average.
-        pulse_weight = 2 * spec.threshold * math.e / spec.tau_syn / max(1, spec.sync_pulses)
+        # make every neuron fire on their own (together they peak at `pulse_strength` thresholds),
+        # the other weights small and positive on average.
+        pulse_weight = spec.pulse_strength * spec.threshold * math.e / spec.tau_syn / max(1, spec.sync_pulses)
         pulses = torch.full((spec.sync_pulses, outputs), pulse_weight)
         data = torch.randn(inputs, outputs) / math.sqrt(inputs) + spec.weight_mean / inputs
         self.weight = nn.Parameter(torch.cat([data, pulses]) * spec.threshold)
@@ -310,7 +310,8 @@ class SNNTemporal(Supervised):
         weight = self.output.weight.detach().cpu()
         received = torch.isfinite(inputs)
         end = float(self.silent_time)
-        grid = torch.linspace(0, end, 400)
+        start = min(0.0, float(inputs[received].min())) if received.any() else 0.0  # pulses may move earlier
+        grid = torch.linspace(start, end, 400)
         potentials = potential(grid, inputs[received].cpu(), weight[received], self.output.decay)
         fig, ax = plt.subplots(figsize=(7, 3.8))
         for k in range(potentials.shape[1]):
