@@ -133,17 +133,10 @@ class SNNConv(Supervised):
             predicted = self.readout_potentials(hidden).mean(dim=0).argmax(dim=1)
             correct += (predicted.cpu() == labels[start:start + 256]).sum().item()
             batch_counts = self.layer_counts({k: v.cpu() for k, v in record.items()}, batch=1)  # batch totals
-            if counts is None:
-                counts, first = batch_counts, {k: v[:, 0].cpu() for k, v in record.items()}
-            else:
-                for total, layer in zip(counts, batch_counts, strict=True):
-                    total.spikes += layer.spikes
-                    total.synaptic_ops += layer.synaptic_ops
-                    total.analog_macs += layer.analog_macs
-        for layer in counts:  # per sample
-            layer.spikes /= len(labels)
-            layer.synaptic_ops /= len(labels)
-            layer.analog_macs /= len(labels)
+            if first is None:
+                first = {k: v[:, 0].cpu() for k, v in record.items()}
+            counts = stats.accumulate(counts, batch_counts)
+        stats.per_sample(counts, len(labels))
         metrics = {"accuracy": correct / len(labels), **stats.summarise(counts, self.spec.encoding.steps)}
         label = classes[int(labels[0])]
         pictures = [

@@ -290,18 +290,10 @@ class LSNN(Supervised):
             predicted = self.logits(self.readout_sequence(record["spikes"])).argmax(dim=1).cpu()
             correct += (predicted == labels[start:start + 256]).sum().item()
             batch_counts = self.layer_counts(record["spikes"].cpu(), sequence.cpu())
-            if counts is None:
-                counts = batch_counts
+            if first is None:
                 first = {k: v[:, 0].cpu() for k, v in record.items()} | {"inputs": sequence[:, 0].cpu()}
-            else:
-                for total, layer in zip(counts, batch_counts, strict=True):
-                    total.spikes += layer.spikes
-                    total.synaptic_ops += layer.synaptic_ops
-                    total.analog_macs += layer.analog_macs
-        for layer in counts:  # per sample
-            layer.spikes /= len(labels)
-            layer.synaptic_ops /= len(labels)
-            layer.analog_macs /= len(labels)
+            counts = stats.accumulate(counts, batch_counts)
+        stats.per_sample(counts, len(labels))
         steps = len(first["spikes"])
         metrics = {"accuracy": correct / len(labels), **stats.summarise(counts, steps)}
         label = classes[int(labels[0])]

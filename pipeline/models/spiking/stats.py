@@ -38,6 +38,26 @@ class LayerCount:
     (the first layer under direct encoding; its constant current is computed once)."""
 
 
+def accumulate(totals: list[LayerCount] | None, batch: list[LayerCount]) -> list[LayerCount]:
+    """Add one batch's totals to the running ones (the first batch starts them)."""
+    if totals is None:
+        return batch
+    for total, layer in zip(totals, batch, strict=True):
+        total.spikes += layer.spikes
+        total.synaptic_ops += layer.synaptic_ops
+        total.analog_macs += layer.analog_macs
+    return totals
+
+
+def per_sample(totals: list[LayerCount], samples: int) -> list[LayerCount]:
+    """Totals over `samples` examples -> per example (in place)."""
+    for layer in totals:
+        layer.spikes /= samples
+        layer.synaptic_ops /= samples
+        layer.analog_macs /= samples
+    return totals
+
+
 def summarise(layers: list[LayerCount], steps: int) -> dict[str, float]:
     out: dict[str, float] = {}
     total_spikes = total_neurons = 0.0
