@@ -106,3 +106,49 @@ class RngState(pl.Callback):
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+
+class EpochMetricsInCheckpoint(pl.Callback):
+    """Makes an end-of-epoch checkpoint carry the epoch's metrics, and a run resumed from it log
+    whichever of them the run lacks.
+
+    Lightning saves the checkpoint in `on_train_epoch_end` and sends the epoch's metrics to the
+    logger only after that: a process killed in between leaves a checkpoint past an epoch whose
+    metrics were never logged, and nothing would log them again. The resumed run's logger drops
+    points it already holds (`Run.lightning_logger(resumed=True)`), so either way each epoch's
+    metrics are in the run once."""
+
+    KEY = "epoch_metrics_after_save"
+
+    def __init__(self) -> None:
+        self._epoch_ended = False
+        self._restored: dict | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_ended = False
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_ended = True
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict) -> None:
+        if not self._epoch_ended or not trainer.loggers:
+            return
+        # Exactly what the loop logs next: the epoch-reduced metrics, at the epoch's last step
+        # (Lightning's own convention, e.g. its LearningRateMonitor reads the same counter).
+        logged = trainer._logger_connector.metrics["log"]
+        metrics = {key: float(value) for key, value in logged.items()}
+        metrics.setdefault("epoch", trainer.current_epoch)
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped - 1
+        checkpoint[self.KEY] = {"step": step, "metrics": metrics}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict) -> None:
+        self._restored = checkpoint.get(self.KEY)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._restored:
+            for logger in trainer.loggers:
+                logger.log_metrics(self._restored["metrics"], step=self._restored["step"])
+            self._restored = None

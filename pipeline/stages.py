@@ -162,7 +162,13 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     )
 
     from pipeline import plots, tracking
-    from pipeline.callbacks import CheckpointOnException, FiniteLoss, GracefulInterrupt, RngState
+    from pipeline.callbacks import (
+        CheckpointOnException,
+        EpochMetricsInCheckpoint,
+        FiniteLoss,
+        GracefulInterrupt,
+        RngState,
+    )
     from pipeline.data.datamodule import TensorDataModule, load_splits
 
     out = paths.artifacts_dir(spec.name) / "pretrain"
@@ -184,7 +190,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         if run.run_id is not None:
             _write_json(out / "run.json", {"run_id": run.run_id, "spec_hash": spec_hash(spec),
                                            "tracking_uri": run.uri, "finished": False})
-        logger = run.lightning_logger()
+        logger = run.lightning_logger(resumed=resume_run_id is not None)
         interrupt = GracefulInterrupt()
         callbacks = [
             interrupt,
@@ -193,6 +199,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             CheckpointOnException(out / "checkpoints"),
             FiniteLoss(),
             RngState(),
+            EpochMetricsInCheckpoint(),
             TQDMProgressBar(refresh_rate=10),
         ]
         if logger:  # secondary DDP processes log nothing

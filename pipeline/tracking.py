@@ -133,11 +133,26 @@ class Run:
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
-    def lightning_logger(self):
+    def lightning_logger(self, resumed: bool = False):
+        """Lightning's MLflow logger writing to this run. A `resumed` run replays the steps
+        between its checkpoint and the interruption, whose points the run already holds: those
+        are not logged twice, so every metric's history reads as that of an uninterrupted run."""
         from pytorch_lightning.loggers import MLFlowLogger
 
-        return MLFlowLogger(tracking_uri=self.uri, run_id=self.run_id, log_model=False,
-                            experiment_name=self.client.get_experiment(self.experiment_id).name)
+        options = dict(tracking_uri=self.uri, run_id=self.run_id, log_model=False,
+                       experiment_name=self.client.get_experiment(self.experiment_id).name)
+        if not resumed:
+            return MLFlowLogger(**options)
+        last_steps = {key: max(m.step for m in self.client.get_metric_history(self.run_id, key))
+                      for key in self.client.get_run(self.run_id).data.metrics}
+
+        class ResumedLogger(MLFlowLogger):
+            def log_metrics(self, metrics, step=None):
+                new = {k: v for k, v in metrics.items() if (step or 0) > last_steps.get(k, -1)}
+                if new:
+                    super().log_metrics(new, step)
+
+        return ResumedLogger(**options)
 
 
 def is_secondary_process() -> bool:
@@ -157,7 +172,7 @@ class _SilentRun:
     def set_tags(self, *args, **kwargs) -> None: ...
     def log_artifact(self, *args, **kwargs) -> None: ...
 
-    def lightning_logger(self):
+    def lightning_logger(self, resumed: bool = False):
         return False
 
 

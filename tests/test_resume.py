@@ -43,12 +43,18 @@ def new_project(root: Path) -> Path:
     return root
 
 
-def epoch_history(root: Path) -> tuple[str, list[tuple[int, float]]]:
+TIMINGS = {"wall_time_s", "examples_per_s"}
+
+
+def histories(root: Path) -> tuple[str, dict[str, list[tuple[int, float]]]]:
+    """The finished run's id and every training metric's (step, value) points."""
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
     assert run.info.status == "FINISHED"
-    history = client.get_metric_history(run.info.run_id, "train/loss_epoch")
-    return run.info.run_id, sorted((m.step, m.value) for m in history)
+    return run.info.run_id, {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        for key in run.data.metrics if key not in TIMINGS
+    }
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
@@ -74,11 +80,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
     log = finish(pipeline(killed, "pretrain", "specs/resume.yaml", "--auto-resume"))
     assert "resuming from" in log
 
-    run_id, resumed = epoch_history(killed)
-    _, uninterrupted = epoch_history(reference)
-    assert [step for step, _ in resumed] == [step for step, _ in uninterrupted]  # each epoch once
-    assert len(resumed) == EPOCHS
-    assert resumed == uninterrupted  # bit for bit
+    run_id, resumed = histories(killed)
+    _, uninterrupted = histories(reference)
+    assert resumed.keys() == uninterrupted.keys()
+    for key, points in uninterrupted.items():  # every step once, bit for bit
+        assert [step for step, _ in resumed[key]] == [step for step, _ in points], key
+        assert resumed[key] == points, key
+    assert len(resumed["train/loss_epoch"]) == EPOCHS
     assert run_id in (killed / "artifacts" / "resume" / "pretrain" / "run.json").read_text()
     mine = torch.load(killed / "artifacts" / "resume" / "pretrain" / "encoder.pt", weights_only=True)
     theirs = torch.load(reference / "artifacts" / "resume" / "pretrain" / "encoder.pt", weights_only=True)

@@ -66,3 +66,24 @@ def test_a_stage_leaves_no_tracking_uri_behind(project: Path):
     with tracking.stage_run(spec, "pretrain", None) as run:
         run.lightning_logger().experiment  # noqa: B018 - Lightning's logger exports the URI
     assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_a_resumed_run_logs_each_step_once(project: Path):
+    """The steps a resumed run replays (those after its checkpoint) are already in the run up to
+    where it was interrupted: they are not logged a second time; later ones are."""
+    spec = load_text(SPEC.format(name="replay"))
+    with tracking.stage_run(spec, "pretrain", None) as run:
+        run.log_metrics({"loss": 1.0}, step=3)
+        for step in (7, 15):
+            run.log_metrics({"loss": float(step), "lr": 0.1}, step=step)
+        run_id = run.run_id
+    with tracking.stage_run(spec, "pretrain", None, resume_run_id=run_id) as run:
+        logger = run.lightning_logger(resumed=True)
+        for step in (7, 15, 23):  # replayed from the checkpoint at step 3
+            logger.log_metrics({"loss": -1.0, "lr": 0.2, "new": 1.0}, step=step)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    history = {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+               for key in ("loss", "lr", "new")}
+    assert history["loss"] == [(3, 1.0), (7, 7.0), (15, 15.0), (23, -1.0)]
+    assert history["lr"] == [(7, 0.1), (15, 0.1), (23, 0.2)]
+    assert history["new"] == [(7, 1.0), (15, 1.0), (23, 1.0)]
