@@ -131,9 +131,12 @@ class EpochMetricsInCheckpoint(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_ended = True
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_ended = False  # the last epoch's metrics are logged by now
+
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict) -> None:
-        if not self._epoch_ended or not trainer.loggers:
+        if not self._epoch_ended or not trainer.loggers or trainer._results is None:
             return
         # Exactly what the loop logs next: the epoch-reduced metrics, at the epoch's last step
         # (Lightning's own convention, e.g. its LearningRateMonitor reads the same counter).

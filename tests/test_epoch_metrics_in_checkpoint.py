@@ -82,3 +82,14 @@ def test_a_checkpoint_within_an_epoch_carries_nothing(tmp_path: Path):
     trainer.fit(Regression())
     within = torch.load(tmp_path / "step2.ckpt", weights_only=False)
     assert within["global_step"] == 2 and EpochMetricsInCheckpoint.KEY not in within
+
+
+def test_a_checkpoint_after_training_carries_nothing(tmp_path: Path):
+    """Once training has ended its metrics are logged: a checkpoint saved then (the stage's
+    `interrupted.ckpt` after a Ctrl-C) has nothing to carry."""
+    trainer = pl.Trainer(max_epochs=1, logger=Recorder(), accelerator="cpu", enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[EpochMetricsInCheckpoint()],
+                         enable_checkpointing=False)
+    trainer.fit(Regression())
+    trainer.save_checkpoint(tmp_path / "after.ckpt")
+    assert EpochMetricsInCheckpoint.KEY not in torch.load(tmp_path / "after.ckpt", weights_only=False)
