@@ -19,6 +19,7 @@ from pipeline.spec.experiment import DataSpec, TrainSpec
 from pipeline.spec.load import SpecError, load_text
 
 SMALL = SNNTemporalSpec(kind="snn_temporal", hidden=[24], sync_pulses=3)
+STRONG = SMALL.model_copy(update={"pulse_strength": 2.0})  # the pulses alone make every neuron fire
 
 
 def test_the_registry_builds_it():
@@ -127,9 +128,9 @@ def test_a_real_training_step_and_fast_dev_run():
                                               datamodule=data)
 
 
-def test_every_neuron_fires_at_the_start_and_the_first_spike_decides():
+def test_strong_pulses_make_every_neuron_fire_and_the_first_spike_decides():
     torch.manual_seed(0)
-    model = SNNTemporal(SMALL, TrainSpec(), (1, 28, 28), 10)
+    model = SNNTemporal(STRONG, TrainSpec(), (1, 28, 28), 10)
     images = torch.rand(8, 1, 28, 28)
     times, output = model.output_times(images)
     assert torch.isfinite(times[1]).all() and torch.isfinite(output).all()  # the pulses alone reach threshold
@@ -141,9 +142,29 @@ def test_every_neuron_fires_at_the_start_and_the_first_spike_decides():
     assert features.shape == (8, 24) and 0 < features.min() and features.max() <= 1
 
 
+def test_a_hidden_neuron_silent_on_the_whole_batch_is_raised_towards_threshold():
+    torch.manual_seed(0)
+    model = SNNTemporal(SMALL, TrainSpec(), (1, 28, 28), 10)
+    images = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        model.encoder.layers[0].weight[:, :5] = -1.0  # five hidden neurons that cannot fire
+    times, _ = model.output_times(images)
+    dead = ~torch.isfinite(times[1]).any(dim=0)
+    assert dead[:5].all() and not dead[5:].all()
+    model.dead_drive(times).backward()
+    grad = model.encoder.layers[0].weight.grad
+    assert (grad[:, :5] <= 0).all() and (grad[:, :5] < 0).any()  # descent raises their weights...
+    assert (grad[:, 5:][:, ~dead[5:]] == 0).all()  # ...and leaves the neurons that fire alone
+    # The whole objective includes it with the spec's weight; without it, the dead get nothing.
+    quiet = SNNTemporal(SMALL.model_copy(update={"revive_cost": 0.0}), TrainSpec(), (1, 28, 28), 10)
+    quiet.load_state_dict(model.state_dict())
+    quiet.objective(images, torch.arange(8))[0].backward()
+    assert (quiet.encoder.layers[0].weight.grad[:, :5] == 0).all()
+
+
 def test_evaluation_reports_accuracy_time_to_decision_and_counts(tmp_path: Path):
     torch.manual_seed(0)
-    model = SNNTemporal(SMALL, TrainSpec(), (1, 28, 28), 10).eval()
+    model = SNNTemporal(STRONG, TrainSpec(), (1, 28, 28), 10).eval()
     images = (torch.rand(20, 1, 28, 28) * 255).to(torch.uint8)
     labels = torch.arange(20) % 10
     metrics, pictures = model.evaluate_model(images, labels, tuple("abcdefghij"), tmp_path)

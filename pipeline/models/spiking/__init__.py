@@ -170,21 +170,28 @@ class SNNTemporalSpec(Strict):
     kind: Literal["snn_temporal"]
     encoding: EncodingSpec = EncodingSpec(kind="latency", steps=5, threshold=0.0)
     hidden: list[int] = Field([128], min_length=1, description="Neurons of each hidden layer.")
-    tau_syn: float = Field(1.0, gt=0, description="Alpha-kernel time constant, in the encoding's time steps.")
+    tau_syn: float = Field(2.0, gt=0, description="Alpha-kernel time constant, in the encoding's time steps.")
     threshold: float = Field(1.0, gt=0, description="Firing threshold.")
     sync_pulses: int = Field(10, ge=0, description="Learnable synchronisation pulses per layer.")
     pulse_strength: float = Field(
-        2.0, ge=0, description="Initial pulse weights: together they peak at this many thresholds (> 1: every "
+        1.0, ge=0, description="Initial pulse weights: together they peak at this many thresholds (> 1: every "
                                "neuron fires at the start, whatever its input).")
     weight_mean: float = Field(
-        4.0, description="Initial mean of the summed input weights of a neuron, in thresholds (pulses apart).")
+        2.0, description="Initial mean of the summed input weights of a neuron, in thresholds (pulses apart).")
     clip_derivative: float = Field(
         5.0, gt=0, description="Cap on the Lambert W derivative: spike times of neurons that barely reach the "
                                  "threshold have unbounded gradients (Comsa et al. clip them too).")
+    temperature: float = Field(
+        0.1, gt=0, description="The loss is the cross-entropy of softmax(-t / temperature) over the output spike "
+                               "times t: the smaller, the more a few tenths of a time step between the correct "
+                               "output and the others count.")
     time_cost: float = Field(
         0.0, ge=0, description="Weight of the mean squared output spike time (pushes decisions earlier).")
     fire_cost: float = Field(
         10.0, ge=0, description="Weight of the term that raises the drive of a silent correct output.")
+    revive_cost: float = Field(
+        1.0, ge=0, description="Weight of the term that raises the drive of hidden neurons silent for the whole "
+                               "batch (a silent neuron has no spike time, so no gradient of its own).")
 
     @model_validator(mode="after")
     def _check(self) -> SNNTemporalSpec:

@@ -137,9 +137,9 @@ class TemporalLayer(nn.Module):
         self.decay, self.threshold, self.clip = 1 / spec.tau_syn, spec.threshold, spec.clip_derivative
         last = spec.encoding.steps - 1
         self.pulse_times = nn.Parameter(torch.linspace(0, last, spec.sync_pulses + 2)[1:-1].clone())
-        # A silent neuron has no spike time and so no gradient: the pulses start strong enough to
-        # make every neuron fire on their own (together they peak at `pulse_strength` thresholds),
-        # the other weights small and positive on average.
+        # A silent neuron has no spike time and so no gradient: the pulses start strong (together
+        # they peak at `pulse_strength` thresholds), the other weights small and positive on
+        # average; a hidden neuron that falls silent anyway is raised by `revive_cost`.
         pulse_weight = spec.pulse_strength * spec.threshold * math.e / spec.tau_syn / max(1, spec.sync_pulses)
         pulses = torch.full((spec.sync_pulses, outputs), pulse_weight)
         data = torch.randn(inputs, outputs) / math.sqrt(inputs) + spec.weight_mean / inputs
@@ -190,9 +190,9 @@ class SNNTemporal(Supervised):
         return times, self.output(times[-1])
 
     def logits(self, output: torch.Tensor) -> torch.Tensor:
-        """Earlier spikes, larger logits: -t / tau_syn, silent neurons at the silent time."""
+        """Earlier spikes, larger logits: -t / temperature, silent neurons at the silent time."""
         late = torch.full_like(output, self.silent_time)
-        return -torch.where(torch.isfinite(output), output, late) / self.spec.tau_syn
+        return -torch.where(torch.isfinite(output), output, late) / self.spec.temperature
 
     def classify(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.logits(self.output_times(inputs)[1])
@@ -206,10 +206,11 @@ class SNNTemporal(Supervised):
     def objective(self, images: torch.Tensor, labels: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, cross-entropy, output spike times, whether the correct output stayed silent).
-        Cross-entropy of softmax(-t / tau_syn) over the output spike times; plus time_cost x the
+        Cross-entropy of softmax(-t / temperature) over the output spike times; plus time_cost x the
         mean squared output spike time (it keeps the outputs firing, early); plus, for a correct
         output neuron that stays silent and so has no spike time to move, fire_cost x minus its
-        drive (the summed weights of the spikes it received), which raises it towards threshold."""
+        drive (the summed weights of the spikes it received), which raises it towards threshold;
+        plus revive_cost x the same for hidden neurons silent on the whole batch."""
         times, output = self.output_times(images)
         ce = F.cross_entropy(self.logits(output), labels)
         fired = torch.isfinite(output)
@@ -218,7 +219,22 @@ class SNNTemporal(Supervised):
         received = torch.isfinite(self.output.inputs(times[-1])).to(output.dtype)  # [B, N]
         drive = (received * self.output.weight[:, labels].T).sum(dim=1)
         silent = -(drive * correct_silent).sum() / len(labels)
-        return ce + self.spec.time_cost * lateness + self.spec.fire_cost * silent, ce, output, correct_silent
+        loss = ce + self.spec.time_cost * lateness + self.spec.fire_cost * silent
+        if self.spec.revive_cost:
+            loss = loss + self.spec.revive_cost * self.dead_drive(times)
+        return loss, ce, output, correct_silent
+
+    def dead_drive(self, times: list[torch.Tensor]) -> torch.Tensor:
+        """Minus the mean drive (summed weights of the spikes received) of the hidden neurons that
+        stay silent for every sample of the batch, per hidden neuron: lowering it raises them
+        towards the threshold, from where their spike times take over."""
+        total = times[0].new_zeros(())
+        for layer, before, after in zip(self.encoder.layers, times, times[1:], strict=False):
+            dead = ~torch.isfinite(after).any(dim=0)  # [M]
+            if dead.any():
+                received = torch.isfinite(layer.inputs(before)).to(after.dtype)  # [B, N]
+                total = total - (received @ layer.weight[:, dead]).mean(dim=0).sum() / dead.numel()
+        return total
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
