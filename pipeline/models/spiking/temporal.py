@@ -329,17 +329,20 @@ class SNNTemporal(Supervised):
         start = min(0.0, float(inputs[received].min())) if received.any() else 0.0  # pulses may move earlier
         grid = torch.linspace(start, end, 400)
         potentials = potential(grid, inputs[received].cpu(), weight[received], self.output.decay)
-        fig, ax = plt.subplots(figsize=(7, 3.8))
+        fig, ax = plt.subplots(figsize=(8.5, 3.8))
         for k in range(potentials.shape[1]):
             spike = float(times[-1][k])
             shown = grid <= spike if math.isfinite(spike) else torch.ones_like(grid, dtype=torch.bool)
-            line = ax.plot(grid[shown].numpy(), potentials[shown, k].numpy(), label=classes[k], linewidth=1)[0]
+            x, y = grid[shown].tolist(), potentials[shown, k].tolist()
+            if math.isfinite(spike):  # the curve ends where it meets the threshold, at the spike
+                x, y = [*x, spike], [*y, self.spec.threshold]
+            line = ax.plot(x, y, label=classes[k], linewidth=1)[0]
             if math.isfinite(spike):
                 ax.scatter([spike], [self.spec.threshold], marker="*", s=80, color=line.get_color())
         ax.axhline(self.spec.threshold, color="grey", linestyle="--")
         ax.set_xlabel("time (steps)")
         ax.set_ylabel("membrane potential")
-        ax.legend(fontsize=7, ncol=5)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # clear of the spikes
         ax.set_title(title, fontsize=10)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
