@@ -108,7 +108,6 @@ class RngState(pl.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
-
 class EpochMetricsInCheckpoint(pl.Callback):
     """Makes an end-of-epoch checkpoint carry the epoch's metrics, and a run resumed from it log
     whichever of them the run lacks.

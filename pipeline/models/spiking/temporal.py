@@ -229,7 +229,7 @@ class SNNTemporal(Supervised):
         stay silent for every sample of the batch, per hidden neuron: lowering it raises them
         towards the threshold, from where their spike times take over."""
         total = times[0].new_zeros(())
-        for layer, before, after in zip(self.encoder.layers, times, times[1:], strict=False):
+        for layer, before, after in zip(self.encoder.layers, times[:-1], times[1:], strict=True):
             dead = ~torch.isfinite(after).any(dim=0)  # [M]
             if dead.any():
                 received = torch.isfinite(layer.inputs(before)).to(after.dtype)  # [B, N]
