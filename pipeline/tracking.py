@@ -143,12 +143,16 @@ class Run:
                        experiment_name=self.client.get_experiment(self.experiment_id).name)
         if not resumed:
             return MLFlowLogger(**options)
-        last_steps = {key: max(m.step for m in self.client.get_metric_history(self.run_id, key))
-                      for key in self.client.get_run(self.run_id).data.metrics}
+        held = {(key, m.step) for key in self.client.get_run(self.run_id).data.metrics
+                for m in self.client.get_metric_history(self.run_id, key)}
 
         class ResumedLogger(MLFlowLogger):
             def log_metrics(self, metrics, step=None):
-                new = {k: v for k, v in metrics.items() if (step or 0) > last_steps.get(k, -1)}
+                # Lightning adds "epoch" to every call, so it is legitimately logged several times
+                # at one step: it goes with the call's other metrics, logged or not.
+                new = {k: v for k, v in metrics.items() if k != "epoch" and (k, step or 0) not in held}
+                if new and "epoch" in metrics:
+                    new["epoch"] = metrics["epoch"]
                 if new:
                     super().log_metrics(new, step)
 

@@ -81,9 +81,13 @@ def test_a_resumed_run_logs_each_step_once(project: Path):
         logger = run.lightning_logger(resumed=True)
         for step in (7, 15, 23):  # replayed from the checkpoint at step 3
             logger.log_metrics({"loss": -1.0, "lr": 0.2, "new": 1.0}, step=step)
+        # Lightning's "epoch" rides along with every call: it is logged with the call's others.
+        logger.log_metrics({"lr": 0.3, "epoch": 1}, step=15)
+        logger.log_metrics({"val": 0.5, "epoch": 1}, step=15)
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     history = {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
-               for key in ("loss", "lr", "new")}
+               for key in ("loss", "lr", "new", "epoch", "val")}
     assert history["loss"] == [(3, 1.0), (7, 7.0), (15, 15.0), (23, -1.0)]
     assert history["lr"] == [(7, 0.1), (15, 0.1), (23, 0.2)]
     assert history["new"] == [(7, 1.0), (15, 1.0), (23, 1.0)]
+    assert history["epoch"] == [(15, 1.0)] and history["val"] == [(15, 0.5)]
