@@ -68,7 +68,7 @@ def run(spec, splits, steps: int, folder: Path, checkpoint_every: int | None, ml
     logging calls)."""
     pl.seed_everything(spec.seed, verbose=False)
     data = TensorDataModule(spec.data, spec.seed, splits)
-    model = stages._build_model(spec, splits.input_shape, len(splits.classes))
+    model = stages.build_model(spec, splits.input_shape, len(splits.classes))
     # The timer comes last, so a step's time includes what the other callbacks do after it.
     timer = StepTimer()
     callbacks = [timer]

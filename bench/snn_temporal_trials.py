@@ -24,7 +24,7 @@ import yaml
 
 from pipeline.data.datamodule import as_float, load_splits
 from pipeline.spec.load import load_text
-from pipeline.stages import _build_model
+from pipeline.stages import build_model
 
 
 def model_spec(assignments: list[str]) -> dict:
@@ -59,7 +59,7 @@ def main() -> None:
     print(spec.model.model_dump_json(), flush=True)
     torch.manual_seed(args.seed)
     splits = load_splits(spec.data, 0)
-    net = _build_model(spec, splits.input_shape, len(splits.classes))
+    net = build_model(spec, splits.input_shape, len(splits.classes))
     images, labels = (torch.as_tensor(a) for a in splits.train)
     val_images, val_labels = (torch.as_tensor(a)[:3000] for a in splits.val)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)

@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.data.datamodule import load_splits
-from pipeline.downstream.probes import extract_features, linear_probe
+from pipeline.evaluators.features import extract_features, linear_probe
 from pipeline.models.swav.module import SwAV
 from pipeline.spec.load import load
 

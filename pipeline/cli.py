@@ -50,7 +50,8 @@ def validate(
             typer.echo(str(err), err=True)
             failed = True
             continue
-        typer.echo(f"ok  {path}  ({spec.model.kind}, hash {spec_hash(spec)})")
+        what = spec.model.kind if spec.model else f"on {spec.upstream['encoder']}'s encoder"
+        typer.echo(f"ok  {path}  ({what}, hash {spec_hash(spec)})")
     if failed:
         raise typer.Exit(2)
 
@@ -88,6 +89,11 @@ def models() -> None:
     width = max(len(kind) for kind in (*REGISTRY, *DATASETS))
     for kind, entry in sorted(REGISTRY.items()):
         typer.echo(f"{kind:<{width}}  [{', '.join(entry.modalities)}] {entry.summary}")
+    typer.echo("\ndownstream tasks (downstream[].kind):")
+    from pipeline.evaluators import EVALUATORS
+
+    for kind, entry in EVALUATORS.items():
+        typer.echo(f"{kind:<{width}}  [needs {', '.join(sorted(entry.needs))}] {entry.summary}")
     typer.echo("\ndatasets (data.dataset):")
     for name, source in sorted(DATASETS.items()):
         typer.echo(f"{name:<{width}}  [{source.modality}] {source.description}")
@@ -117,10 +123,11 @@ def pretrain(
         bool, typer.Option(help="Continue the unfinished run of this spec from its last checkpoint.")
     ] = False,
     auto_resume: Annotated[
-        bool, typer.Option(help="Resume if this spec has an unfinished run, else start afresh (DVC).")
+        bool, typer.Option(help="Resume this configuration's unfinished run, keep its finished one when the "
+                                "code and upstream are unchanged, else start afresh (the DVC stage's way).")
     ] = False,
 ) -> None:
-    """Self-supervised pretraining: writes artifacts/<name>/pretrain/ and one MLflow run."""
+    """Train the spec's model (its family's objective): writes artifacts/<name>/pretrain/ and one MLflow run."""
     from pipeline import stages
 
     stages.pretrain(_load(spec, set_), spec, resume=resume, auto_resume=auto_resume)
@@ -128,7 +135,7 @@ def pretrain(
 
 @app.command()
 def evaluate(spec: SpecArg, set_: SetOpt = None) -> None:
-    """Downstream tasks (linear probe, kNN) with their baselines, on the pretrained encoder."""
+    """The spec's downstream tasks with their baselines, on its trained model or upstream encoder."""
     from pipeline import stages
 
     stages.evaluate(_load(spec, set_), spec)
@@ -141,7 +148,8 @@ def run(spec: SpecArg, set_: SetOpt = None) -> None:
 
     loaded = _load(spec, set_)
     stages.fetch(loaded)
-    stages.pretrain(loaded, spec)
+    if loaded.model is not None:  # a spec on an upstream encoder trains nothing of its own
+        stages.pretrain(loaded, spec)
     stages.evaluate(loaded, spec)
     stages.report([loaded.name])
 
@@ -157,6 +165,27 @@ def report(
     from pipeline.spec.load import load
 
     stages.report([load(path).name for path in specs] if specs else None)
+
+
+@app.command()
+def dvc(
+    check: Annotated[bool, typer.Option(help="Exit 1 if dvc.yaml is not what the specs make.")] = False,
+    specs: Annotated[Path | None, typer.Option(help="Folder of specs; default: the project's specs/.")] = None,
+) -> None:
+    """Write dvc.yaml from specs/*.yaml: every spec's stages, with the specs it builds on."""
+    from pipeline.paths import project_root
+    from pipeline.stages import dvc as generator
+
+    root = project_root()
+    target = root / "dvc.yaml"
+    if check:
+        if not generator.write(specs or root / "specs", target, check=True):
+            typer.echo(f"{target} is stale: run `pipeline dvc`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{target} is current")
+        return
+    generator.write(specs or root / "specs", target)
+    typer.echo(f"wrote {target}")
 
 
 @app.command()

@@ -72,3 +72,39 @@ def curves(series: dict[str, list[tuple[int, float]]], title: str, xlabel: str, 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_curves_csv(series: dict[str, list[tuple[int, float]]], folder: Path) -> list[Path]:
+    """Each metric's history as folder/<metric>.csv (columns step, value), the shape `dvc plots
+    show` reads; the folder is replaced as a whole, so no curve of an earlier run lingers."""
+    import shutil
+
+    from pipeline.fsutil import write_atomic
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, points in series.items():
+        text = "step,value\n" + "".join(f"{step},{value!r}\n" for step, value in points)
+        written.append(write_atomic(folder / f"{name.replace('/', '_')}.csv", lambda tmp, t=text: tmp.write_text(t)))
+    return written
+
+
+def lines(series: dict[str, list[tuple[float, float]]], title: str, xlabel: str, ylabel: str, path: Path,
+          log_x: bool = False) -> Path:
+    """Several named lines on one set of axes (e.g. accuracy against the share of labels)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, points in series.items():
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", label=name)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

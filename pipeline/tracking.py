@@ -181,12 +181,13 @@ class _SilentRun:
 
 
 @contextlib.contextmanager
-def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
-              upstream_run_id: str | None = None, resume_run_id: str | None = None) -> Iterator[Run]:
+def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None, upstream: dict | None = None,
+              resume_run_id: str | None = None) -> Iterator[Run]:
     """One MLflow run for one stage: the flattened spec as params; tags for the spec hash, git
-    commit, stage and upstream run; the spec file as an artifact. Ends FINISHED, FAILED (with the
-    error as a tag) or KILLED (Ctrl-C): never left RUNNING. With `resume_run_id`, that run is
-    reopened and continued instead."""
+    commit, stage and the runs it builds on (`upstream`: role -> pipeline.upstream.Finished, the
+    role "training" for a spec's own training); the spec file as an artifact. Ends FINISHED,
+    FAILED (with the error as a tag) or KILLED (Ctrl-C): never left RUNNING. With
+    `resume_run_id`, that run is reopened and continued instead."""
     if is_secondary_process():
         yield _SilentRun()  # type: ignore[misc]
         return
@@ -201,16 +202,23 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None,
         "stage": stage,
         "spec_name": spec.name,
         "spec_hash": spec_hash(spec),
-        "model_kind": spec.model.kind,
+        "model_kind": spec.model.kind if spec.model else "-",
         "git_commit": commit,
         "git_dirty": dirty,
         "mlflow.source.git.commit": commit,
         **{f"version.{k}": v for k, v in _versions().items()},
         **data_tags(DATASETS[spec.data.dataset]),
     }
-    if upstream_run_id:
-        tags["upstream_run_id"] = upstream_run_id
-        tags["mlflow.note.content"] = f"Uses the encoder of pretraining run {upstream_run_id}."
+    notes = []
+    for role, source in (upstream or {}).items():
+        tags[f"upstream.{role}.run_id"] = source.run_id
+        tags[f"upstream.{role}.spec"] = source.name
+        notes.append(f"{role}: run {source.run_id} of spec {source.name}")
+    if upstream:
+        # The run whose encoder this stage reads (its own training's, or the upstream encoder's).
+        encoder_source = upstream.get("training") or upstream.get("encoder") or next(iter(upstream.values()))
+        tags["upstream_run_id"] = encoder_source.run_id
+        tags["mlflow.note.content"] = "Builds on " + "; ".join(notes) + "."
     if resume_run_id:
         try:
             client.update_run(resume_run_id, status="RUNNING")

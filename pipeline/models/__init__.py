@@ -27,6 +27,12 @@ class ModelEntry:
     modalities: tuple[str, ...]
     """The dataset modalities (see DatasetSource.modality) it trains on; a spec pairing it with
     another is rejected at validation."""
+    provides: frozenset[str] = frozenset({"encoder"})
+    """What its trained model offers downstream tasks (see EvaluatorEntry.needs): "encoder"
+    (features), "classifier" (its own predictions: `predict`), "spikes" (`spike_pass`)."""
+    takes_encoder: bool = False
+    """Whether it can start from an upstream spec's trained encoder (`upstream.encoder`), which
+    it then receives as the `encoder` keyword of its constructor."""
 
     def load_class(self) -> Any:
         module_name, class_name = self.module.split(":")
@@ -57,6 +63,7 @@ REGISTRY: dict[str, ModelEntry] = {
         module="pipeline.models.spiking.conv:SNNConv",
         summary="Convolutional spiking network (LIF), spike-encoded input, BPTT with surrogate gradients",
         modalities=("image",),
+        provides=frozenset({"encoder", "classifier", "spikes"}),
     ),
     "lsnn": ModelEntry(
         spec=LSNNSpec,
@@ -64,6 +71,7 @@ REGISTRY: dict[str, ModelEntry] = {
         summary="LSNN (Bellec et al. 2018): recurrent LIF + ALIF, leaky readout; trained by e-prop (online "
                 "eligibility traces) or BPTT",
         modalities=("sequence", "image"),
+        provides=frozenset({"encoder", "classifier", "spikes"}),
     ),
     "snn_temporal": ModelEntry(
         spec=SNNTemporalSpec,
@@ -71,5 +79,6 @@ REGISTRY: dict[str, ModelEntry] = {
         summary="Temporal coding (Comsa et al. 2020): alpha synapses, one spike per neuron, exact spike-time "
                 "gradients (Lambert W), sync pulses, first spike decides",
         modalities=("image",),
+        provides=frozenset({"encoder", "classifier", "spikes"}),
     ),
 }

@@ -6,7 +6,6 @@ are scored on the test split by the evaluate stage, beside the probes on their f
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -37,13 +36,6 @@ class Trainable(pl.LightningModule):
         return {"training_curves": ("training", ["train/loss_epoch", self.validation_metric])}
 
     validation_metric = "val/online_probe_acc"
-
-    @torch.no_grad()
-    def evaluate_model(self, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
-                       out: Path) -> tuple[dict[str, float], list[Path]]:
-        """The family's own measurements on the test split, beyond the probes on its features
-        (metrics, PNG files written into `out`); none by default."""
-        return {}, []
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
         """Parameters trained without weight decay (e.g. an online probe); none by default."""
@@ -124,6 +116,10 @@ class Supervised(Trainable):
 
     def classify(self, inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Predicted labels [B] (the `network` downstream task scores them)."""
+        return self.classify(inputs).argmax(dim=1)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, labels = batch

@@ -7,9 +7,10 @@ import json
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pipeline.data.registry import DATASETS
+from pipeline.evaluators import EVALUATORS, DownstreamSpec, default_downstream
 from pipeline.models import REGISTRY
 from pipeline.spec.components import OptimizerSpec, SchedulerSpec, Strict
 
@@ -53,35 +54,16 @@ class TrainSpec(Strict):
     )
 
 
-class LinearProbeSpec(Strict):
-    """Logistic regression on frozen features, trained to convergence by full-batch L-BFGS."""
-
-    kind: Literal["linear_probe"] = "linear_probe"
-    weight_decays: list[float] = Field(
-        [1e-3, 1e-4, 1e-5],
-        min_length=1,
-        description="L2 strengths tried; the one with the best validation accuracy is kept.",
-    )
-    max_iter: int = Field(150, gt=0, description="L-BFGS iterations at most, per L2 strength.")
-
-
-class KnnSpec(Strict):
-    """Weighted k-nearest-neighbour vote with cosine similarity on frozen features."""
-
-    kind: Literal["knn"] = "knn"
-    k: int = Field(20, gt=0)
-    temperature: float = Field(0.07, gt=0, description="Votes are weighted by exp(sim / T).")
-
-
-DownstreamSpec = Annotated[LinearProbeSpec | KnnSpec, Field(discriminator="kind")]
-
-
 class TrackingSpec(Strict):
     uri: str | None = Field(
         None,
         description="MLflow tracking URI; null: $MLFLOW_TRACKING_URI or the project's sqlite store.",
     )
     experiment: str | None = Field(None, description="MLflow experiment; null: the spec name.")
+    register_as: str | None = Field(
+        None, description="After training, register the trained model in MLflow's model registry under this "
+                          "name: specs on other machines sharing the server then name it as an upstream, "
+                          "`upstream: {encoder: 'models:/<name>/<version>'}`.")
 
 
 _model_specs = tuple(entry.spec for entry in REGISTRY.values())
@@ -92,6 +74,17 @@ ModelSpec = (
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_REGISTERED = re.compile(r"^models:/[^/\s]+/[^/\s]+$")
+
+UpstreamRole = Literal["encoder"]
+"""What a spec takes from an upstream spec. encoder: the trained encoder (its own pretraining,
+when the spec has a model, is replaced by it where the family takes one; without a model the
+spec's downstream tasks run on it)."""
+
+
+def is_registered_model(ref: str) -> bool:
+    """`models:/<name>/<version or @alias>`: an upstream registered in MLflow's model registry."""
+    return bool(_REGISTERED.match(ref))
 
 
 class ExperimentSpec(Strict):
@@ -99,12 +92,57 @@ class ExperimentSpec(Strict):
     description: str = ""
     seed: int = Field(0, ge=0)
     data: DataSpec = DataSpec()
-    model: ModelSpec  # type: ignore[valid-type]
+    upstream: dict[UpstreamRole, str] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="Specs this one builds on, by role: {encoder: swav_fmnist} (a spec in the same folder) or "
+                    "{encoder: 'models:/name/1'} (a model registered in MLflow by `tracking.register_as`).",
+    )
+    model: ModelSpec | None = Field(  # type: ignore[valid-type]
+        None, description="The model trained by this spec; none when it only runs downstream tasks on an "
+                          "upstream encoder.")
     train: TrainSpec = TrainSpec()
     downstream: list[DownstreamSpec] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: [LinearProbeSpec(), KnnSpec()]
-    )
+        description="Downstream tasks, run by the evaluate stage in this order; default: every default task "
+                    "the model provides for (see `pipeline models`).")
     tracking: TrackingSpec = TrackingSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_downstream(cls, data):
+        if isinstance(data, dict) and "downstream" not in data:
+            data = {**data, "downstream": downstream_defaults(data)}
+        return data
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream_names(cls, upstream: dict[str, str]) -> dict[str, str]:
+        for role, ref in upstream.items():
+            if not (is_registered_model(ref) or (_NAME.match(ref) and ".." not in ref)):
+                raise ValueError(f"{role}: {ref!r} is neither a spec name (specs/<name>.yaml) nor a registered "
+                                 "MLflow model ('models:/<name>/<version>')")
+        return upstream
+
+    @model_validator(mode="after")
+    def _chain(self) -> ExperimentSpec:
+        if self.model is None and "encoder" not in self.upstream:
+            raise ValueError("a spec needs a model (`model.kind`) or an upstream encoder to evaluate "
+                             "(`upstream: {encoder: <spec>}`)")
+        if self.model is not None and "encoder" in self.upstream and not REGISTRY[self.model.kind].takes_encoder:
+            raise ValueError(f"model kind {self.model.kind!r} trains an encoder of its own and cannot start from "
+                             "upstream.encoder; drop `model` to run the downstream tasks on the upstream encoder")
+        provides = self.provides
+        for index, task in enumerate(self.downstream):
+            missing = EVALUATORS[task.kind].needs - provides
+            if missing:
+                what = f"model kind {self.model.kind!r}" if self.model else "an upstream encoder"
+                raise ValueError(f"downstream.{index}: {task.kind!r} needs a model that provides "
+                                 f"{', '.join(sorted(missing))}; {what} provides {', '.join(sorted(provides))}")
+        return self
+
+    @property
+    def provides(self) -> frozenset[str]:
+        """What the trained model offers downstream tasks (only an encoder when it is an upstream's)."""
+        return REGISTRY[self.model.kind].provides if self.model is not None else frozenset({"encoder"})
 
     @field_validator("name")
     @classmethod
@@ -122,7 +160,7 @@ class ExperimentSpec(Strict):
         """The model must take the dataset's kind of input, and its shape (e.g. a patch grid
         must tile the images): said now, before any compute. (`data` is validated first.)"""
         data = info.data.get("data")
-        if data is None:  # `data` itself was invalid: that error is reported instead
+        if data is None or model is None:  # `data` itself was invalid: that error is reported instead
             return model
         source = DATASETS[data.dataset]
         takes = REGISTRY[model.kind].modalities
@@ -145,6 +183,23 @@ def spec_hash(spec: ExperimentSpec) -> str:
     """Identifies a configuration: equal for two specs that would compute the same thing,
     whatever their name, description or tracking destination."""
     body = spec.model_dump(mode="json", exclude={"name", "description", "tracking"})
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def downstream_defaults(data: dict) -> list[dict]:
+    """The downstream tasks of a spec (as plain data) that lists none: its model's defaults."""
+    model = data.get("model")
+    kind = model.get("kind") if isinstance(model, dict) else getattr(model, "kind", None)
+    return default_downstream(REGISTRY[kind].provides if kind in REGISTRY else frozenset({"encoder"}))
+
+
+def training_hash(spec: ExperimentSpec) -> str:
+    """Identifies what the training stage computes: the seed, data, model, training and upstream
+    sections. Downstream tasks, the probes' data and the tracking destination do not change the
+    trained weights, so changing them keeps a pretraining current (and resumable)."""
+    body = spec.model_dump(mode="json", include={"seed", "data", "model", "train", "upstream"})
+    body["data"].pop("probe_subset", None)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -37,6 +37,50 @@ class SpecError(Exception):
 
 # ---------------------------------------------------------------- YAML with positions
 
+MAX_NODES = 100_000
+"""A spec holds a few hundred values. YAML aliases let a short text stand for an exponentially
+large one (each list repeating the one before: a 'billion laughs'); beyond this many values once
+aliases are expanded, a spec is refused before anything expands it."""
+
+
+def _expanded_size(root: yaml.Node, source: str) -> None:
+    """Count the values the document holds with every alias expanded, without expanding: an
+    alias is the very node object it refers to, so sizes are memoised per node. A node that
+    contains itself (a recursive alias) is refused too."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def where(node: yaml.Node) -> str:
+        return f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+    def children(node: yaml.Node) -> list[yaml.Node]:
+        if isinstance(node, yaml.MappingNode):
+            return [n for pair in node.value for n in pair]
+        return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order: a deeply nested spec cannot exhaust the Python stack
+        node, finishing = stack.pop()
+        if finishing:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children(node))
+            if sizes[id(node)] > MAX_NODES:
+                raise SpecError([Problem(
+                    where(node), "",
+                    f"the spec expands to more than {MAX_NODES:,} values through YAML aliases (*name); "
+                    "a spec holds a few hundred: write the repeated parts out, or use fewer aliases")])
+            continue
+        if id(node) in sizes:
+            continue
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children(node):
+            if id(child) in open_nodes:
+                raise SpecError([Problem(where(child), "", "a YAML alias refers to a node that contains it "
+                                                           "(a recursive structure); a spec cannot hold one")])
+            if id(child) not in sizes:
+                stack.append((child, False))
+
 
 def _compose(text: str, source: str) -> yaml.Node | None:
     try:
@@ -102,6 +146,10 @@ def parse_override(text: str) -> tuple[Loc, Any]:
 def _default(loc: Loc, data: dict) -> Any:
     """The default of the field at `loc`, as plain data ({} where there is none), so that an
     override can reach into a section the spec leaves at its default (e.g. downstream.1.k)."""
+    if loc == ("downstream",):  # filled from the model's kind
+        from pipeline.spec.experiment import downstream_defaults
+
+        return downstream_defaults(data)
     model = _model_at(loc[:-1], data)
     field = model.model_fields.get(str(loc[-1])) if model is not None else None
     if field is None or field.is_required():
@@ -164,6 +212,9 @@ def _model_at(loc: Loc, data: Any) -> type[BaseModel] | None:
     node = data
     for part in (*loc, None):
         current = _unwrap(current)
+        if typing.get_origin(current) in (typing.Union, types.UnionType):  # an optional section: its value's type
+            present = [a for a in typing.get_args(current) if a is not type(None)]
+            current = _unwrap(present[0]) if len(present) == 1 else current
         if typing.get_origin(current) in (typing.Union, types.UnionType):
             current = _member(current, node.get("kind") if isinstance(node, dict) else None)
         if part is None:
@@ -196,14 +247,24 @@ def _child(node: Any, part: str | int) -> Any:
     return None
 
 
+def _kinds(loc: Loc) -> tuple[list[str], str]:
+    """The kinds of the union at `loc` (downstream tasks or models), and where to read about them."""
+    if loc and loc[0] == "downstream":
+        from pipeline.evaluators import EVALUATORS
+
+        return list(EVALUATORS), "downstream task kinds"
+    from pipeline.models import REGISTRY
+
+    return list(REGISTRY), "model kinds"
+
+
 def _message(error: dict) -> str:
     kind = error["type"]
     ctx = error.get("ctx", {})
     got = error.get("input")
     if (kind == "missing" and error["loc"][-1] == "kind") or kind == "union_tag_not_found":
-        from pipeline.models import REGISTRY
-
-        return f"required, but missing; registered kinds: {', '.join(REGISTRY)}"
+        kinds, what = _kinds(tuple(error["loc"]))
+        return f"required, but missing; {what}: {', '.join(kinds)}"
     if kind == "missing":
         return "required, but missing"
     if kind == "extra_forbidden":
@@ -215,11 +276,10 @@ def _message(error: dict) -> str:
     if kind == "literal_error":
         return f"must be {ctx['expected']} (got {got!r})"
     if kind == "union_tag_invalid":
-        from pipeline.models import REGISTRY
-
-        close = difflib.get_close_matches(str(ctx["tag"]), list(REGISTRY), n=1)
+        kinds, what = _kinds(tuple(error["loc"]))
+        close = difflib.get_close_matches(str(ctx["tag"]), kinds, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        return f"unknown kind {ctx['tag']!r}; {hint}registered kinds: {', '.join(REGISTRY)} (see `pipeline models`)"
+        return f"unknown kind {ctx['tag']!r}; {hint}{what}: {', '.join(kinds)} (see `pipeline models`)"
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
     if kind in ("too_short", "too_long"):
@@ -262,10 +322,15 @@ def _problems(err: ValidationError, data: Any, positions: dict[Loc, tuple[int, i
 # ---------------------------------------------------------------- entry points
 
 
-def load_text(text: str, source: str = "<spec>", overrides: list[str] | tuple[str, ...] = ()) -> ExperimentSpec:
+def load_text(text: str, source: str = "<spec>", overrides: list[str] | tuple[str, ...] = (),
+              folder: Path | None = None, _chain: tuple[str, ...] = ()) -> ExperimentSpec:
+    """Validate a spec's text. With `folder` (where its upstream specs live), the upstream specs
+    are loaded too: an unknown one, a cycle, an invalid one or one whose encoder cannot take this
+    spec's data is an error at the line that names it."""
     node = _compose(text, source)
     if node is None:
         raise SpecError([Problem(source, "", "the spec is empty; it needs at least `name` and `model.kind`")])
+    _expanded_size(node, source)
     positions, problems = _positions(node, source)
     if problems:
         raise SpecError(problems)
@@ -283,12 +348,62 @@ def load_text(text: str, source: str = "<spec>", overrides: list[str] | tuple[st
         _apply(data, loc, value, text_override)
         applied.append((loc, text_override))
     try:
-        return ExperimentSpec.model_validate(data)
+        spec = ExperimentSpec.model_validate(data)
     except ValidationError as err:
         raise SpecError(_problems(err, data, positions, source, applied)) from None
+    if folder is not None and spec.upstream:
+        problems = _upstream_problems(spec, Path(folder), positions, source, _chain)
+        if problems:
+            raise SpecError(problems)
+    return spec
 
 
-def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentSpec:
+def _upstream_problems(spec: ExperimentSpec, folder: Path, positions: dict[Loc, tuple[int, int]], source: str,
+                       chain: tuple[str, ...]) -> list[Problem]:
+    from pipeline.data.registry import DATASETS
+    from pipeline.spec.experiment import is_registered_model
+
+    problems = []
+    own = Path(source).stem
+    for role, ref in spec.upstream.items():
+        line, col = positions.get(("upstream", role), positions.get(("upstream",), (1, 1)))
+        where, path = f"{source}:{line}:{col}", f"upstream.{role}"
+        if is_registered_model(ref):
+            continue  # resolved when a stage runs, from the MLflow registry
+        if ref in (*chain, own):
+            cycle = " -> ".join((*chain, own, ref))
+            problems.append(Problem(where, path, f"a cycle of upstream specs ({cycle}): a spec cannot build on "
+                                                 "itself; remove one of these upstream entries"))
+            continue
+        upstream_path = folder / f"{ref}.yaml"
+        if not upstream_path.is_file():
+            known = sorted(p.stem for p in folder.glob("*.yaml"))
+            close = difflib.get_close_matches(ref, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(Problem(where, path, f"unknown spec {ref!r}: there is no {upstream_path}; {hint}"
+                                                 f"upstream names a spec of {folder}/ by its file name"))
+            continue
+        try:
+            upstream = load(upstream_path, _chain=(*chain, own))
+        except SpecError as err:
+            first = err.problems[0]
+            if "a cycle of upstream specs" in first.message:
+                problems.append(Problem(where, path, first.message))
+            else:
+                problems.append(Problem(where, path, f"{ref!r} is not a valid spec ({first}); fix it first"))
+            continue
+        if role == "encoder":
+            theirs, ours = DATASETS[upstream.data.dataset], DATASETS[spec.data.dataset]
+            if (theirs.modality, theirs.input_shape) != (ours.modality, ours.input_shape):
+                problems.append(Problem(where, path, (
+                    f"{ref}'s encoder takes {theirs.modality}s of shape {list(theirs.input_shape)} "
+                    f"({theirs.name}), but data.dataset {ours.name!r} holds {ours.modality}s of shape "
+                    f"{list(ours.input_shape)}; use a dataset its encoder can take")))
+    return problems
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+         _chain: tuple[str, ...] = ()) -> ExperimentSpec:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -296,7 +411,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Exper
         raise SpecError([Problem(str(path), "", "no such file; specs live in specs/*.yaml")]) from None
     except (OSError, UnicodeDecodeError) as err:
         raise SpecError([Problem(str(path), "", f"cannot read the spec: {err}")]) from None
-    return load_text(text, str(path), overrides)
+    return load_text(text, str(path), overrides, folder=path.parent, _chain=_chain)
 
 
 def dump(spec: ExperimentSpec) -> str:

@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from pipeline.data.datamodule import Splits, TensorDataModule
+from pipeline.evaluators.spike_stats import evaluate_spiking
 from pipeline.models import REGISTRY
 from pipeline.models.spiking import LSNNSpec
 from pipeline.models.spiking.lsnn import LSNN
@@ -112,7 +113,8 @@ def test_the_input_as_a_sequence():
     images = torch.rand(5, 1, 28, 28)
     steps = model.encoder.sequence(images)
     assert steps.shape == (56, 5, 28)  # rows as time, each held for 2 steps
-    torch.testing.assert_close(steps[6], images[:, 0, 3]) and torch.testing.assert_close(steps[7], images[:, 0, 3])
+    torch.testing.assert_close(steps[6], images[:, 0, 3])
+    torch.testing.assert_close(steps[7], images[:, 0, 3])
     delta = LSNN(LSNNSpec(kind="lsnn", input="delta", repeat=3, delta_threshold=0.5), TrainSpec(), (1, 40), 10)
     signal = torch.zeros(2, 1, 40)
     signal[:, 0, 10:] = 1.0
@@ -170,7 +172,7 @@ def test_evaluation_counts_spikes_operations_and_energy(tmp_path: Path):
     with torch.no_grad():
         model.encoder.w_in.mul_(3)
     signals, labels = torch.randn(30, 1, 40) * 2, torch.arange(30) % 10
-    metrics, pictures = model.evaluate_model(signals, labels, tuple("abcdefghij"), tmp_path)
+    metrics, pictures = evaluate_spiking(model, signals, labels, tuple("abcdefghij"), tmp_path)
     with torch.no_grad():
         spikes = model.encoder.run(model.encoder.sequence(signals))["spikes"]
     assert metrics["spikes_per_sample"] == pytest.approx(spikes.sum().item() / 30)

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from pipeline.data.datamodule import Splits, TensorDataModule
+from pipeline.evaluators.spike_stats import evaluate_spiking
 from pipeline.models import REGISTRY
 from pipeline.models.spiking import SNNTemporalSpec
 from pipeline.models.spiking.temporal import SNNTemporal, first_spike_times, lambert_w0, potential
@@ -167,7 +168,7 @@ def test_evaluation_reports_accuracy_time_to_decision_and_counts(tmp_path: Path)
     model = SNNTemporal(STRONG, TrainSpec(), (1, 28, 28), 10).eval()
     images = (torch.rand(20, 1, 28, 28) * 255).to(torch.uint8)
     labels = torch.arange(20) % 10
-    metrics, pictures = model.evaluate_model(images, labels, tuple("abcdefghij"), tmp_path)
+    metrics, pictures = evaluate_spiking(model, images, labels, tuple("abcdefghij"), tmp_path)
     with torch.no_grad():
         times, output = model.output_times(images.float() / 255)
     assert metrics["accuracy"] == pytest.approx((model.decide(output) == labels).float().mean().item())

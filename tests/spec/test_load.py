@@ -34,7 +34,7 @@ def test_good_spec_fills_defaults():
     assert spec.model.prototypes == 20
     assert spec.model.temperature == 0.1
     assert spec.train.max_epochs == 2
-    assert [task.kind for task in spec.downstream] == ["linear_probe", "knn"]
+    assert [task.kind for task in spec.downstream] == ["linear_probe", "knn", "embedding"]  # swav's defaults
 
 
 def test_value_out_of_range_names_line_and_column():
@@ -63,7 +63,7 @@ def test_every_problem_is_reported():
 
 def test_missing_required_field_points_at_its_section():
     [line] = problems("name: x\nmodel:\n  prototypes: 3\n")
-    assert line.startswith("specs/x.yaml:2:1: model.kind: required, but missing; registered kinds: ")
+    assert line.startswith("specs/x.yaml:2:1: model.kind: required, but missing; model kinds: ")
     assert problems("model:\n  kind: swav\n") == ["specs/x.yaml:1:1: name: required, but missing"]
 
 

@@ -120,29 +120,22 @@ class SNNConv(Supervised):
                                        self.spec.hidden * self.readout.out_features))
         return layers
 
-    @torch.no_grad()
-    def evaluate_model(self, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
-                       out: Path) -> tuple[dict[str, float], list[Path]]:
-        from pipeline.data.datamodule import as_float
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classify(images).argmax(dim=1)
 
-        device = next(self.parameters()).device
-        correct, counts, first = 0, None, None
-        for start in range(0, len(labels), 256):
-            images = as_float(inputs[start:start + 256].to(device))
-            hidden, record = self.encoder.run(images)
-            predicted = self.readout_potentials(hidden).mean(dim=0).argmax(dim=1)
-            correct += (predicted.cpu() == labels[start:start + 256]).sum().item()
-            batch_counts = self.layer_counts({k: v.cpu() for k, v in record.items()}, batch=1)  # batch totals
-            if first is None:
-                first = {k: v[:, 0].cpu() for k, v in record.items()}
-            counts = stats.accumulate(counts, batch_counts)
-        stats.per_sample(counts, len(labels))
-        metrics = {"accuracy": correct / len(labels), **stats.summarise(counts, self.spec.encoding.steps)}
-        label = classes[int(labels[0])]
-        pictures = [
+    @torch.no_grad()
+    def spike_batch(self, images: torch.Tensor, keep_first: bool = False) -> stats.SpikeBatch:
+        hidden, record = self.encoder.run(images)
+        predicted = self.readout_potentials(hidden).mean(dim=0).argmax(dim=1)
+        counts = self.layer_counts({k: v.cpu() for k, v in record.items()}, batch=1)  # batch totals
+        first = {k: v[:, 0].cpu() for k, v in record.items()} if keep_first else None
+        return stats.SpikeBatch(predicted, counts, first, self.spec.encoding.steps)
+
+    def spike_pictures(self, first: dict[str, torch.Tensor], label: str, classes: tuple[str, ...],
+                       out: Path) -> list[Path]:
+        return [
             stats.raster(first["fc"], f"fc layer spikes, one test image ({label})", out / "spike_raster.png",
                          input_spikes=None if self.spec.encoding.kind == "direct" else first["conv1_in"].flatten(1)),
             stats.membrane_trace(first["fc_potentials"][:, :5], first["fc"][:, :5], self.spec.neuron.threshold,
                                  f"fc layer membrane potentials, one test image ({label})", out / "membrane_trace.png"),
         ]
-        return metrics, pictures

@@ -279,24 +279,21 @@ class LSNN(Supervised):
         layers.append(stats.LayerCount("readout", 0, 0.0, total * classes, steps * hidden * classes))
         return layers
 
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(x).argmax(dim=1)
+
     @torch.no_grad()
-    def evaluate_model(self, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
-                       out: Path) -> tuple[dict[str, float], list[Path]]:
-        device = next(self.parameters()).device
-        correct, counts, first = 0, None, None
-        for start in range(0, len(labels), 256):
-            sequence = self.encoder.sequence(as_float(inputs[start:start + 256].to(device)))
-            record = self.encoder.run(sequence)
-            predicted = self.logits(self.readout_sequence(record["spikes"])).argmax(dim=1).cpu()
-            correct += (predicted == labels[start:start + 256]).sum().item()
-            batch_counts = self.layer_counts(record["spikes"].cpu(), sequence.cpu())
-            if first is None:
-                first = {k: v[:, 0].cpu() for k, v in record.items()} | {"inputs": sequence[:, 0].cpu()}
-            counts = stats.accumulate(counts, batch_counts)
-        stats.per_sample(counts, len(labels))
-        steps = len(first["spikes"])
-        metrics = {"accuracy": correct / len(labels), **stats.summarise(counts, steps)}
-        label = classes[int(labels[0])]
+    def spike_batch(self, x: torch.Tensor, keep_first: bool = False) -> stats.SpikeBatch:
+        sequence = self.encoder.sequence(x)
+        record = self.encoder.run(sequence)
+        predicted = self.logits(self.readout_sequence(record["spikes"])).argmax(dim=1)
+        counts = self.layer_counts(record["spikes"].cpu(), sequence.cpu())
+        first = ({k: v[:, 0].cpu() for k, v in record.items()} | {"inputs": sequence[:, 0].cpu()}
+                 if keep_first else None)
+        return stats.SpikeBatch(predicted, counts, first, steps=len(record["spikes"]))
+
+    def spike_pictures(self, first: dict[str, torch.Tensor], label: str, classes: tuple[str, ...],
+                       out: Path) -> list[Path]:
         # The most active neurons of that sequence: 2 LIF and 3 ALIF (5 of one kind when it is alone).
         hidden, adaptive = self.spec.hidden, self.spec.adaptive
         activity = first["spikes"].sum(dim=0)
@@ -304,7 +301,7 @@ class LSNN(Supervised):
         alif = activity[hidden - adaptive:].argsort(descending=True, stable=True) + hidden - adaptive
         take = 2 if adaptive and hidden - adaptive else 5
         shown = [*lif[:take].tolist(), *alif[:5 - min(take, len(lif))].tolist()][:5]
-        pictures = [
+        return [
             stats.raster(first["spikes"], f"recurrent spikes (LIF first, then ALIF), one test sequence ({label})",
                          out / "spike_raster.png",
                          input_spikes=first["inputs"] if self.spec.input == "delta" else None),
@@ -313,4 +310,3 @@ class LSNN(Supervised):
                                  f"membrane potentials and thresholds, one test sequence ({label})",
                                  out / "membrane_trace.png"),
         ]
-        return metrics, pictures

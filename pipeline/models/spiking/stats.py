@@ -10,7 +10,7 @@ of both, so the ratio, not the absolute figure, is the meaningful part.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -36,6 +36,22 @@ class LayerCount:
     analog_macs: float = 0.0
     """Per sample: multiply-accumulates the spiking network itself spends on a non-spike input
     (the first layer under direct encoding; its constant current is computed once)."""
+
+
+@dataclass
+class SpikeBatch:
+    """What a spiking family's `spike_batch(inputs, keep_first)` returns for one batch."""
+
+    predictions: torch.Tensor
+    """Predicted labels [B] (-1 where the network does not decide)."""
+    counts: list[LayerCount]
+    """Totals over the batch."""
+    first: object = None
+    """With keep_first: what the family's `spike_pictures` draws of the batch's first example."""
+    steps: int = 1
+    """Time steps a neuron has to fire in (firing rate = spikes / (neurons x steps))."""
+    extras: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Further figures as (numerator, denominator) totals over the batch, divided at the end."""
 
 
 def accumulate(totals: list[LayerCount] | None, batch: list[LayerCount]) -> list[LayerCount]:

@@ -259,50 +259,38 @@ class SNNTemporal(Supervised):
     def layers(self) -> list[TemporalLayer]:
         return [*self.encoder.layers, self.output]
 
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decide(self.output_times(images)[1])
+
     @torch.no_grad()
-    def evaluate_model(self, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
-                       out: Path) -> tuple[dict[str, float], list[Path]]:
-        device = next(self.parameters()).device
-        correct = decided = 0
-        decision_time = 0.0
-        spikes = [0.0] * len(self.layers())
-        arriving = [0.0] * len(self.layers())
-        first = None
-        for start in range(0, len(labels), 256):
-            times, output = self.output_times(as_float(inputs[start:start + 256].to(device)))
-            times = [t.cpu() for t in (*times, output.cpu())]
-            prediction = self.decide(times[-1])
-            correct += (prediction == labels[start:start + 256]).sum().item()
-            fired = torch.isfinite(times[-1]).any(dim=1)
-            decided += fired.sum().item()
-            decision_time += times[-1].amin(dim=1)[fired].sum().item()
-            for index, layer in enumerate(self.layers()):
-                spikes[index] += torch.isfinite(times[index + 1]).sum().item()
-                pulses = layer.pulse_times.numel() * len(times[index])  # they always fire
-                arriving[index] += torch.isfinite(times[index]).sum().item() + pulses
-            if first is None:
-                first = [t[0] for t in times]
-        names = [f"hidden{i + 1}" for i in range(len(self.encoder.layers))] + ["output"]
+    def spike_batch(self, images: torch.Tensor, keep_first: bool = False) -> stats.SpikeBatch:
+        times, output = self.output_times(images)
+        times = [t.cpu() for t in (*times, output)]
+        fired = torch.isfinite(times[-1]).any(dim=1)
+        names = self.layer_names()
         counts = []
         for index, (name, layer) in enumerate(zip(names, self.layers(), strict=True)):
             fan_in, fan_out = layer.weight.shape
-            counts.append(stats.LayerCount(name, fan_out, spikes[index] / len(labels),
-                                           arriving[index] * fan_out / len(labels),
-                                           (fan_in - layer.pulse_times.numel()) * fan_out))
-        metrics = {
-            "accuracy": correct / len(labels),
-            # Each neuron fires at most once: the firing rate is the share of neurons that fire.
-            **stats.summarise(counts, steps=1),
-            "time_to_decision": decision_time / max(decided, 1),
-            "decided": decided / len(labels),
-            "input_spikes_per_sample": torch.isfinite(self.encoder.encode(as_float(inputs[:256]))).sum().item()
-            / min(256, len(labels)),
-        }
-        label = classes[int(labels[0])]
-        pictures = [self.raster(first, names, f"spike times, one test image ({label})", out / "spike_raster.png"),
-                    self.trace(first, classes, f"output potentials, one test image ({label})",
-                               out / "membrane_trace.png")]
-        return metrics, pictures
+            pulses = layer.pulse_times.numel() * len(times[index])  # they always fire
+            arriving = torch.isfinite(times[index]).sum().item() + pulses
+            counts.append(stats.LayerCount(name, fan_out, torch.isfinite(times[index + 1]).sum().item(),
+                                           arriving * fan_out, (fan_in - layer.pulse_times.numel()) * fan_out))
+        extras = {"time_to_decision": (times[-1].amin(dim=1)[fired].sum().item(), fired.sum().item()),
+                  "decided": (fired.sum().item(), len(fired))}
+        if keep_first:
+            extras["input_spikes_per_sample"] = (torch.isfinite(times[0]).sum().item(), len(times[0]))
+        # Each neuron fires at most once: the firing rate is the share of neurons that fire (steps 1).
+        return stats.SpikeBatch(self.decide(times[-1]), counts, [t[0] for t in times] if keep_first else None,
+                                steps=1, extras=extras)
+
+    def layer_names(self) -> list[str]:
+        return [f"hidden{i + 1}" for i in range(len(self.encoder.layers))] + ["output"]
+
+    def spike_pictures(self, first: list[torch.Tensor], label: str, classes: tuple[str, ...],
+                       out: Path) -> list[Path]:
+        return [self.raster(first, self.layer_names(), f"spike times, one test image ({label})",
+                            out / "spike_raster.png"),
+                self.trace(first, classes, f"output potentials, one test image ({label})", out / "membrane_trace.png")]
 
     def raster(self, times: list[torch.Tensor], names: list[str], title: str, path: Path) -> Path:
         fig, axes = plt.subplots(1, len(times), figsize=(3.2 * len(times), 3.6), sharex=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.downstream.probes import extract_features, knn_accuracy, linear_probe, raw_input
+from pipeline.evaluators.features import extract_features, knn_accuracy, linear_probe, raw_input
 
 
 def blobs(n: int, dim: int = 20, classes: int = 4, spread: float = 0.3, seed: int = 0):

@@ -1,0 +1,132 @@
+"""Downstream tasks: what a trained model is for. One module per task; this module holds their
+spec sections and the registry, and imports only pydantic (the spec union is built from it).
+
+A task declares what it needs of the model (`needs`: an encoder, a classifier, spikes); a spec
+whose model does not provide it is rejected at validation. Its module has
+`run(task_spec, context) -> TaskResult`: metrics, pictures and one headline figure with its
+baselines, all computed in the same run (see `pipeline.evaluators.context`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from pipeline.spec.components import Strict
+
+
+class LinearProbeSpec(Strict):
+    """Logistic regression on frozen features, trained to convergence by full-batch L-BFGS."""
+
+    kind: Literal["linear_probe"] = "linear_probe"
+    weight_decays: list[float] = Field(
+        [1e-3, 1e-4, 1e-5],
+        min_length=1,
+        description="L2 strengths tried; the one with the best validation accuracy is kept.",
+    )
+    max_iter: int = Field(150, gt=0, description="L-BFGS iterations at most, per L2 strength.")
+
+
+class KnnSpec(Strict):
+    """Weighted k-nearest-neighbour vote with cosine similarity on frozen features."""
+
+    kind: Literal["knn"] = "knn"
+    k: int = Field(20, gt=0)
+    temperature: float = Field(0.07, gt=0, description="Votes are weighted by exp(sim / T).")
+
+
+class EmbeddingSpec(Strict):
+    """A t-SNE picture (after PCA to 50 dimensions) of the same test examples under each feature
+    set: the trained encoder, the same encoder untrained, the raw input."""
+
+    kind: Literal["embedding"] = "embedding"
+    points: int = Field(1500, gt=10, description="Test examples drawn (seeded).")
+    perplexity: float = Field(30.0, gt=0)
+
+
+class NetworkSpec(Strict):
+    """The trained network's own test accuracy (supervised families), with its confusion matrix."""
+
+    kind: Literal["network"] = "network"
+
+
+class SpikeStatsSpec(Strict):
+    """Spikes, firing rates, sparsity, synaptic operations against the MACs of the same-shaped
+    non-spiking network, the energy estimate, a spike raster and membrane traces."""
+
+    kind: Literal["spike_stats"] = "spike_stats"
+
+
+class FinetuneSpec(Strict):
+    """Fine-tuning with few labels: for each fraction, a seeded class-balanced subset of the
+    labelled training examples; the pretrained encoder with a new linear head, fine-tuned on it,
+    against the same network trained from scratch on the same labels with the same schedule,
+    and a linear probe on the frozen pretrained encoder. The epoch is chosen on validation
+    accuracy; the test split is scored once, at that epoch."""
+
+    kind: Literal["finetune"] = "finetune"
+    fractions: list[float] = Field(
+        [0.01, 0.1], min_length=1, description="Shares of the labelled training examples used, each in (0, 1].")
+    epochs: int = Field(30, gt=0, description="Passes over the labelled subset (at least `min_steps` steps).")
+    min_steps: int = Field(300, ge=0, description="At least this many optimiser steps, however few the labels.")
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the head (and of a from-scratch encoder).")
+    encoder_lr_ratio: float = Field(
+        0.1, gt=0, le=1, description="The pretrained encoder's learning rate, as a share of `lr`.")
+    weight_decay: float = Field(1e-4, ge=0)
+    augment: bool = Field(True, description="Random shifts of up to 2 px (and flips for images) while training.")
+    val_examples: int = Field(2000, gt=0, description="Validation examples that choose the epoch.")
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneSpec:
+        if any(not 0 < f <= 1 for f in self.fractions):
+            raise ValueError(f"fractions must each be in (0, 1] (got {self.fractions})")
+        return self
+
+
+DownstreamSpec = Annotated[
+    LinearProbeSpec | KnnSpec | EmbeddingSpec | NetworkSpec | SpikeStatsSpec | FinetuneSpec,
+    Field(discriminator="kind"),
+]
+
+
+@dataclass(frozen=True)
+class EvaluatorEntry:
+    spec: type[BaseModel]
+    module: str
+    """`package.module` with `run(task_spec, context) -> TaskResult`."""
+    needs: frozenset[str]
+    """What the model must provide: "encoder" (features), "classifier" (its own predictions),
+    "spikes" (a spiking pass with per-layer counts)."""
+    summary: str
+
+    def load(self) -> Any:
+        return importlib.import_module(self.module).run
+
+
+EVALUATORS: dict[str, EvaluatorEntry] = {
+    "linear_probe": EvaluatorEntry(LinearProbeSpec, "pipeline.evaluators.linear_probe", frozenset({"encoder"}),
+                                   "logistic regression on frozen features, against raw input and untrained"),
+    "knn": EvaluatorEntry(KnnSpec, "pipeline.evaluators.knn", frozenset({"encoder"}),
+                          "cosine kNN vote on frozen features, against raw input and untrained"),
+    "embedding": EvaluatorEntry(EmbeddingSpec, "pipeline.evaluators.embedding", frozenset({"encoder"}),
+                                "t-SNE picture of the test features"),
+    "network": EvaluatorEntry(NetworkSpec, "pipeline.evaluators.network", frozenset({"classifier"}),
+                              "the trained network's own test accuracy and confusion matrix"),
+    "spike_stats": EvaluatorEntry(SpikeStatsSpec, "pipeline.evaluators.spike_stats", frozenset({"spikes"}),
+                                  "spikes, sparsity, synaptic operations, energy, raster, membrane traces"),
+    "finetune": EvaluatorEntry(FinetuneSpec, "pipeline.evaluators.finetune", frozenset({"encoder"}),
+                               "fine-tuning with few labels, against the same network from scratch"),
+}
+
+FEATURE_TASKS = ("linear_probe", "knn", "embedding")
+
+
+def default_downstream(provides: frozenset[str]) -> list[dict]:
+    """The tasks a spec runs when it lists none: every default task its model can feed, in an
+    order that keeps evaluation deterministic (feature tasks, then the network's own pass)."""
+    order = ("linear_probe", "knn", "network", "spike_stats", "embedding")
+    return [{"kind": kind} for kind in order if EVALUATORS[kind].needs <= provides]

@@ -1,0 +1,71 @@
+"""The evaluate stage: every downstream task of a spec on its trained model (its own training's,
+or an upstream spec's encoder), each next to its baselines computed the same way in the same
+run. Writes artifacts/<name>/evaluate/ (pictures), metrics/<name>/evaluate.json and one MLflow
+run tagged with the runs it builds on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pipeline import paths
+from pipeline.spec.experiment import ExperimentSpec, spec_hash
+from pipeline.stages.common import log, setup_logging, write_json
+
+
+def task_keys(spec: ExperimentSpec) -> list[str]:
+    """The name each downstream task's results go under: its kind, numbered where a kind repeats."""
+    kinds = [task.kind for task in spec.downstream]
+    return [kind if kinds.count(kind) == 1 else f"{kind}_{kinds[:i].count(kind) + 1}" for i, kind in enumerate(kinds)]
+
+
+def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
+    setup_logging()
+    import torch
+
+    from pipeline import tracking
+    from pipeline.data.datamodule import load_splits
+    from pipeline.evaluators import EVALUATORS
+    from pipeline.evaluators.context import Context
+    from pipeline.upstream import encoder_source, lineage
+
+    started = time.perf_counter()
+    folder = spec_path.parent if spec_path else None
+    source = encoder_source(spec, folder)
+    builds_on = {"training": source} if spec.model is not None else {}
+    builds_on.update(lineage(spec, folder))
+    # `train_subset` limits training; downstream tasks train on `probe_subset` (default: all) examples.
+    splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}), spec.seed)
+    trained, initial = source.models()
+    out = paths.artifacts_dir(spec.name) / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() and spec.train.accelerator in ("auto", "gpu") else "cpu"
+
+    with tracking.stage_run(spec, "evaluate", spec_path, upstream=builds_on) as run:
+        log.info("evaluate %s: %d tasks on the encoder of %s (run %s); %d train / %d val / %d test examples; "
+                 "MLflow run %s", spec.name, len(spec.downstream), source.name, source.run_id,
+                 len(splits.train[1]), len(splits.val[1]), len(splits.test[1]), run.run_id)
+        context = Context(spec, splits, trained, initial, out, device, run)
+        results, headlines, artifacts = {}, {}, []
+        for key, task in zip(task_keys(spec), spec.downstream, strict=True):
+            task_started = time.perf_counter()
+            outcome = EVALUATORS[task.kind].load()(task, context)
+            results[key] = outcome.metrics
+            artifacts += outcome.artifacts
+            run.log_metrics({f"{key}/{name}": value for name, value in outcome.metrics.items()})
+            if outcome.headline is not None:
+                headlines[key] = outcome.headline.as_dict()
+                baselines = ", ".join(f"{n} {v:.4g}" for n, v in outcome.headline.baselines.items())
+                log.info("  %-12s %s %.4f%s (%.0f s)", key, outcome.headline.label, outcome.headline.value,
+                         f"; {baselines}" if baselines else "", time.perf_counter() - task_started)
+        wall = time.perf_counter() - started
+        result = {"run_id": run.run_id, "pretrain_run_id": source.run_id, "encoder_spec": source.name,
+                  "upstream": {role: {"spec": f.name, "run_id": f.run_id} for role, f in builds_on.items()},
+                  "spec_hash": spec_hash(spec), "model": spec.model.kind if spec.model else source.spec.model.kind,
+                  "dataset": spec.data.dataset, "wall_time_s": round(wall, 1), "headlines": headlines, **results}
+        metrics_path = paths.metrics_dir(spec.name) / "evaluate.json"
+        write_json(metrics_path, result)
+        run.log_metrics({"wall_time_s": result["wall_time_s"]})
+        for path in (*artifacts, metrics_path):
+            run.log_artifact(path)
+    return result

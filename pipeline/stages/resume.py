@@ -1,0 +1,88 @@
+"""When a training continues instead of starting afresh, and what a checkpoint is for.
+
+A training writes `run.json` (its MLflow run, its training hash, finished or not) and checkpoints
+under artifacts/<name>/pretrain/. `--resume` continues an unfinished run of the same
+configuration from its last checkpoint, in the same MLflow run; `--auto-resume` (the DVC stage's
+way) does so when there is one and starts afresh otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.fsutil import is_disk_full
+from pipeline.spec.experiment import ExperimentSpec, training_hash
+from pipeline.stages.common import read_json
+
+
+def checkpointing(spec: ExperimentSpec, folder: Path):
+    """Checkpoints every N steps or every epoch, always with `last.ckpt` beside them (each
+    written atomically by AtomicCheckpointIO)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    every = spec.train.checkpoint_every_n_steps
+    if every:
+        return ModelCheckpoint(dirpath=folder, filename="step{step:07d}", every_n_train_steps=every,
+                               auto_insert_metric_name=False, save_last=True)
+    return ModelCheckpoint(dirpath=folder, filename="epoch{epoch:03d}", auto_insert_metric_name=False,
+                           save_last=True)
+
+
+def resume_point(spec: ExperimentSpec, out: Path) -> tuple[str, Path]:
+    """(MLflow run id, checkpoint) of the unfinished pretraining to continue; a clear error when
+    there is none or it was made by another configuration."""
+    fresh = f"run `pipeline pretrain specs/{spec.name}.yaml` without --resume"
+    record = read_json(out / "run.json", f"nothing to resume: {fresh}")
+    if record.get("training_hash") != training_hash(spec):
+        raise PipelineError(f"{out} was made by another configuration (spec hash "
+                            f"{record.get('spec_hash')}, now {training_hash(spec)}): {fresh}")
+    if record.get("finished"):
+        raise PipelineError(f"the pretraining in {out} finished: nothing to resume")
+    # last.ckpt ends an epoch (or a checkpoint_every_n_steps interval): resuming from it
+    # repeats the uninterrupted run exactly. interrupted.ckpt (Ctrl-C mid-epoch) is the fallback.
+    for name in ("last.ckpt", "interrupted.ckpt"):
+        if (out / "checkpoints" / name).is_file():
+            return record["run_id"], out / "checkpoints" / name
+    raise PipelineError(f"no checkpoint in {out / 'checkpoints'} to resume from: {fresh}")
+
+
+def unfinished(spec: ExperimentSpec, out: Path) -> bool:
+    """Whether out/ holds an unfinished pretraining of this very configuration."""
+    try:
+        record = json.loads((out / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return record.get("training_hash") == training_hash(spec) and not record.get("finished")
+
+
+@contextlib.contextmanager
+def resumable_when_disk_full(spec: ExperimentSpec, spec_path: Path | None, checkpoints: Path):
+    """A full disk mid-training: say which checkpoint survived and how to continue from it."""
+    try:
+        yield
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        command = f"pipeline pretrain {spec_path or f'specs/{spec.name}.yaml'}"
+        if (checkpoints / "last.ckpt").is_file():
+            then = f"the last good checkpoint, {checkpoints / 'last.ckpt'}, is kept; free space, then continue " \
+                   f"with `{command} --resume`"
+        else:
+            then = f"no checkpoint was written yet; free space, then rerun `{command}`"
+        raise PipelineError(f"no space left on device writing {err.filename}: {then}") from err
+
+
+def current(spec: ExperimentSpec, out: Path, code: str, upstream: dict[str, str]) -> dict | None:
+    """The metrics of the finished training in out/ when it is of this very configuration, made
+    by this code from these upstream runs: then there is nothing to train again. None otherwise."""
+    try:
+        record = json.loads((out / "run.json").read_text())
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = (record.get("finished") and record.get("training_hash") == training_hash(spec)
+            and record.get("code") == code and record.get("upstream", {}) == upstream)
+    kept = all((out / name).exists() for name in ("model.pt", "encoder.pt", "spec.yaml", "plots"))
+    return metrics if same and kept else None

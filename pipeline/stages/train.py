@@ -1,0 +1,188 @@
+"""The training stage: a spec's model trained by Lightning, resumable, into
+artifacts/<name>/pretrain/ (weights, the resolved spec, run.json) and one MLflow run."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+from pipeline.fsutil import save_torch_atomic, write_atomic
+from pipeline.spec.experiment import ExperimentSpec, spec_hash, training_hash
+from pipeline.spec.load import dump
+from pipeline.stages.common import build_model, log, setup_logging, spec_command, write_json
+from pipeline.stages.dvc import code_paths, fingerprint
+from pipeline.stages.resume import checkpointing, current, resumable_when_disk_full, resume_point, unfinished
+
+
+def build_trainer(spec: ExperimentSpec, **overrides):
+    """A Lightning Trainer configured by the spec's `train` section."""
+    import pytorch_lightning as pl
+
+    from pipeline.callbacks import AtomicCheckpointIO
+
+    t = spec.train
+    options = dict(
+        max_epochs=t.max_epochs,
+        limit_train_batches=t.limit_train_batches,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        # "warn": deterministic algorithms wherever they exist (all of them on CPU), without
+        # failing on the few CUDA kernels that have none.
+        deterministic="warn" if t.deterministic else False,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
+    )
+    options.update(overrides)
+    return pl.Trainer(**options)
+
+
+def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool = False,
+             auto_resume: bool = False) -> dict:
+    """Train the spec's model (self-supervised or on the labels: its family's objective); write
+    the weights and the spec that made them to artifacts/<name>/pretrain/, metrics to
+    metrics/<name>/pretrain.json, each curve to metrics/<name>/plots/ (`dvc plots show`). With `resume`,
+    continue the unfinished run of the same spec from its last checkpoint, in the same MLflow
+    run; with `auto_resume`, do so when there is one and start afresh otherwise (the DVC
+    stage's way, so that rerunning a killed stage continues it)."""
+    if spec.model is None:
+        raise PipelineError(f"{spec.name} trains nothing of its own: it runs its downstream tasks on "
+                            f"{spec.upstream['encoder']}'s encoder; run `{spec_command(spec, 'evaluate', spec_path)}`")
+    setup_logging()
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import (
+        LearningRateMonitor,
+        TQDMProgressBar,
+    )
+
+    from pipeline import plots, tracking
+    from pipeline.callbacks import (
+        CheckpointOnException,
+        EpochMetricsInCheckpoint,
+        FiniteLoss,
+        GracefulInterrupt,
+        RngState,
+    )
+    from pipeline.data.datamodule import TensorDataModule, load_splits
+    from pipeline.upstream import lineage, register
+
+    out = paths.artifacts_dir(spec.name) / "pretrain"
+    metrics_path = paths.metrics_dir(spec.name) / "pretrain.json"
+    upstreams = lineage(spec, spec_path.parent if spec_path else None)
+    code = fingerprint(code_paths("pretrain", spec.model.kind), paths.project_root())
+    lineage_ids = {role: source.run_id for role, source in upstreams.items()}
+    if auto_resume and not resume and (kept := current(spec, out, code, lineage_ids)) is not None:
+        # Rerun by DVC for a change that does not touch the training (a downstream task, say):
+        # the finished training of this configuration, code and upstream stands.
+        write_json(metrics_path, kept)
+        shutil.rmtree(paths.metrics_dir(spec.name) / "plots", ignore_errors=True)
+        shutil.copytree(out / "plots", paths.metrics_dir(spec.name) / "plots")
+        log.info("pretrain %s: the finished training in %s is current (same configuration, code and upstream): "
+                 "kept", spec.name, out)
+        return kept
+    resume = resume or (auto_resume and unfinished(spec, out))
+    resume_run_id, checkpoint = resume_point(spec, out) if resume else (None, None)
+    if not resume and (out / "checkpoints").is_dir():
+        # A fresh run: checkpoints of an earlier run (maybe of another configuration) must not
+        # be mistaken for this one's.
+        shutil.rmtree(out / "checkpoints")
+    extra = {"encoder": upstreams["encoder"].models()[0].encoder} if "encoder" in upstreams else {}
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    splits = load_splits(spec.data, spec.seed)
+    data = TensorDataModule(spec.data, spec.seed, splits)
+    model = build_model(spec, splits.input_shape, len(splits.classes), **extra)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def record(finished: bool) -> dict:
+        return {"run_id": run.run_id, "spec_hash": spec_hash(spec), "training_hash": training_hash(spec),
+                "tracking_uri": run.uri, "finished": finished, "input_shape": list(splits.input_shape),
+                "num_classes": len(splits.classes), "classes": list(splits.classes), "code": code,
+                "upstream": lineage_ids}
+
+    with (tracking.stage_run(spec, "pretrain", spec_path, resume_run_id=resume_run_id, upstream=upstreams) as run,
+          resumable_when_disk_full(spec, spec_path, out / "checkpoints")):
+        if run.run_id is not None:
+            write_json(out / "run.json", record(finished=False))
+        logger = run.lightning_logger(resumed=resume_run_id is not None)
+        interrupt = GracefulInterrupt()
+        callbacks = [
+            interrupt,
+            checkpointing(spec, out / "checkpoints"),
+            # An error mid-training keeps what was learnt so far.
+            CheckpointOnException(out / "checkpoints"),
+            FiniteLoss(),
+            RngState(),
+            EpochMetricsInCheckpoint(),
+            TQDMProgressBar(refresh_rate=10),
+        ]
+        if logger:  # secondary DDP processes log nothing
+            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        trainer = build_trainer(spec, logger=logger, callbacks=callbacks, default_root_dir=out)
+        log.info("pretrain %s: %s on %d examples, %d epochs; MLflow run %s%s", spec.name,
+                 spec.model.kind, len(splits.train[1]), spec.train.max_epochs, run.run_id,
+                 f"; resuming from {checkpoint}" if checkpoint else "")
+        started = time.perf_counter()
+        try:
+            trainer.fit(model, datamodule=data, ckpt_path=checkpoint)
+        except SystemExit:
+            # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1).
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        wall = time.perf_counter() - started
+        if interrupt.requested:
+            trainer.save_checkpoint(out / "checkpoints" / "interrupted.ckpt")
+            raise KeyboardInterrupt
+        if not trainer.is_global_zero:
+            return {}
+        encoder_path = save_torch_atomic(model.encoder.state_dict(), out / "encoder.pt")
+        # The whole trained model too: the evaluate stage scores a family's own outputs with it.
+        save_torch_atomic(model.state_dict(), out / "model.pt")
+        write_atomic(out / "spec.yaml", lambda tmp: tmp.write_text(dump(spec)))
+        steps = trainer.global_step
+        # Throughput of this process's share of the training (a resumed run did the rest).
+        steps_before = (torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+                        if checkpoint else 0)
+        seen = (steps - steps_before) * spec.data.batch_size * max(1, trainer.world_size)
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        result = {
+            "run_id": run.run_id,
+            "spec_hash": spec_hash(spec),
+            "epochs": trainer.current_epoch,
+            "steps": steps,
+            "wall_time_s": round(wall, 1),
+            "examples_per_s": round(seen / wall, 1) if wall else 0.0,
+            "train_loss": final.get("train/loss_epoch"),
+            "val_accuracy": final.get(model.validation_metric),  # online probe, or the network itself
+        }
+        run.log_metrics({"wall_time_s": result["wall_time_s"], "examples_per_s": result["examples_per_s"]})
+        diagnostics = model.diagnostics()
+        run.set_tags(diagnostics)
+        result.update(diagnostics)
+        write_json(out / "run.json", record(finished=True))
+        if spec.tracking.register_as:
+            result["registered_as"] = register(run, spec, out, spec.tracking.register_as)
+            log.info("pretrain %s: registered in MLflow as %s", spec.name, result["registered_as"])
+        write_json(metrics_path, result)
+        write_json(out / "metrics.json", result)  # kept with the weights, for a rerun that keeps them
+        figures, curves = [], {}
+        for stem, (title, names) in model.plot_groups().items():
+            history = {name: [(m.step, m.value) for m in run.client.get_metric_history(run.run_id, name)]
+                       for name in names}
+            curves.update(history)
+            figures.append(plots.curves(history, f"{spec.name}: {title}", "step", out / f"{stem}.png"))
+        plots.write_curves_csv(curves, out / "plots")
+        shutil.rmtree(paths.metrics_dir(spec.name) / "plots", ignore_errors=True)
+        shutil.copytree(out / "plots", paths.metrics_dir(spec.name) / "plots")
+        for path in (encoder_path, out / "spec.yaml", metrics_path, *figures):
+            run.log_artifact(path)
+    log.info("pretrain %s: done in %.0f s (%.0f examples/s); encoder in %s", spec.name, wall,
+             result["examples_per_s"], encoder_path)
+    return result

@@ -1,0 +1,177 @@
+"""The one way a stage uses a trained model: a finished spec's weights, the resolved spec that
+made them and its MLflow run, read from the files its training stage wrote (the files DVC tracks)
+or from MLflow's model registry.
+
+A spec's own evaluation reads its own training this way; a spec that names `upstream:
+{encoder: other}` reads other's. Every refusal is one line naming the spec and what to run.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+from pipeline.spec.experiment import ExperimentSpec, is_registered_model, training_hash
+
+WEIGHTS = ("model.pt", "encoder.pt", "spec.yaml", "run.json")
+"""What a training stage leaves for others (artifacts/<name>/pretrain/, and an MLflow registered
+model's `weights/` folder)."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A spec whose training finished: where its weights are and how to rebuild its model."""
+
+    name: str
+    spec: ExperimentSpec
+    run_id: str
+    tracking_uri: str | None
+    folder: Path
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    def models(self):
+        """(trained model, the same model as initialised before training, seeded as it was):
+        the whole model from model.pt, its encoder from encoder.pt (the file others read)."""
+        import pytorch_lightning as pl
+        import torch
+
+        from pipeline.stages.common import build_model
+
+        pl.seed_everything(self.spec.seed, workers=True, verbose=False)
+        initial = build_model(self.spec, self.input_shape, self.num_classes)
+        trained = copy.deepcopy(initial)
+        for name, module in (("model.pt", trained), ("encoder.pt", trained.encoder)):
+            try:
+                module.load_state_dict(torch.load(self.folder / name, map_location="cpu", weights_only=True))
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+                raise PipelineError(f"{self.folder / name} is unreadable ({err}): rerun "
+                                    f"`pipeline pretrain specs/{self.name}.yaml`") from None
+        return trained.eval(), initial.eval()
+
+
+def _record(folder: Path, name: str) -> dict:
+    import json
+
+    try:
+        return json.loads((folder / "run.json").read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{name} has not been trained: no {folder / 'run.json'}; run "
+                            f"`pipeline pretrain specs/{name}.yaml` (or `dvc repro pretrain@{name}`)") from None
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"{folder / 'run.json'} is unreadable ({err}): rerun "
+                            f"`pipeline pretrain specs/{name}.yaml`") from None
+
+
+def finished(spec: ExperimentSpec, needed_by: str | None = None) -> Finished:
+    """The finished training of `spec` (its resolved configuration, overrides included) from
+    artifacts/<name>/pretrain/. Refused when it was never run, did not finish, or was made by
+    another configuration of the spec."""
+    name = spec.name
+    folder = paths.artifacts_dir(name) / "pretrain"
+    for_whom = f" ({needed_by} builds on it)" if needed_by else ""
+    if spec.model is None:
+        raise PipelineError(f"{name} trains no model of its own{for_whom}: it has nothing to offer as an upstream")
+    record = _record(folder, name)
+    if not record.get("finished"):
+        raise PipelineError(f"the training of {name} in {folder} did not finish{for_whom}: continue it with "
+                            f"`pipeline pretrain specs/{name}.yaml --resume`")
+    if record.get("training_hash") != training_hash(spec):
+        raise PipelineError(f"{folder} was made by another configuration of {name}{for_whom} (training hash "
+                            f"{record.get('training_hash')}, the spec now {training_hash(spec)}): rerun "
+                            f"`pipeline pretrain specs/{name}.yaml`")
+    return Finished(name, spec, record["run_id"], record.get("tracking_uri"), folder,
+                    tuple(record["input_shape"]), int(record["num_classes"]))
+
+
+def upstream(spec: ExperimentSpec, role: str, folder: Path | None = None) -> Finished:
+    """The finished spec that `spec` names as `upstream.<role>`: a spec of `folder` (default
+    the project's specs/), or a model registered in MLflow."""
+    from pipeline.spec.load import SpecError, load
+
+    ref = spec.upstream[role]
+    if is_registered_model(ref):
+        return registered(ref, spec)
+    path = (folder or paths.project_root() / "specs") / f"{ref}.yaml"
+    try:
+        upstream_spec = load(path)
+    except SpecError as err:
+        raise PipelineError(f"{spec.name}: upstream.{role} {ref!r} cannot be loaded: {err.problems[0]}") from None
+    return finished(upstream_spec, needed_by=spec.name)
+
+
+def encoder_source(spec: ExperimentSpec, folder: Path | None = None) -> Finished:
+    """Where the encoder that `spec`'s downstream tasks read comes from: its own training, or
+    the upstream encoder when the spec trains nothing of its own."""
+    return finished(spec) if spec.model is not None else upstream(spec, "encoder", folder)
+
+
+def lineage(spec: ExperimentSpec, folder: Path | None = None) -> dict[str, Finished]:
+    """Every upstream of `spec` by role, resolved (each must be finished)."""
+    return {role: upstream(spec, role, folder) for role in spec.upstream}
+
+
+# ---------------------------------------------------------------- MLflow model registry
+
+
+def register(run, spec: ExperimentSpec, folder: Path, name: str) -> str:
+    """Log the training's weights as the run's `weights/` artifacts and register them as a new
+    version of the MLflow model `name`; returns its reference `models:/<name>/<version>`."""
+    import mlflow
+
+    client = run.client
+    for file in WEIGHTS:
+        run.log_artifact(folder / file, "weights")
+    try:
+        client.create_registered_model(name, description=f"Trained by spec {spec.name}")
+    except mlflow.exceptions.MlflowException as err:
+        if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
+            raise
+    source = f"{client.get_run(run.run_id).info.artifact_uri}/weights"
+    version = client.create_model_version(name, source, run_id=run.run_id,
+                                          tags={"spec_name": spec.name, "training_hash": training_hash(spec)})
+    return f"models:/{name}/{version.version}"
+
+
+def registered(ref: str, spec: ExperimentSpec) -> Finished:
+    """A model registered in MLflow (`models:/<name>/<version>` or `models:/<name>/@<alias>`),
+    its weights downloaded once into artifacts/.registry/<name>/<version>/."""
+    import json
+
+    import mlflow
+
+    from pipeline.spec.load import SpecError, load_text
+    from pipeline.tracking import tracking_uri
+
+    name, which = ref.removeprefix("models:/").split("/", 1)
+    uri = tracking_uri(spec)
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    try:
+        version = (client.get_model_version_by_alias(name, which[1:]) if which.startswith("@")
+                   else client.get_model_version(name, which))
+    except mlflow.exceptions.MlflowException as err:
+        raise PipelineError(f"{spec.name}: upstream {ref} is not in the model registry of {uri} "
+                            f"({str(err).splitlines()[0]}); register it with `tracking.register_as` "
+                            "in the spec that trains it") from None
+    folder = paths.project_root() / "artifacts" / ".registry" / name / str(version.version)
+    if not all((folder / file).is_file() for file in WEIGHTS):
+        # Downloaded beside the target, then renamed: a partial download is never used.
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{version.version}.") as scratch:
+            client.download_artifacts(version.run_id, "weights", scratch)
+            shutil.rmtree(folder, ignore_errors=True)
+            (Path(scratch) / "weights").rename(folder)
+    record = json.loads((folder / "run.json").read_text())
+    try:
+        made_by = load_text((folder / "spec.yaml").read_text(), f"{ref} spec.yaml")
+    except SpecError as err:
+        raise PipelineError(f"{ref}: its spec no longer validates ({err.problems[0]}); retrain it with "
+                            "this version of the pipeline") from None
+    return Finished(made_by.name, made_by, version.run_id, uri, folder, tuple(record["input_shape"]),
+                    int(record["num_classes"]))

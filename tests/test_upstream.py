@@ -1,0 +1,131 @@
+"""Specs that build on other specs: every refusal is one line naming the spec and what to do;
+dvc.yaml is made from the specs and `pipeline dvc --check` notices when it is stale."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.spec.experiment import training_hash
+from pipeline.spec.load import SpecError, load
+from pipeline.stages import dvc as generator
+from pipeline.upstream import upstream
+
+BASE = "name: {name}\nmodel: {{kind: swav}}\n"
+
+
+def write(project: Path, name: str, text: str) -> Path:
+    path = project / "specs" / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def problem(path: Path) -> str:
+    with pytest.raises(SpecError) as caught:
+        load(path)
+    [line] = [str(p) for p in caught.value.problems]
+    return line
+
+
+def test_unknown_upstream_names_the_line_and_the_nearest_spec(project: Path):
+    write(project, "swav_base", BASE.format(name="swav_base"))
+    path = write(project, "down", "name: down\nupstream:\n  encoder: swav_bas\n")
+    line = problem(path)
+    assert line.startswith(f"{path}:3:3: upstream.encoder: unknown spec 'swav_bas'")
+    assert "did you mean 'swav_base'?" in line
+
+
+def test_a_cycle_is_refused_with_its_path(project: Path):
+    write(project, "a", "name: a\nupstream: {encoder: b}\n")
+    path = write(project, "b", "name: b\nupstream: {encoder: a}\n")
+    assert "a cycle of upstream specs (b -> a -> b)" in problem(path)
+    itself = write(project, "c", "name: c\nupstream: {encoder: c}\n")
+    assert "a cycle of upstream specs (c -> c)" in problem(itself)
+
+
+def test_an_encoder_that_cannot_take_the_data_is_refused(project: Path):
+    write(project, "images", BASE.format(name="images"))
+    path = write(project, "signals", "name: signals\ndata: {dataset: mnist1d}\nupstream: {encoder: images}\n")
+    assert "images's encoder takes images of shape [1, 28, 28] (fashion_mnist), but data.dataset 'mnist1d' " \
+           "holds sequences of shape [1, 40]" in problem(path)
+
+
+def test_a_task_the_model_cannot_feed_is_refused_and_unknown_tasks_list_the_tasks(project: Path):
+    path = write(project, "s", BASE.format(name="s") + "downstream: [{kind: network}]\n")
+    assert "'network' needs a model that provides classifier; model kind 'swav' provides encoder" in problem(path)
+    path = write(project, "t", BASE.format(name="t") + "downstream: [{kind: probe}]\n")
+    line = problem(path)
+    assert "unknown kind 'probe'; downstream task kinds: linear_probe, knn" in line and "swav" not in line
+
+
+def test_an_upstream_not_run_not_finished_or_stale_says_what_to_run(project: Path):
+    up = load(write(project, "up", BASE.format(name="up")))
+    down = load(write(project, "down", "name: down\nupstream: {encoder: up}\n"))
+    with pytest.raises(PipelineError, match=r"up has not been trained: .*run `pipeline pretrain specs/up.yaml`"):
+        upstream(down, "encoder")
+    folder = project / "artifacts" / "up" / "pretrain"
+    folder.mkdir(parents=True)
+    record = {"run_id": "r1", "training_hash": training_hash(up), "finished": False, "input_shape": [1, 28, 28],
+              "num_classes": 10}
+    (folder / "run.json").write_text(json.dumps(record))
+    with pytest.raises(PipelineError, match=r"did not finish \(down builds on it\): continue it with "
+                                            r"`pipeline pretrain specs/up.yaml --resume`"):
+        upstream(down, "encoder")
+    (folder / "run.json").write_text(json.dumps({**record, "finished": True, "training_hash": "0ld"}))
+    with pytest.raises(PipelineError, match="made by another configuration of up"):
+        upstream(down, "encoder")
+    (folder / "run.json").write_text(json.dumps({**record, "finished": True}))
+    found = upstream(down, "encoder")
+    assert (found.name, found.run_id, found.input_shape) == ("up", "r1", (1, 28, 28))
+
+
+def test_dvc_yaml_is_made_from_the_specs_and_check_notices_staleness(project: Path):
+    write(project, "up", BASE.format(name="up"))
+    write(project, "down", "name: down\nupstream: {encoder: up}\n")
+    target = project / "dvc.yaml"
+    generator.write(project / "specs", target)
+    assert generator.write(project / "specs", target, check=True)
+    import yaml
+
+    stages = yaml.safe_load(target.read_text())["stages"]
+    assert set(stages["pretrain"]["foreach"]) == {"up"}  # down trains nothing of its own
+    assert stages["evaluate"]["foreach"]["down"]["encoder"] == "artifacts/up/pretrain"
+    assert stages["evaluate"]["foreach"]["up"]["family"] == "pipeline/models/swav"
+    assert "pipeline/evaluators" in stages["evaluate"]["do"]["deps"]
+    write(project, "other", BASE.format(name="other"))
+    assert not generator.write(project / "specs", target, check=True)
+    write(project, "renamed", BASE.format(name="not_renamed"))
+    with pytest.raises(PipelineError, match="name 'not_renamed' differs from the file name"):
+        generator.generate(project / "specs")
+
+
+def test_the_committed_dvc_yaml_is_current():
+    root = Path(__file__).resolve().parent.parent
+    assert generator.write(root / "specs", root / "dvc.yaml", check=True), "dvc.yaml is stale: run `pipeline dvc`"
+
+
+def test_a_code_change_changes_the_fingerprint_and_caches_do_not(tmp_path: Path):
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    before = generator.fingerprint(["pkg"], tmp_path)
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"cache")
+    assert generator.fingerprint(["pkg"], tmp_path) == before
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert generator.fingerprint(["pkg"], tmp_path) != before
+
+
+def test_a_spec_of_nested_aliases_is_refused_at_once(tmp_path: Path):
+    """Eight levels of lists, each repeating the one before nine times: 400 bytes that expand to
+    ~10^8 values. Refused in well under a second, in one line."""
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    started = time.perf_counter()
+    line = problem(path)
+    assert time.perf_counter() - started < 1.0
+    assert "expands to more than 100,000 values through YAML aliases" in line
