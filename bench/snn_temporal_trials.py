@@ -22,7 +22,7 @@ import time
 import torch
 import yaml
 
-from pipeline.data.datamodule import as_float, load_splits
+from pipeline.data.datamodule import model_input, load_splits
 from pipeline.spec.load import load_text
 from pipeline.stages import build_model
 
@@ -60,28 +60,28 @@ def main() -> None:
     torch.manual_seed(args.seed)
     splits = load_splits(spec.data, 0)
     net = build_model(spec, splits.input_shape, len(splits.classes))
-    images, labels = (torch.as_tensor(a) for a in splits.train)
-    val_images, val_labels = (torch.as_tensor(a)[:3000] for a in splits.val)
+    images, labels = splits.pair("train")
+    val_images, val_labels = (t[:3000] for t in splits.pair("val"))
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
 
     started = time.perf_counter()
     for epoch in range(args.epochs):
         for batch in torch.randperm(len(labels)).split(args.batch_size):
-            loss = net.objective(as_float(images[batch]), labels[batch])[0]
+            loss = net.objective(model_input(images[batch]), labels[batch])[0]
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            correct = sum((net.decide(net.output_times(as_float(x))[1]) == y).sum().item()
+            correct = sum((net.decide(net.output_times(model_input(x))[1]) == y).sum().item()
                           for x, y in zip(val_images.split(500), val_labels.split(500), strict=True))
-            hidden = net.encoder.run(as_float(val_images[:500]))[-1]
+            hidden = net.encoder.run(model_input(val_images[:500]))[-1]
         print(json.dumps({"epoch": epoch + 1, "val_accuracy": round(correct / len(val_labels), 4),
                           "hidden_ever_firing": round(torch.isfinite(hidden).any(0).float().mean().item(), 3),
                           "seconds": round(time.perf_counter() - started)}), flush=True)
 
     quantiles = torch.tensor([0.1, 0.5, 0.9])
     with torch.no_grad():
-        times, output = net.output_times(as_float(val_images[:500]))
+        times, output = net.output_times(model_input(val_images[:500]))
     for name, layer in [("input", times[0]), *((f"hidden{i}", t) for i, t in enumerate(times[1:], 1)),
                         ("decision", output.amin(dim=1))]:
         fired = layer[torch.isfinite(layer)]

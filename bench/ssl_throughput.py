@@ -80,10 +80,9 @@ def train(model: SwAV, batches, lr: float, per_batch, bf16: bool) -> tuple[float
 
 
 def probe(model: SwAV, splits) -> float:
-    features = {name: extract_features(model.encoder, split[0])
-                for name, split in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    result = linear_probe((features["train"], splits.train[1]), (features["val"], splits.val[1]),
-                          (features["test"], splits.test[1]), len(splits.classes), [1e-3, 1e-4], 150)
+    features = {name: extract_features(model.encoder, splits.pair(name)[0]) for name in ("train", "val", "test")}
+    result = linear_probe((features["train"], splits.pair("train")[1]), (features["val"], splits.pair("val")[1]),
+                          (features["test"], splits.pair("test")[1]), splits.num_classes, [1e-3, 1e-4], 150)
     return result.accuracy
 
 
@@ -100,7 +99,7 @@ def main() -> None:
 
     spec = load(args.spec, [f"data.train_subset={args.images}", "model.freeze_prototypes_steps=0"])
     splits = load_splits(spec.data, spec.seed)
-    images = splits.train[0]
+    images = splits.train["input"]
     precision = args.precision or spec.train.precision
     bf16 = precision == "bf16-mixed"
     print(f"SwAV, {spec.model.backbone.name} {spec.model.backbone.widths}, crops "

@@ -38,7 +38,7 @@ def tiny_splits() -> Splits:
             images[i, 0, 4 + 10 * row: 12 + 10 * row, 2 + 5 * col: 7 + 5 * col] = 250
         return images, labels
 
-    return Splits(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
+    return Splits.of_pairs(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
 
 
 def fashion_mnist_available() -> bool:

@@ -16,65 +16,85 @@ from pipeline.data.registry import DATASETS
 from pipeline.spec.experiment import DataSpec
 
 
-def as_float(inputs: torch.Tensor) -> torch.Tensor:
-    """Model input: uint8 images scaled to [0, 1]; float data (e.g. standardised signals) as is."""
-    return inputs.float().div_(255) if inputs.dtype == torch.uint8 else inputs.float()
+def model_input(values: torch.Tensor) -> torch.Tensor:
+    """A field as a model reads it: uint8 intensities scaled to [0, 1], float values as they are
+    (in float32), integers (token ids, labels) left integers."""
+    if values.dtype == torch.uint8:
+        return values.float().div_(255)
+    return values.float() if values.is_floating_point() else values
+
+
+Fields = dict[str, torch.Tensor]
+"""Examples as named tensors, each [N, *field shape]; a batch is the same with N = batch size."""
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Inputs [N, *input_shape] (uint8 images [N, C, H, W] or float signals [N, C, L]) and int64
-    labels [N] of each split."""
+    """Each split's fields (see DatasetSource.fields): `input` always, `label` (int64) where the
+    dataset has classes; `classes` names them (None for an unlabelled dataset)."""
 
-    train: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
-    classes: tuple[str, ...]
+    train: Fields
+    val: Fields
+    test: Fields
+    classes: tuple[str, ...] | None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train[0].shape[1:])
+        return tuple(self.train["input"].shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+    @classmethod
+    def of_pairs(cls, train, val, test, classes) -> Splits:
+        """Splits of a labelled dataset from (inputs, labels) pairs."""
+        return cls(*({"input": x, "label": y} for x, y in (train, val, test)), classes)
+
+    def pair(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of a labelled split."""
+        fields = getattr(self, split)
+        return fields["input"], fields["label"]
 
 
 def load_splits(spec: DataSpec, seed: int, root: Path | None = None) -> Splits:
     """The official test split; validation carved from the training split by a seeded
-    permutation; `train_subset` then keeps that many of the remaining training images."""
+    permutation; `train_subset` then keeps that many of the remaining training examples."""
     source = DATASETS[spec.dataset]
     folder = require_dataset(source, root)
-    train_x, train_y, test_x, test_y, classes = source.load_reader()(folder)
-    order = np.random.default_rng(seed).permutation(len(train_x))
-    n_val = int(round(spec.val_fraction * len(train_x)))
+    readout = source.load_reader()(folder)
+    size = len(next(iter(readout.train.values())))
+    order = np.random.default_rng(seed).permutation(size)
+    n_val = int(round(spec.val_fraction * size))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if spec.train_subset is not None:
         train_idx = train_idx[: spec.train_subset]
 
-    def pair(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y))
+    def take(fields: dict, index=None) -> Fields:
+        return {name: torch.from_numpy(np.array(values if index is None else values[index]))
+                for name, values in fields.items()}
 
-    return Splits(
-        train=pair(train_x[train_idx], train_y[train_idx]),
-        val=pair(train_x[val_idx], train_y[val_idx]),
-        test=pair(test_x, test_y),
-        classes=classes,
-    )
+    return Splits(train=take(readout.train, train_idx), val=take(readout.train, val_idx), test=take(readout.test),
+                  classes=readout.classes)
 
 
 class TensorBatches(Dataset):
-    """Indexes whole batches at once (`__getitems__`), so a batch is one tensor gather
-    rather than B item lookups and a stack."""
+    """Indexes whole batches at once (`__getitems__`), so a batch is one gather per field rather
+    than B item lookups and a stack. Items and batches are {field: tensor}."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
+    def __init__(self, fields: Fields):
+        self.fields = fields
+        self.size = len(next(iter(fields.values())))
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return self.size
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.labels[index]
+    def __getitem__(self, index: int) -> Fields:
+        return {name: values[index] for name, values in self.fields.items()}
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: list[int]) -> Fields:
         index = torch.as_tensor(indices)
-        return self.images[index], self.labels[index]
+        return {name: values[index] for name, values in self.fields.items()}
 
 
 class EpochShuffle(RandomSampler):
@@ -94,7 +114,7 @@ class EpochShuffle(RandomSampler):
         return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
 
 
-def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_batch(batch: Fields) -> Fields:
     return batch
 
 
@@ -110,13 +130,13 @@ class TensorDataModule(pl.LightningDataModule):
         if self.splits is None:
             self.splits = load_splits(self.spec, self.seed)
 
-    def _loader(self, split: tuple[torch.Tensor, torch.Tensor], train: bool) -> DataLoader:
-        dataset = TensorBatches(*split)
+    def _loader(self, split: Fields, train: bool) -> DataLoader:
+        dataset = TensorBatches(split)
         return DataLoader(
             dataset,
             batch_size=self.spec.batch_size,
             sampler=EpochShuffle(dataset, self.seed) if train else None,
-            drop_last=train and len(split[1]) >= self.spec.batch_size,
+            drop_last=train and len(dataset) >= self.spec.batch_size,
             num_workers=self.spec.num_workers,
             persistent_workers=self.spec.num_workers > 0,
             collate_fn=_as_batch,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.registry import Readout
 from pipeline.errors import PipelineError
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -47,8 +48,9 @@ def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def read(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(train images uint8 [N, 1, 28, 28], labels, test images, labels, class names)."""
+def read(folder: Path) -> Readout:
+    """Images uint8 [N, 1, 28, 28] (`input`) and their classes (`label`), train and test."""
     train_x, train_y = load_split(folder, "train")
     test_x, test_y = load_split(folder, "t10k")
-    return train_x[:, None], train_y, test_x[:, None], test_y, CLASSES
+    return Readout({"input": train_x[:, None], "label": train_y}, {"input": test_x[:, None], "label": test_y},
+                   CLASSES)

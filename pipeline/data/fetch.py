@@ -105,9 +105,11 @@ def fetch_dataset(source: DatasetSource, force: bool = False, root: Path | None 
     with tempfile.TemporaryDirectory(prefix=f".{source.name}.", dir=_scratch_parent(dest_dir)) as scratch:
         mirrors = mirrors_for(source)
         if generate is not None and not _valid(dest_dir, source):
+            # A derived dataset: its parents are fetched (and checked) first, then read by the generator.
+            parents = {name: fetch_dataset(_source(name), root=root) for name in source.derived_from}
             try:
-                log.info("%s: generating", source.name)
-                generate(Path(scratch))
+                log.info("%s: generating%s", source.name, f" from {', '.join(parents)}" if parents else "")
+                generate(Path(scratch), parents)
                 mirrors.insert(0, Path(scratch))
             except (OSError, ValueError, PipelineError) as err:
                 log.warning("%s: the generator failed (%s); trying the mirrors", source.name, err)
@@ -119,6 +121,12 @@ def fetch_dataset(source: DatasetSource, force: bool = False, root: Path | None 
             fixes.append(f"put the files in a folder and set {source.mirror_env} to it")
             raise PipelineError(f"{err}\nTo fix: {', or '.join(fixes)}.") from None
     return dest_dir
+
+
+def _source(name: str) -> DatasetSource:
+    from pipeline.data.registry import DATASETS
+
+    return DATASETS[name]
 
 
 def _scratch_parent(dest_dir: Path) -> Path:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.registry import Readout
 from pipeline.errors import PipelineError
 
 CLASSES = tuple(str(digit) for digit in range(10))
 FILES = ("x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy")
 
 
-def generate(folder: Path) -> None:
+def generate(folder: Path, parents: dict[str, Path] | None = None) -> None:
     """The standard dataset: the package's default arguments (5000 signals, 4000 train / 1000
     test, length 40, seed 42), stored as float32 signals and int64 labels."""
     try:
@@ -28,10 +29,11 @@ def generate(folder: Path) -> None:
         np.save(folder / f"{name}.npy", array, allow_pickle=False)
 
 
-def read(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(train signals float32 [N, 1, 40], labels, test signals, labels, class names)."""
+def read(folder: Path) -> Readout:
+    """Signals float32 [N, 1, 40] (`input`) and their classes (`label`), train and test."""
     try:
         x_train, y_train, x_test, y_test = (np.load(folder / name, allow_pickle=False) for name in FILES)
     except (OSError, ValueError) as err:
         raise PipelineError(f"{folder}: cannot read MNIST-1D ({err}); run `pipeline fetch mnist1d --force`") from None
-    return x_train[:, None], y_train, x_test[:, None], y_test, CLASSES
+    return Readout({"input": x_train[:, None], "label": y_train}, {"input": x_test[:, None], "label": y_test},
+                   CLASSES)

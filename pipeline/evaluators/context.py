@@ -63,10 +63,11 @@ class Context:
 
     @property
     def num_classes(self) -> int:
-        return len(self.splits.classes)
+        return self.splits.num_classes
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return getattr(self.splits, name)
+        """(inputs, labels) of a split; the feature tasks need class labels."""
+        return self.splits.pair(name)
 
     def labels(self, name: str) -> torch.Tensor:
         return self.split(name)[1]

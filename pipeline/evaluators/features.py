@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.datamodule import as_float
+from pipeline.data.datamodule import model_input
 
 
 @torch.no_grad()
@@ -25,7 +25,7 @@ def extract_features(encoder: nn.Module, inputs: torch.Tensor, batch_size: int |
     encoder.eval().to(device)
     out = []
     for start in range(0, len(inputs), batch_size):
-        chunk = as_float(inputs[start:start + batch_size].to(device))
+        chunk = model_input(inputs[start:start + batch_size].to(device))
         out.append(encoder(chunk).float().cpu())
     encoder.train(was_training)
     return torch.cat(out)
@@ -33,7 +33,7 @@ def extract_features(encoder: nn.Module, inputs: torch.Tensor, batch_size: int |
 
 def raw_input(inputs: torch.Tensor) -> torch.Tensor:
     """The baseline features: the input itself, flattened (pixels in [0, 1], or the signal)."""
-    return as_float(inputs.flatten(1))
+    return model_input(inputs.flatten(1))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline import plots
-from pipeline.data.datamodule import as_float
+from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import Context, Headline, TaskResult
 from pipeline.evaluators.features import extract_features, linear_probe, raw_input
 
@@ -77,15 +77,15 @@ class Classifier(pl.LightningModule):
         return self.head(self.encoder(x))
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        x = as_float(x)
+        x, y = batch["input"], batch["label"]
+        x = model_input(x)
         if self.augment:
             x = shift(x, self.generator)
         return F.cross_entropy(self(x), y)
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self._correct += (self(as_float(x)).argmax(1) == y).sum().item()
+        x, y = batch["input"], batch["label"]
+        self._correct += (self(model_input(x)).argmax(1) == y).sum().item()
         self._seen += len(y)
 
     def on_validation_epoch_end(self):
@@ -114,7 +114,7 @@ def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, se
     from pipeline.data.datamodule import TensorBatches
 
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorBatches(x, y), batch_size=batch_size, shuffle=shuffle, generator=generator,
+    return DataLoader(TensorBatches({"input": x, "label": y}), batch_size=batch_size, shuffle=shuffle, generator=generator,
                       collate_fn=lambda batch: batch, drop_last=False)
 
 
@@ -123,7 +123,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str) -
     model.eval().to(device)
     correct = 0
     for start in range(0, len(y), 256):
-        correct += (model(as_float(x[start:start + 256].to(device))).argmax(1).cpu() == y[start:start + 256]).sum()
+        correct += (model(model_input(x[start:start + 256].to(device))).argmax(1).cpu() == y[start:start + 256]).sum()
     return correct.item() / len(y)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from pipeline import plots
-from pipeline.data.datamodule import as_float
+from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import Context, Headline, TaskResult
 
 
@@ -20,7 +20,7 @@ def predictions(ctx: Context) -> torch.Tensor:
         return spiking_pass(ctx).predictions
     inputs = ctx.split("test")[0]
     model = ctx.trained.to(ctx.device)
-    return torch.cat([model.predict(as_float(inputs[i:i + 256].to(ctx.device))).cpu()
+    return torch.cat([model.predict(model_input(inputs[i:i + 256].to(ctx.device))).cpu()
                       for i in range(0, len(inputs), 256)])
 
 

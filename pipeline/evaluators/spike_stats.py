@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from pipeline.data.datamodule import as_float
+from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import Context, Headline, TaskResult
 from pipeline.models.spiking import stats
 
@@ -31,7 +31,7 @@ def run_spiking(model, inputs: torch.Tensor, device: str, batch_size: int = 256)
     predictions, counts, first, steps = [], None, None, 1
     extras: dict[str, list[float]] = {}
     for start in range(0, len(inputs), batch_size):
-        out = model.spike_batch(as_float(inputs[start:start + batch_size].to(device)), keep_first=start == 0)
+        out = model.spike_batch(model_input(inputs[start:start + batch_size].to(device)), keep_first=start == 0)
         predictions.append(out.predictions.cpu())
         counts = stats.accumulate(counts, out.counts)
         if start == 0:

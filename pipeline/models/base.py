@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.datamodule import as_float
+from pipeline.data.datamodule import model_input
 from pipeline.spec.experiment import TrainSpec
 
 
@@ -77,32 +77,36 @@ class Trainable(pl.LightningModule):
 
 class SelfSupervised(Trainable):
     """Implements `ssl_step(inputs) -> (loss, features)`; features are encoder outputs of the
-    batch for the online probe."""
+    batch for the online probe, which trains (on detached features) where the data has labels."""
 
     def __init__(self, encoder: nn.Module, train: TrainSpec, num_classes: int):
         super().__init__(encoder, train)
-        self.online_probe = nn.Linear(self.encoder.out_dim, num_classes)
+        self.online_probe = nn.Linear(self.encoder.out_dim, num_classes) if num_classes else None
 
     def ssl_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
-        return list(self.online_probe.parameters())
+        return list(self.online_probe.parameters()) if self.online_probe is not None else []
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, labels = batch
-        loss, features = self.ssl_step(as_float(inputs))
-        probe_loss = F.cross_entropy(self.online_probe(features.detach()), labels)
-        batch_size = len(labels)
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs = batch["input"]
+        loss, features = self.ssl_step(model_input(inputs))
+        batch_size = len(inputs)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size,
                  sync_dist=True)
+        if self.online_probe is None or "label" not in batch:
+            return loss
+        probe_loss = F.cross_entropy(self.online_probe(features.detach()), batch["label"])
         self.log("train/online_probe_loss", probe_loss, on_epoch=True, on_step=False, batch_size=batch_size,
                  sync_dist=True)
         return loss + probe_loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        inputs, labels = batch
-        logits = self.online_probe(self.encoder(as_float(inputs)))
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if self.online_probe is None or "label" not in batch:
+            return
+        inputs, labels = batch["input"], batch["label"]
+        logits = self.online_probe(self.encoder(model_input(inputs)))
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
         self.log("val/online_probe_acc", accuracy, on_epoch=True, prog_bar=True, batch_size=len(labels),
                  sync_dist=True)
@@ -121,9 +125,9 @@ class Supervised(Trainable):
         """Predicted labels [B] (the `network` downstream task scores them)."""
         return self.classify(inputs).argmax(dim=1)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, labels = batch
-        logits = self.classify(as_float(inputs))
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, labels = batch["input"], batch["label"]
+        logits = self.classify(model_input(inputs))
         loss = F.cross_entropy(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels),
                  sync_dist=True)
@@ -131,7 +135,7 @@ class Supervised(Trainable):
                  on_step=False, batch_size=len(labels), sync_dist=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        inputs, labels = batch
-        accuracy = (self.classify(as_float(inputs)).argmax(dim=1) == labels).float().mean()
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        inputs, labels = batch["input"], batch["label"]
+        accuracy = (self.classify(model_input(inputs)).argmax(dim=1) == labels).float().mean()
         self.log("val/accuracy", accuracy, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)

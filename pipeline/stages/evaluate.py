@@ -44,7 +44,7 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     with tracking.stage_run(spec, "evaluate", spec_path, upstream=builds_on) as run:
         log.info("evaluate %s: %d tasks on the encoder of %s (run %s); %d train / %d val / %d test examples; "
                  "MLflow run %s", spec.name, len(spec.downstream), source.name, source.run_id,
-                 len(splits.train[1]), len(splits.val[1]), len(splits.test[1]), run.run_id)
+                 len(splits.train["input"]), len(splits.val["input"]), len(splits.test["input"]), run.run_id)
         context = Context(spec, splits, trained, initial, out, device, run)
         results, headlines, artifacts = {}, {}, []
         for key, task in zip(task_keys(spec), spec.downstream, strict=True):

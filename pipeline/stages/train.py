@@ -97,13 +97,13 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     splits = load_splits(spec.data, spec.seed)
     data = TensorDataModule(spec.data, spec.seed, splits)
-    model = build_model(spec, splits.input_shape, len(splits.classes), **extra)
+    model = build_model(spec, splits.input_shape, splits.num_classes, **extra)
     out.mkdir(parents=True, exist_ok=True)
 
     def record(finished: bool) -> dict:
         return {"run_id": run.run_id, "spec_hash": spec_hash(spec), "training_hash": training_hash(spec),
                 "tracking_uri": run.uri, "finished": finished, "input_shape": list(splits.input_shape),
-                "num_classes": len(splits.classes), "classes": list(splits.classes), "code": code,
+                "num_classes": splits.num_classes, "classes": list(splits.classes or ()), "code": code,
                 "upstream": lineage_ids}
 
     with (tracking.stage_run(spec, "pretrain", spec_path, resume_run_id=resume_run_id, upstream=upstreams) as run,
@@ -126,7 +126,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         trainer = build_trainer(spec, logger=logger, callbacks=callbacks, default_root_dir=out)
         log.info("pretrain %s: %s on %d examples, %d epochs; MLflow run %s%s", spec.name,
-                 spec.model.kind, len(splits.train[1]), spec.train.max_epochs, run.run_id,
+                 spec.model.kind, len(splits.train["input"]), spec.train.max_epochs, run.run_id,
                  f"; resuming from {checkpoint}" if checkpoint else "")
         started = time.perf_counter()
         try:

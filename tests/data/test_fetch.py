@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.data.fashion_mnist import load_split, read_idx
 from pipeline.data.fetch import fetch_dataset, fetch_file
-from pipeline.data.registry import MNIST1D, DatasetSource, RemoteFile
+from pipeline.data.registry import DATASETS, FASHION_MNIST, MNIST1D, DatasetSource, FieldSpec, Readout, RemoteFile
 from pipeline.errors import PipelineError
 
 
@@ -45,7 +46,7 @@ def source_for(files: dict[str, bytes], mirror_dirs=(), base_urls=(), env="TEST_
         files=tuple(RemoteFile(name, hashlib.sha256(payload).hexdigest()) for name, payload in files.items()),
         reader="pipeline.data.fashion_mnist:read",
         modality="image",
-        input_shape=(1, 28, 28),
+        fields=FASHION_MNIST.fields,
         mirror_env=env,
         mirror_dirs=tuple(str(d) for d in mirror_dirs),
         base_urls=tuple(base_urls),
@@ -166,7 +167,9 @@ def test_a_generated_dataset_is_made_then_checked_like_a_download(tmp_path: Path
     sha256 of the reference generation, and read as float signals [N, 1, 40]."""
     folder = fetch_dataset(MNIST1D, root=tmp_path / "data")
     assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in MNIST1D.files)
-    x_train, y_train, x_test, y_test, classes = MNIST1D.load_reader()(folder)
+    readout = MNIST1D.load_reader()(folder)
+    (x_train, y_train), (x_test, y_test), classes = ((readout.train["input"], readout.train["label"]),
+                                                     (readout.test["input"], readout.test["label"]), readout.classes)
     assert x_train.shape == (4000, 1, 40) and x_test.shape == (1000, 1, 40) and x_train.dtype == np.float32
     assert len(classes) == 10 and set(np.unique(y_train)) == set(range(10)) and len(y_test) == 1000
     assert fetch_dataset(MNIST1D, root=tmp_path / "data") == folder  # present and valid: nothing to do
@@ -179,3 +182,66 @@ def test_a_generator_whose_output_differs_is_rejected(tmp_path: Path):
         fetch_dataset(source, root=tmp_path / "data")
     assert list((tmp_path / "data" / "mnist1d").iterdir()) == []
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["mnist1d"]  # no scratch folder left
+
+
+# A derived dataset: token ids made from a parent dataset's numbers by a seeded generator.
+PARENT_NUMBERS = np.arange(40, dtype=np.int64)
+
+
+def double(folder: Path, parents: dict[str, Path]) -> None:
+    numbers = np.load(parents["parent_numbers"] / "numbers.npy")
+    tokens = np.random.default_rng(0).permutation(numbers * 2).reshape(20, 2)  # seeded: the same every time
+    np.save(folder / "tokens.npy", tokens)
+    np.save(folder / "labels.npy", tokens[:, 0] % 3)
+
+
+def read_tokens(folder: Path) -> Readout:
+    tokens, labels = np.load(folder / "tokens.npy"), np.load(folder / "labels.npy")
+    return Readout({"input": tokens[:15], "label": labels[:15]}, {"input": tokens[15:], "label": labels[15:]},
+                   ("a", "b", "c"))
+
+
+def _npy_sha(array: np.ndarray, tmp: Path) -> str:
+    np.save(tmp, array)
+    return hashlib.sha256(tmp.read_bytes()).hexdigest()
+
+
+def test_a_derived_dataset_is_made_from_its_parent_checked_and_its_integers_stay_integers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from types import SimpleNamespace
+
+    from pipeline.data.datamodule import TensorDataModule, load_splits, model_input
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    parent_sha = _npy_sha(PARENT_NUMBERS, mirror / "numbers.npy")
+    parent = DatasetSource("parent_numbers", "numbers", (RemoteFile("numbers.npy", parent_sha),),
+                           reader="tests.data.test_fetch:read_tokens", modality="text",
+                           fields=(FieldSpec("input", "int64", (2,)),), mirror_env="NO_SUCH_MIRROR",
+                           mirror_dirs=(str(mirror),))
+    expected = tmp_path / "expected"
+    expected.mkdir()
+    double(expected, {"parent_numbers": mirror})
+    files = tuple(RemoteFile(name, hashlib.sha256((expected / name).read_bytes()).hexdigest())
+                  for name in ("tokens.npy", "labels.npy"))
+    derived = DatasetSource("derived_tokens", "token pairs", files, reader="tests.data.test_fetch:read_tokens",
+                            modality="text", fields=(FieldSpec("input", "int64", (2,)), FieldSpec("label", "int64")),
+                            mirror_env="NO_SUCH_MIRROR", generator="tests.data.test_fetch:double",
+                            derived_from=("parent_numbers",))
+    monkeypatch.setitem(DATASETS, "parent_numbers", parent)
+    monkeypatch.setitem(DATASETS, "derived_tokens", derived)
+    root = tmp_path / "data"
+    folder = fetch_dataset(derived, root=root)
+    assert (root / "parent_numbers" / "numbers.npy").is_file()  # the parent was fetched first
+    assert sorted(p.name for p in folder.iterdir()) == ["labels.npy", "tokens.npy"]
+    # A generator whose output is not the recorded content is refused, like a corrupt download.
+    wrong = replace(derived, name="derived_wrong", files=(replace(files[0], sha256="0" * 64),))
+    with pytest.raises(PipelineError, match="does not match"):
+        fetch_dataset(wrong, root=root)
+    # Served as dict batches: the token ids stay int64 from the file to the model's input.
+    splits = load_splits(SimpleNamespace(dataset="derived_tokens", val_fraction=0.2, train_subset=None), 0, root)
+    assert splits.train["input"].dtype == torch.int64 and splits.input_shape == (2,)
+    batch = next(iter(TensorDataModule(SimpleNamespace(batch_size=4, num_workers=0), 0, splits).train_dataloader()))
+    assert set(batch) == {"input", "label"} and batch["input"].shape == (4, 2)
+    assert model_input(batch["input"]).dtype == torch.int64
+    assert model_input(torch.full((2,), 255, dtype=torch.uint8)).tolist() == [1.0, 1.0]

@@ -173,7 +173,7 @@ def _sequence_splits() -> Splits:
         signals = torch.sin(2 * math.pi * (labels[:, None] + 1) * time) + 0.1 * torch.randn(n, 40, generator=generator)
         return signals[:, None].float(), labels
 
-    return Splits(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
+    return Splits.of_pairs(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
 
 
 def _fit(model, splits, **trainer):

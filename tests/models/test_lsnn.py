@@ -129,7 +129,7 @@ def _sequences() -> Splits:
     def make(n: int):
         return torch.randn(n, 1, 40, generator=generator) * 2, torch.arange(n) % 10
 
-    return Splits(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
+    return Splits.of_pairs(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
 
 
 @pytest.mark.parametrize("learning", ["eprop", "bptt"])
@@ -155,7 +155,7 @@ def test_an_eprop_step_moves_the_weights_against_the_update():
                       scheduler={"name": "none"})
     model = LSNN(LSNNSpec(kind="lsnn", hidden=32), train, (1, 40), 10)
     data = TensorDataModule(DataSpec(batch_size=64), seed=0, splits=_sequences())
-    x, labels = _sequences().train
+    x, labels = _sequences().pair("train")
     with torch.no_grad():
         before = {k: v.clone() for k, v in model.named_parameters()}
         _, _, _, updates = model.eprop(model.encoder.sequence(x), labels)

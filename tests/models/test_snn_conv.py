@@ -41,7 +41,7 @@ def _bright_splits() -> Splits:
     def make(n: int):
         return torch.randint(0, 256, (n, 1, 28, 28), generator=generator, dtype=torch.uint8), torch.arange(n) % 10
 
-    return Splits(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
+    return Splits.of_pairs(train=make(64), val=make(32), test=make(32), classes=tuple(str(i) for i in range(10)))
 
 
 def test_a_real_training_step_and_fast_dev_run():

@@ -10,7 +10,7 @@ from torch import nn
 
 from pipeline.models.base import SelfSupervised
 from pipeline.models.cpc import CPCImageSpec, PatchAugmentSpec, PatchGridSpec
-from pipeline.models.cpc.infonce import PerOffsetMetrics, info_nce, offset_predictors
+from pipeline.models.cpc.infonce import PerOffsetMetrics, offset_predictors, per_offset_info_nce
 from pipeline.spec.experiment import TrainSpec
 
 
@@ -184,14 +184,14 @@ class CPCImage(PerOffsetMetrics, SelfSupervised):
         b, d, r, q = codes.shape
         candidates = codes.permute(0, 2, 3, 1).reshape(b * r * q, d)  # every patch of the batch
         index = torch.arange(b * r * q, device=codes.device).view(b, r, q)
-        losses, accuracies = [], []
-        for offset, predictor in zip(self.offsets, self.predictors, strict=True):
-            sources = context[:, :, : r - offset].permute(0, 2, 3, 1).reshape(-1, context.shape[1])
-            targets = index[:, offset:].reshape(-1)  # the patch `offset` rows below each context
-            loss, accuracy = info_nce(predictor(sources), candidates, targets)
-            losses.append(loss)
-            accuracies.append(accuracy)
-        return torch.stack(losses).mean(), losses, accuracies
+
+        def terms():
+            for offset, predictor in zip(self.offsets, self.predictors, strict=True):
+                sources = context[:, :, : r - offset].permute(0, 2, 3, 1).reshape(-1, context.shape[1])
+                targets = index[:, offset:].reshape(-1)  # the patch `offset` rows below each context
+                yield predictor(sources), candidates, targets, None
+
+        return per_offset_info_nce(terms())
 
     def ssl_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes = self.encoder.code_map(self.augmented_patches(images))

@@ -23,6 +23,17 @@ def info_nce(predictions: torch.Tensor, candidates: torch.Tensor, targets: torch
     return loss, accuracy
 
 
+def per_offset_info_nce(terms) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """CPC's objective over its offsets: `terms` yields (predictions, candidates, targets, allowed)
+    per offset; returns the mean of the per-offset losses, and each offset's loss and accuracy."""
+    losses, accuracies = [], []
+    for predictions, candidates, targets, allowed in terms:
+        loss, accuracy = info_nce(predictions, candidates, targets, allowed)
+        losses.append(loss)
+        accuracies.append(accuracy)
+    return torch.stack(losses).mean(), losses, accuracies
+
+
 def offset_predictors(count: int, context_dim: int, code_dim: int) -> nn.ModuleList:
     """One linear map W_k per offset, context -> predicted code, each its own parameters. Small at
     first, so the loss starts near ln(candidates) rather than at whatever random projections give."""

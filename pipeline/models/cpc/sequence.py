@@ -10,7 +10,7 @@ from torch import nn
 from pipeline.models.base import SelfSupervised
 from pipeline.models.cpc import CPCSequenceSpec
 from pipeline.models.cpc.image import ChannelNorm
-from pipeline.models.cpc.infonce import PerOffsetMetrics, info_nce, offset_predictors
+from pipeline.models.cpc.infonce import PerOffsetMetrics, offset_predictors, per_offset_info_nce
 from pipeline.spec.experiment import TrainSpec
 
 
@@ -87,18 +87,17 @@ class CPCSequence(PerOffsetMetrics, SelfSupervised):
         candidates = codes.reshape(b * t, d)
         index = torch.arange(b * t, device=codes.device).view(b, t)
         time = torch.arange(t, device=codes.device).repeat(b)  # the step of each candidate
-        losses, accuracies = [], []
-        for k, predictor in zip(self.offsets, self.predictors, strict=True):
-            predictions = predictor(context[:, : t - k]).reshape(-1, d)
-            targets = index[:, k:].reshape(-1)
-            allowed = None
-            if not self.spec.same_sequence_negatives:
-                # Negatives: the other sequences' codes at the target's own step.
-                allowed = time[None, :] == time[targets][:, None]
-            loss, accuracy = info_nce(predictions, candidates, targets, allowed)
-            losses.append(loss)
-            accuracies.append(accuracy)
-        return torch.stack(losses).mean(), losses, accuracies
+
+        def terms():
+            for k, predictor in zip(self.offsets, self.predictors, strict=True):
+                targets = index[:, k:].reshape(-1)
+                allowed = None
+                if not self.spec.same_sequence_negatives:
+                    # Negatives: the other sequences' codes at the target's own step.
+                    allowed = time[None, :] == time[targets][:, None]
+                yield predictor(context[:, : t - k]).reshape(-1, d), candidates, targets, allowed
+
+        return per_offset_info_nce(terms())
 
     def ssl_step(self, signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes, context = self.encoder.encode(self.augment(signals))

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.datamodule import as_float
+from pipeline.data.datamodule import model_input
 from pipeline.models.base import Supervised
 from pipeline.models.spiking import EncodingSpec, LSNNSpec, stats
 from pipeline.models.spiking.encoding import delta as delta_encode
@@ -229,9 +229,9 @@ class LSNN(Supervised):
                  "readout.weight": grad_out, "readout.bias": grad_bias}
         return loss, ce, logits, grads
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, labels = batch
-        inputs = self.encoder.sequence(as_float(x))
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, labels = batch["input"], batch["label"]
+        inputs = self.encoder.sequence(model_input(x))
         if self.spec.learning == "bptt":
             spikes = self.encoder.run(inputs)["spikes"]
             outputs = self.readout_sequence(spikes)

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from pipeline.data.datamodule import as_float  # noqa: E402
+from pipeline.data.datamodule import model_input  # noqa: E402
 from pipeline.models.base import Supervised  # noqa: E402
 from pipeline.models.spiking import SNNTemporalSpec, stats  # noqa: E402
 from pipeline.models.spiking.encoding import spike_times  # noqa: E402
@@ -236,9 +236,9 @@ class SNNTemporal(Supervised):
                 total = total - (received @ layer.weight[:, dead]).mean(dim=0).sum() / dead.numel()
         return total
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
-        loss, ce, output, correct_silent = self.objective(as_float(images), labels)
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch["input"], batch["label"]
+        loss, ce, output, correct_silent = self.objective(model_input(images), labels)
         size = len(labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("train/cross_entropy", ce, on_epoch=True, on_step=False, batch_size=size, sync_dist=True)
@@ -248,9 +248,9 @@ class SNNTemporal(Supervised):
                  batch_size=size, sync_dist=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        images, labels = batch
-        _, output = self.output_times(as_float(images))
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch["input"], batch["label"]
+        _, output = self.output_times(model_input(images))
         self.log("val/accuracy", (self.decide(output) == labels).float().mean(), on_epoch=True, prog_bar=True,
                  batch_size=len(labels), sync_dist=True)
 
