@@ -22,7 +22,7 @@ import time
 import torch
 import yaml
 
-from pipeline.data.datamodule import model_input, load_splits
+from pipeline.data.datamodule import load_splits, model_input
 from pipeline.spec.load import load_text
 from pipeline.stages import build_model
 

@@ -114,8 +114,8 @@ def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, se
     from pipeline.data.datamodule import TensorBatches
 
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorBatches({"input": x, "label": y}), batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=lambda batch: batch, drop_last=False)
+    return DataLoader(TensorBatches({"input": x, "label": y}), batch_size=batch_size, shuffle=shuffle,
+                      generator=generator, collate_fn=lambda batch: batch, drop_last=False)
 
 
 @torch.no_grad()
