@@ -133,30 +133,30 @@ class Run:
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
-    def lightning_logger(self, resumed: bool = False):
-        """Lightning's MLflow logger writing to this run. A `resumed` run replays the steps
-        between its checkpoint and the interruption, whose points the run already holds: those
-        are not logged twice, so every metric's history reads as that of an uninterrupted run."""
+    def lightning_logger(self, resumed: bool = False, step_offset: int = 0):
+        """Lightning's MLflow logger writing to this run, at steps after `step_offset` (a
+        training's later phases continue its curves). A `resumed` run replays the steps between
+        its checkpoint and the interruption, whose points the run already holds: those are not
+        logged twice, so every metric's history reads as that of an uninterrupted run."""
         from pytorch_lightning.loggers import MLFlowLogger
 
         options = dict(tracking_uri=self.uri, run_id=self.run_id, log_model=False,
                        experiment_name=self.client.get_experiment(self.experiment_id).name)
-        if not resumed:
-            return MLFlowLogger(**options)
-        held = {(key, m.step) for key in self.client.get_run(self.run_id).data.metrics
-                for m in self.client.get_metric_history(self.run_id, key)}
+        held = ({(key, m.step) for key in self.client.get_run(self.run_id).data.metrics
+                 for m in self.client.get_metric_history(self.run_id, key)} if resumed else set())
 
-        class ResumedLogger(MLFlowLogger):
+        class RunLogger(MLFlowLogger):
             def log_metrics(self, metrics, step=None):
+                step = (step or 0) + step_offset
                 # Lightning adds "epoch" to every call, so it is legitimately logged several times
                 # at one step: it goes with the call's other metrics, logged or not.
-                new = {k: v for k, v in metrics.items() if k != "epoch" and (k, step or 0) not in held}
+                new = {k: v for k, v in metrics.items() if k != "epoch" and (k, step) not in held}
                 if new and "epoch" in metrics:
                     new["epoch"] = metrics["epoch"]
                 if new:
                     super().log_metrics(new, step)
 
-        return ResumedLogger(**options)
+        return RunLogger(**options) if resumed or step_offset else MLFlowLogger(**options)
 
 
 def is_secondary_process() -> bool:
@@ -176,7 +176,7 @@ class _SilentRun:
     def set_tags(self, *args, **kwargs) -> None: ...
     def log_artifact(self, *args, **kwargs) -> None: ...
 
-    def lightning_logger(self, resumed: bool = False):
+    def lightning_logger(self, resumed: bool = False, step_offset: int = 0):
         return False
 
 

@@ -6,6 +6,7 @@ are scored on the test split by the evaluate stage, beside the probes on their f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -14,6 +15,16 @@ from torch import nn
 
 from pipeline.data.datamodule import model_input
 from pipeline.spec.experiment import TrainSpec
+
+
+@dataclass
+class Phase:
+    """One fit of a training protocol: a name, its data and its epochs. Most families train in
+    one phase; a continual learner has one per experience."""
+
+    name: str
+    data: pl.LightningDataModule
+    max_epochs: int
 
 
 class Trainable(pl.LightningModule):
@@ -40,6 +51,31 @@ class Trainable(pl.LightningModule):
     def no_decay_parameters(self) -> list[nn.Parameter]:
         """Parameters trained without weight decay (e.g. an online probe); none by default."""
         return []
+
+    # --- the training protocol ---
+
+    def phases(self, spec, splits) -> list[Phase]:
+        """The fits the training stage runs, in order, in one MLflow run (steps continue from one
+        to the next); each is resumable, and a killed run continues with the phase it was in.
+        Default: one fit on the training split."""
+        from pipeline.data.datamodule import TensorDataModule
+
+        return [Phase("fit", TensorDataModule(spec.data, spec.seed, splits), spec.train.max_epochs)]
+
+    def after_phase(self, index: int, phase: Phase) -> dict[str, float]:
+        """Measurements after phase `index` (e.g. accuracy on every experience seen so far),
+        logged at step `index`; none by default."""
+        return {}
+
+    # --- learning rules that compute their own updates ---
+
+    def as_gradients(self, updates: dict[str, torch.Tensor]) -> torch.Tensor:
+        """For a learning rule that computes its own weight updates (e-prop, predictive coding):
+        the objective whose gradient is exactly `updates` (parameter name -> update), so
+        Lightning's backward leaves each update in .grad and the spec's optimiser, schedule,
+        clipping and checkpointing apply unchanged. Return it from training_step."""
+        parameters = dict(self.named_parameters())
+        return sum((parameters[name] * update.detach()).sum() for name, update in updates.items())
 
     def configure_optimizers(self):
         spec = self.train_spec.optimizer

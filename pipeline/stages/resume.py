@@ -30,9 +30,9 @@ def checkpointing(spec: ExperimentSpec, folder: Path):
                            save_last=True)
 
 
-def resume_point(spec: ExperimentSpec, out: Path) -> tuple[str, Path]:
-    """(MLflow run id, checkpoint) of the unfinished pretraining to continue; a clear error when
-    there is none or it was made by another configuration."""
+def resume_point(spec: ExperimentSpec, out: Path) -> tuple[str, dict]:
+    """(MLflow run id, run.json record) of the unfinished training to continue; a clear error
+    when there is none or it was made by another configuration."""
     fresh = f"run `pipeline pretrain specs/{spec.name}.yaml` without --resume"
     record = read_json(out / "run.json", f"nothing to resume: {fresh}")
     if record.get("training_hash") != training_hash(spec):
@@ -40,12 +40,17 @@ def resume_point(spec: ExperimentSpec, out: Path) -> tuple[str, Path]:
                             f"{record.get('spec_hash')}, now {training_hash(spec)}): {fresh}")
     if record.get("finished"):
         raise PipelineError(f"the pretraining in {out} finished: nothing to resume")
-    # last.ckpt ends an epoch (or a checkpoint_every_n_steps interval): resuming from it
-    # repeats the uninterrupted run exactly. interrupted.ckpt (Ctrl-C mid-epoch) is the fallback.
+    return record["run_id"], record
+
+
+def phase_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint a phase continues from: last.ckpt ends an epoch (or a
+    checkpoint_every_n_steps interval), so resuming from it repeats the uninterrupted run exactly;
+    interrupted.ckpt (Ctrl-C mid-epoch) is the fallback. None: the phase has not started."""
     for name in ("last.ckpt", "interrupted.ckpt"):
-        if (out / "checkpoints" / name).is_file():
-            return record["run_id"], out / "checkpoints" / name
-    raise PipelineError(f"no checkpoint in {out / 'checkpoints'} to resume from: {fresh}")
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 def unfinished(spec: ExperimentSpec, out: Path) -> bool:

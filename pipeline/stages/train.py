@@ -14,7 +14,14 @@ from pipeline.spec.experiment import ExperimentSpec, spec_hash, training_hash
 from pipeline.spec.load import dump
 from pipeline.stages.common import build_model, log, setup_logging, spec_command, write_json
 from pipeline.stages.dvc import code_paths, fingerprint
-from pipeline.stages.resume import checkpointing, current, resumable_when_disk_full, resume_point, unfinished
+from pipeline.stages.resume import (
+    checkpointing,
+    current,
+    phase_checkpoint,
+    resumable_when_disk_full,
+    resume_point,
+    unfinished,
+)
 
 
 def build_trainer(spec: ExperimentSpec, **overrides):
@@ -43,6 +50,49 @@ def build_trainer(spec: ExperimentSpec, **overrides):
     return pl.Trainer(**options)
 
 
+def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, resumed: bool,
+         checkpoint: Path | None, out: Path):
+    """One phase's trainer.fit: checkpoints in `folder`, metrics into the stage's MLflow run at
+    steps after `offset`; Ctrl-C saves interrupted.ckpt and raises KeyboardInterrupt."""
+    from pytorch_lightning.callbacks import LearningRateMonitor, TQDMProgressBar
+
+    from pipeline.callbacks import (
+        CheckpointOnException,
+        EpochMetricsInCheckpoint,
+        FiniteLoss,
+        GracefulInterrupt,
+        RngState,
+    )
+
+    logger = run.lightning_logger(resumed=resumed, step_offset=offset)
+    interrupt = GracefulInterrupt()
+    callbacks = [
+        interrupt,
+        checkpointing(spec, folder),
+        # An error mid-training keeps what was learnt so far.
+        CheckpointOnException(folder),
+        FiniteLoss(),
+        RngState(),
+        EpochMetricsInCheckpoint(),
+        TQDMProgressBar(refresh_rate=10),
+    ]
+    if logger:  # secondary DDP processes log nothing
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    trainer = build_trainer(spec, logger=logger, callbacks=callbacks, default_root_dir=out,
+                            max_epochs=phase.max_epochs)
+    try:
+        trainer.fit(model, datamodule=phase.data, ckpt_path=checkpoint)
+    except SystemExit:
+        # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1).
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    if interrupt.requested:
+        trainer.save_checkpoint(folder / "interrupted.ckpt")
+        raise KeyboardInterrupt
+    return trainer
+
+
 def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool = False,
              auto_resume: bool = False) -> dict:
     """Train the spec's model (self-supervised or on the labels: its family's objective); write
@@ -57,20 +107,10 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     setup_logging()
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.callbacks import (
-        LearningRateMonitor,
-        TQDMProgressBar,
-    )
 
     from pipeline import plots, tracking
-    from pipeline.callbacks import (
-        CheckpointOnException,
-        EpochMetricsInCheckpoint,
-        FiniteLoss,
-        GracefulInterrupt,
-        RngState,
-    )
-    from pipeline.data.datamodule import TensorDataModule, load_splits
+    from pipeline.data.datamodule import load_splits
+    from pipeline.models.base import Phase
     from pipeline.upstream import lineage, register
 
     out = paths.artifacts_dir(spec.name) / "pretrain"
@@ -88,74 +128,83 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
                  "kept", spec.name, out)
         return kept
     resume = resume or (auto_resume and unfinished(spec, out))
-    resume_run_id, checkpoint = resume_point(spec, out) if resume else (None, None)
-    if not resume and (out / "checkpoints").is_dir():
-        # A fresh run: checkpoints of an earlier run (maybe of another configuration) must not
-        # be mistaken for this one's.
-        shutil.rmtree(out / "checkpoints")
+    resume_run_id, previous = resume_point(spec, out) if resume else (None, {})
+    if not resume:
+        # A fresh run: checkpoints and phase weights of an earlier run (maybe of another
+        # configuration) must not be mistaken for this one's.
+        for folder in ("checkpoints", "phases"):
+            shutil.rmtree(out / folder, ignore_errors=True)
     extra = {"encoder": upstreams["encoder"].models()[0].encoder} if "encoder" in upstreams else {}
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     splits = load_splits(spec.data, spec.seed)
-    data = TensorDataModule(spec.data, spec.seed, splits)
     model = build_model(spec, splits.input_shape, splits.num_classes, **extra)
+    phases = model.phases(spec, splits)
     out.mkdir(parents=True, exist_ok=True)
+    # Phases finished by the run being resumed, with the global step each ended at.
+    progress: dict[str, int] = dict(previous.get("phases_done", {}))
 
     def record(finished: bool) -> dict:
         return {"run_id": run.run_id, "spec_hash": spec_hash(spec), "training_hash": training_hash(spec),
                 "tracking_uri": run.uri, "finished": finished, "input_shape": list(splits.input_shape),
                 "num_classes": splits.num_classes, "classes": list(splits.classes or ()), "code": code,
-                "upstream": lineage_ids}
+                "upstream": lineage_ids, "phases_done": progress}
+
+    def checkpoints(phase: Phase) -> Path:
+        return out / "checkpoints" if len(phases) == 1 else out / "checkpoints" / phase.name
 
     with (tracking.stage_run(spec, "pretrain", spec_path, resume_run_id=resume_run_id, upstream=upstreams) as run,
           resumable_when_disk_full(spec, spec_path, out / "checkpoints")):
         if run.run_id is not None:
             write_json(out / "run.json", record(finished=False))
-        logger = run.lightning_logger(resumed=resume_run_id is not None)
-        interrupt = GracefulInterrupt()
-        callbacks = [
-            interrupt,
-            checkpointing(spec, out / "checkpoints"),
-            # An error mid-training keeps what was learnt so far.
-            CheckpointOnException(out / "checkpoints"),
-            FiniteLoss(),
-            RngState(),
-            EpochMetricsInCheckpoint(),
-            TQDMProgressBar(refresh_rate=10),
-        ]
-        if logger:  # secondary DDP processes log nothing
-            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-        trainer = build_trainer(spec, logger=logger, callbacks=callbacks, default_root_dir=out)
-        log.info("pretrain %s: %s on %d examples, %d epochs; MLflow run %s%s", spec.name,
-                 spec.model.kind, len(splits.train["input"]), spec.train.max_epochs, run.run_id,
-                 f"; resuming from {checkpoint}" if checkpoint else "")
+        if progress:  # continue after the last finished phase, from the weights it ended with
+            last = [phase.name for phase in phases if phase.name in progress][-1]
+            model.load_state_dict(torch.load(out / "phases" / f"{last}.pt", map_location="cpu", weights_only=True))
         started = time.perf_counter()
-        try:
-            trainer.fit(model, datamodule=data, ckpt_path=checkpoint)
-        except SystemExit:
-            # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1).
-            if trainer.interrupted:
-                raise KeyboardInterrupt from None
-            raise
+        own_steps = steps = 0  # steps: the run's; own_steps: this process's share
+        trainer = None
+        for index, phase in enumerate(phases):
+            if phase.name in progress:
+                steps = progress[phase.name]
+                continue
+            checkpoint = phase_checkpoint(checkpoints(phase)) if resume else None
+            if resume and checkpoint is None and len(phases) == 1:
+                raise PipelineError(f"no checkpoint in {checkpoints(phase)} to resume from: run "
+                                    f"`{spec_command(spec, 'pretrain', spec_path)}` without --resume")
+            offset = steps  # the phase's steps continue the run's: one curve per metric in MLflow
+            log.info("pretrain %s: %s%s on %d examples, %d epochs; MLflow run %s%s", spec.name, spec.model.kind,
+                     f", phase {index + 1} of {len(phases)} ({phase.name})" if len(phases) > 1 else "",
+                     len(splits.train["input"]), phase.max_epochs, run.run_id,
+                     f"; resuming from {checkpoint}" if checkpoint else "")
+            trainer = _fit(spec, model, phase, checkpoints(phase), run, offset, resume_run_id is not None,
+                           checkpoint, out)
+            steps = offset + trainer.global_step
+            own_steps += trainer.global_step - (
+                torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"] if checkpoint else 0)
+            if not trainer.is_global_zero:
+                continue
+            if len(phases) > 1:
+                measured = model.after_phase(index, phase)
+                if measured:
+                    run.log_metrics(measured, step=index)
+                # The phase is done once its weights and the record say so: a kill from here on
+                # continues with the next phase.
+                save_torch_atomic(model.state_dict(), out / "phases" / f"{phase.name}.pt")
+                progress[phase.name] = steps
+                write_json(out / "run.json", record(finished=False))
         wall = time.perf_counter() - started
-        if interrupt.requested:
-            trainer.save_checkpoint(out / "checkpoints" / "interrupted.ckpt")
-            raise KeyboardInterrupt
-        if not trainer.is_global_zero:
+        if trainer is not None and not trainer.is_global_zero:
             return {}
         encoder_path = save_torch_atomic(model.encoder.state_dict(), out / "encoder.pt")
         # The whole trained model too: the evaluate stage scores a family's own outputs with it.
         save_torch_atomic(model.state_dict(), out / "model.pt")
         write_atomic(out / "spec.yaml", lambda tmp: tmp.write_text(dump(spec)))
-        steps = trainer.global_step
         # Throughput of this process's share of the training (a resumed run did the rest).
-        steps_before = (torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
-                        if checkpoint else 0)
-        seen = (steps - steps_before) * spec.data.batch_size * max(1, trainer.world_size)
-        final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        seen = own_steps * spec.data.batch_size * max(1, trainer.world_size if trainer else 1)
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1} if trainer else {}
         result = {
             "run_id": run.run_id,
             "spec_hash": spec_hash(spec),
-            "epochs": trainer.current_epoch,
+            "epochs": trainer.current_epoch if trainer else phases[-1].max_epochs,
             "steps": steps,
             "wall_time_s": round(wall, 1),
             "examples_per_s": round(seen / wall, 1) if wall else 0.0,

@@ -239,10 +239,7 @@ class LSNN(Supervised):
             logits, to_minimise = self.logits(outputs), loss
         else:
             loss, ce, logits, updates = self.eprop(inputs, labels)
-            # The optimiser takes the e-prop update as the gradient of <parameter, update>:
-            # Lightning's backward then leaves exactly the update in each .grad.
-            parameters = dict(self.named_parameters())
-            to_minimise = sum((parameters[name] * update).sum() for name, update in updates.items())
+            to_minimise = self.as_gradients(updates)  # the e-prop update lands in each .grad
         size = len(labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("train/cross_entropy", ce, on_epoch=True, on_step=False, batch_size=size, sync_dist=True)
