@@ -53,7 +53,7 @@ def build():
             self.experiences = []
             phases = []
             for index, classes in enumerate(((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))):
-                def part(fields):
+                def part(fields, classes=classes):
                     keep = torch.isin(fields["label"], torch.tensor(classes))
                     return {name: values[keep] for name, values in fields.items()}
 
