@@ -14,6 +14,7 @@ from pipeline.spec.experiment import training_hash
 from pipeline.spec.load import SpecError, load
 from pipeline.stages import dvc as generator
 from pipeline.upstream import upstream
+from tests.conftest import needs_fashion_mnist
 
 BASE = "name: {name}\nmodel: {{kind: swav}}\n"
 
@@ -129,3 +130,32 @@ def test_a_spec_of_nested_aliases_is_refused_at_once(tmp_path: Path):
     line = problem(path)
     assert time.perf_counter() - started < 1.0
     assert "expands to more than 100,000 values through YAML aliases" in line
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_an_upstream_registered_in_mlflow_is_downloaded_and_used(fmnist: Path):
+    """`tracking.register_as` registers the trained weights; a spec elsewhere names them as
+    `models:/<name>/<version>` and gets the same weights, spec and run, without the folder."""
+    import shutil
+
+    import torch
+
+    from pipeline import stages
+    from pipeline.spec.load import load_text
+    from tests.conftest import tiny_spec
+
+    spec = load_text(tiny_spec("shared", images=128) + "tracking: {register_as: shared_encoder}\n")
+    result = stages.pretrain(spec)
+    assert result["registered_as"] == "models:/shared_encoder/1"
+    trained = torch.load(fmnist / "artifacts" / "shared" / "pretrain" / "encoder.pt", weights_only=True)
+    shutil.rmtree(fmnist / "artifacts" / "shared")  # another machine: only the MLflow server is shared
+
+    down = load_text("name: down\nupstream: {encoder: 'models:/shared_encoder/1'}\n")
+    found = upstream(down, "encoder")
+    assert (found.name, found.run_id) == ("shared", result["run_id"])
+    model, _ = found.models()
+    assert all(torch.equal(trained[k], v) for k, v in model.encoder.state_dict().items())
+    missing = load_text("name: down\nupstream: {encoder: 'models:/nobody/3'}\n")
+    with pytest.raises(PipelineError, match="down: upstream models:/nobody/3 is not in the model registry"):
+        upstream(missing, "encoder")
