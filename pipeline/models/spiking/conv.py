@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline import plots
 from pipeline.models.base import Supervised
 from pipeline.models.spiking import SNNConvSpec, stats
 from pipeline.models.spiking.encoding import encode
@@ -134,8 +135,8 @@ class SNNConv(Supervised):
     def spike_pictures(self, first: dict[str, torch.Tensor], label: str, classes: tuple[str, ...],
                        out: Path) -> list[Path]:
         return [
-            stats.raster(first["fc"], f"fc layer spikes, one test image ({label})", out / "spike_raster.png",
+            plots.raster(first["fc"], f"fc layer spikes, one test image ({label})", out / "spike_raster.png",
                          input_spikes=None if self.spec.encoding.kind == "direct" else first["conv1_in"].flatten(1)),
-            stats.membrane_trace(first["fc_potentials"][:, :5], first["fc"][:, :5], self.spec.neuron.threshold,
+            plots.membrane_trace(first["fc_potentials"][:, :5], first["fc"][:, :5], self.spec.neuron.threshold,
                                  f"fc layer membrane potentials, one test image ({label})", out / "membrane_trace.png"),
         ]

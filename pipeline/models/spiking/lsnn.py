@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline import plots
 from pipeline.data.datamodule import model_input
 from pipeline.models.base import Supervised
 from pipeline.models.spiking import EncodingSpec, LSNNSpec, stats
@@ -299,10 +300,10 @@ class LSNN(Supervised):
         take = 2 if adaptive and hidden - adaptive else 5
         shown = [*lif[:take].tolist(), *alif[:5 - min(take, len(lif))].tolist()][:5]
         return [
-            stats.raster(first["spikes"], f"recurrent spikes (LIF first, then ALIF), one test sequence ({label})",
+            plots.raster(first["spikes"], f"recurrent spikes (LIF first, then ALIF), one test sequence ({label})",
                          out / "spike_raster.png",
                          input_spikes=first["inputs"] if self.spec.input == "delta" else None),
-            stats.membrane_trace(first["potentials"][:, shown], first["spikes"][:, shown],
+            plots.membrane_trace(first["potentials"][:, shown], first["spikes"][:, shown],
                                  first["thresholds"][:, shown],
                                  f"membrane potentials and thresholds, one test sequence ({label})",
                                  out / "membrane_trace.png"),

@@ -5,19 +5,15 @@ non-spiking network, an energy estimate, and pictures (spike raster, membrane tr
 Energy per operation (Horowitz, ISSCC 2014, 45 nm, 32-bit floating point): an accumulate, what a
 spike arriving at a synapse costs, 0.9 pJ; a multiply-accumulate, what each connection of a
 conventional network costs, 3.7 + 0.9 = 4.6 pJ. Memory access and the neuron updates are left out
-of both, so the ratio, not the absolute figure, is the meaningful part.
+of both, so the ratio, not the absolute figure, is the meaningful part. The pictures are drawn by
+`pipeline.plots` (raster, membrane_trace).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import torch
 
 ENERGY_AC_PJ = 0.9
 ENERGY_MAC_PJ = 4.6
@@ -97,45 +93,3 @@ def summarise(layers: list[LayerCount], steps: int) -> dict[str, float]:
     })
     out["energy_ratio_ann_over_snn"] = out["energy_ann_nj"] / out["energy_snn_nj"] if sops or analog else float("inf")
     return out
-
-
-def raster(spikes: torch.Tensor, title: str, path: Path, input_spikes: torch.Tensor | None = None) -> Path:
-    """Spikes [T, N] of one sample as dots (time x neuron); the input's beside them if given."""
-    panels = [("input", input_spikes), ("layer", spikes)] if input_spikes is not None else [("layer", spikes)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for ax, (name, data) in zip(axes[0], panels, strict=True):
-        t, n = torch.nonzero(data.flatten(1), as_tuple=True)
-        ax.scatter(t.numpy(), n.numpy(), s=2, marker="|", color="black")
-        ax.set_xlabel("time step")
-        ax.set_ylabel("neuron")
-        ax.set_xlim(-0.5, data.shape[0] - 0.5)
-        ax.set_title(f"{name}: {int(data.sum())} spikes", fontsize=9)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def membrane_trace(potentials: torch.Tensor, spikes: torch.Tensor, threshold: float | torch.Tensor, title: str,
-                   path: Path) -> Path:
-    """Membrane potentials [T, K] of a few neurons with their spikes and the threshold (one line,
-    or each neuron's own [T, K] dashed in its colour where it adapts)."""
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    steps = torch.arange(potentials.shape[0]).numpy()
-    for k in range(potentials.shape[1]):
-        line = ax.plot(steps, potentials[:, k].numpy(), marker=".", label=f"neuron {k}")[0]
-        fired = torch.nonzero(spikes[:, k]).flatten().numpy()
-        ax.scatter(fired, potentials[fired, k].numpy(), marker="*", s=80, color=line.get_color())
-        if isinstance(threshold, torch.Tensor):
-            ax.plot(steps, threshold[:, k].numpy(), linestyle="--", linewidth=0.8, color=line.get_color())
-    if not isinstance(threshold, torch.Tensor):
-        ax.axhline(threshold, color="grey", linestyle="--", label="threshold")
-    ax.set_xlabel("time step")
-    ax.set_ylabel("membrane potential")
-    ax.legend(fontsize=7, ncol=3)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -18,19 +18,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from pipeline.data.datamodule import model_input  # noqa: E402
-from pipeline.models.base import Supervised  # noqa: E402
-from pipeline.models.spiking import SNNTemporalSpec, stats  # noqa: E402
-from pipeline.models.spiking.encoding import spike_times  # noqa: E402
-from pipeline.spec.experiment import TrainSpec  # noqa: E402
+from pipeline.data.datamodule import model_input
+from pipeline.models.base import Supervised
+from pipeline.models.spiking import SNNTemporalSpec, stats
+from pipeline.models.spiking.encoding import spike_times
+from pipeline.spec.experiment import TrainSpec
 
 INVERSE_E = math.exp(-1)
 
@@ -288,51 +284,21 @@ class SNNTemporal(Supervised):
 
     def spike_pictures(self, first: list[torch.Tensor], label: str, classes: tuple[str, ...],
                        out: Path) -> list[Path]:
-        return [self.raster(first, self.layer_names(), f"spike times, one test image ({label})",
-                            out / "spike_raster.png"),
-                self.trace(first, classes, f"output potentials, one test image ({label})", out / "membrane_trace.png")]
+        from pipeline import plots
 
-    def raster(self, times: list[torch.Tensor], names: list[str], title: str, path: Path) -> Path:
-        fig, axes = plt.subplots(1, len(times), figsize=(3.2 * len(times), 3.6), sharex=True)
-        for ax, name, layer_times in zip(axes, ["input", *names], times, strict=True):
-            fired = torch.isfinite(layer_times)
-            ax.scatter(layer_times[fired].numpy(), torch.nonzero(fired).flatten().numpy(), s=3, marker="|",
-                       color="black")
-            ax.set_title(f"{name}: {int(fired.sum())} of {layer_times.numel()} fire", fontsize=9)
-            ax.set_xlabel("time (steps)")
-        axes[0].set_ylabel("neuron")
-        fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        grid, potentials = self.output_potentials(first)
+        return [plots.spike_times(first, ["input", *self.layer_names()], f"spike times, one test image ({label})",
+                                  out / "spike_raster.png"),
+                plots.potentials_to_spikes(grid, potentials, first[-1], self.spec.threshold, classes,
+                                           f"output potentials, one test image ({label})", out / "membrane_trace.png")]
 
-    def trace(self, times: list[torch.Tensor], classes: tuple[str, ...], title: str, path: Path) -> Path:
-        """The output neurons' potentials V(t) from their inputs, up to their spikes (stars: the
-        closed-form spike times, which the curves reach at the threshold)."""
+    def output_potentials(self, times: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(time grid, the output neurons' potentials V(t) on it [T, classes]) of one example, from
+        its hidden spike times and the pulses."""
         inputs = torch.cat([times[-2], self.output.pulse_times.detach().cpu()])
         weight = self.output.weight.detach().cpu()
         received = torch.isfinite(inputs)
         end = float(self.silent_time)
         start = min(0.0, float(inputs[received].min())) if received.any() else 0.0  # pulses may move earlier
         grid = torch.linspace(start, end, 400)
-        potentials = potential(grid, inputs[received].cpu(), weight[received], self.output.decay)
-        fig, ax = plt.subplots(figsize=(8.5, 3.8))
-        for k in range(potentials.shape[1]):
-            spike = float(times[-1][k])
-            shown = grid <= spike if math.isfinite(spike) else torch.ones_like(grid, dtype=torch.bool)
-            x, y = grid[shown].tolist(), potentials[shown, k].tolist()
-            if math.isfinite(spike):  # the curve ends where it meets the threshold, at the spike
-                x, y = [*x, spike], [*y, self.spec.threshold]
-            line = ax.plot(x, y, label=classes[k], linewidth=1)[0]
-            if math.isfinite(spike):
-                ax.scatter([spike], [self.spec.threshold], marker="*", s=80, color=line.get_color())
-        ax.axhline(self.spec.threshold, color="grey", linestyle="--")
-        ax.set_xlabel("time (steps)")
-        ax.set_ylabel("membrane potential")
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # clear of the spikes
-        ax.set_title(title, fontsize=10)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return grid, potential(grid, inputs[received].cpu(), weight[received], self.output.decay)
