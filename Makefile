@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data browser run test test-fast ui bench bench-overhead bench-snn lint schema clean
+.PHONY: help setup data browser run test test-fast ui bench bench-overhead bench-snn lint schema dvc clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,7 @@ browser: ## Install Debian's chromium where apt-get can (the browser test of the
 	  apt-get update -q && apt-get install -y -q chromium; fi
 
 run: setup data ## Run the quickstart chain through DVC, then print the results and where to look
+	$(BIN)/pipeline dvc --check
 	$(BIN)/dvc repro report@quickstart
 	@$(BIN)/pipeline report
 	@echo "Runs, metrics, plots and weights are in MLflow: make ui  (or: $(BIN)/pipeline ui), then open http://127.0.0.1:$(PORT)"
@@ -61,6 +62,9 @@ lint: setup ## ruff
 
 schema: setup ## Rewrite specs/schema.json from the spec models
 	$(BIN)/pipeline schema
+
+dvc: setup ## Rewrite dvc.yaml from specs/*.yaml (after adding a spec or changing its upstream)
+	$(BIN)/pipeline dvc
 
 clean: ## Remove outputs (data/, artifacts/, metrics/, reports/, the MLflow store)
 	rm -rf artifacts metrics reports mlflow.db mlartifacts

@@ -120,9 +120,10 @@ def test_repro_logs_linked_runs_with_params_metrics_tags_and_artifacts(repo: Pat
     assert "train/loss_epoch" in pretrain.data.metrics
     history = client.get_metric_history(pretrain.info.run_id, "train/loss_epoch")
     assert len(history) == 2  # one point per epoch
+    # 600 labelled Fashion-MNIST images: every feature set is far above chance (0.1), none perfect.
     for key in ("linear_probe/encoder", "linear_probe/raw_input", "linear_probe/random_encoder",
                 "knn/encoder", "knn/raw_input", "knn/random_encoder"):
-        assert 0 <= evaluate.data.metrics[key] <= 1
+        assert 0.5 < evaluate.data.metrics[key] < 0.95, key
     pretrain_files = {a.path for a in client.list_artifacts(pretrain.info.run_id)}
     assert {"encoder.pt", "spec.yaml", "spec", "training_curves.png"} <= pretrain_files
     evaluate_files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
@@ -139,8 +140,9 @@ def test_cpc_chains_to_its_probes_like_any_model(repo: Path, name: str, dataset:
     assert len(offsets) == (2 if name == "cpc_fmnist_quick" else 3)
     plots = {"infonce_accuracy.png", "training_curves.png"}
     assert plots <= {a.path for a in client.list_artifacts(pretrain.info.run_id)}
+    # Far above chance (0.1) on either dataset (raw MNIST-1D signals: about 0.3, as published).
     for key in ("encoder", "raw_input", "random_encoder"):
-        assert 0 <= evaluate.data.metrics[f"linear_probe/{key}"] <= 1
+        assert 0.2 < evaluate.data.metrics[f"linear_probe/{key}"] < 0.95, key
     evaluated = json.loads((repo / "metrics" / name / "evaluate.json").read_text())
     assert evaluated["dataset"] == dataset
     report = (repo / "reports" / f"{name}.md").read_text()
@@ -236,6 +238,21 @@ def test_a_downstream_change_keeps_the_training_and_an_upstream_change_reruns_th
     ran = {line.split("'")[1] for line in changed.splitlines() if line.startswith("Running stage")}
     assert ran == {"pretrain@tiny_a", "evaluate@tiny_a", "report@tiny_a", "evaluate@tiny_fewlabel",
                    "report@tiny_fewlabel"}
+
+
+def test_an_experiment_with_a_param_set_through_dvc_trains_what_pipeline_set_would(repo: Path):
+    """`dvc exp run --set-param specs/X.yaml:a.b=v` edits the spec's field as `--set a.b=v` would:
+    the training it runs is of the same resolved spec, and `dvc exp show` lists the field."""
+    from pipeline.spec.load import dump, load
+
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "chain", cwd=repo)
+    sh("dvc", "exp", "run", "--set-param", "specs/tiny_b.yaml:train.max_epochs=1", "report@tiny_b", cwd=repo)
+    made = (repo / "artifacts" / "tiny_b" / "pretrain" / "spec.yaml").read_text()
+    sh("git", "checkout", "specs/tiny_b.yaml", cwd=repo)  # the spec as committed, then --set
+    assert made == dump(load(repo / "specs" / "tiny_b.yaml", ["train.max_epochs=1"]))
+    shown = sh("dvc", "exp", "show", "--csv", cwd=repo).stdout
+    assert "train.max_epochs" in shown
 
 
 CHROMIUM = Path("/usr/bin/chromium")
