@@ -82,6 +82,9 @@ def finished(spec: ExperimentSpec, needed_by: str | None = None) -> Finished:
     if not record.get("finished"):
         raise PipelineError(f"the training of {name} in {folder} did not finish{for_whom}: continue it with "
                             f"`pipeline pretrain specs/{name}.yaml --resume`")
+    if "training_hash" not in record:
+        raise PipelineError(f"{folder} was made by an earlier version of the pipeline{for_whom}: rerun "
+                            f"`pipeline pretrain specs/{name}.yaml`")
     if record.get("training_hash") != training_hash(spec):
         raise PipelineError(f"{folder} was made by another configuration of {name}{for_whom} (training hash "
                             f"{record.get('training_hash')}, the spec now {training_hash(spec)}): rerun "
@@ -120,14 +123,19 @@ def lineage(spec: ExperimentSpec, folder: Path | None = None) -> dict[str, Finis
 # ---------------------------------------------------------------- MLflow model registry
 
 
-def register(run, spec: ExperimentSpec, folder: Path, name: str) -> str:
-    """Log the training's weights as the run's `weights/` artifacts and register them as a new
-    version of the MLflow model `name`; returns its reference `models:/<name>/<version>`."""
+def register(run, spec: ExperimentSpec, folder: Path, name: str, record: dict) -> str:
+    """Log the training's weights (with `record`, its finished run.json) as the run's `weights/`
+    artifacts and register them as a new version of the MLflow model `name`; returns its
+    reference `models:/<name>/<version>`."""
+    import json
+
     import mlflow
 
     client = run.client
-    for file in WEIGHTS:
-        run.log_artifact(folder / file, "weights")
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+        for file in WEIGHTS:
+            run.log_artifact(Path(scratch) / file if file == "run.json" else folder / file, "weights")
     try:
         client.create_registered_model(name, description=f"Trained by spec {spec.name}")
     except mlflow.exceptions.MlflowException as err:

@@ -55,6 +55,13 @@ def test_an_encoder_that_cannot_take_the_data_is_refused(project: Path):
            "holds sequences of shape [1, 40]" in problem(path)
 
 
+def test_an_upstream_that_trains_nothing_is_refused(project: Path):
+    write(project, "up", BASE.format(name="up"))
+    write(project, "middle", "name: middle\nupstream: {encoder: up}\n")
+    path = write(project, "down", "name: down\nupstream: {encoder: middle}\n")
+    assert "'middle' trains no model of its own (it uses 'up''s encoder): name that spec" in problem(path)
+
+
 def test_a_task_the_model_cannot_feed_is_refused_and_unknown_tasks_list_the_tasks(project: Path):
     path = write(project, "s", BASE.format(name="s") + "downstream: [{kind: network}]\n")
     assert "'network' needs a model that provides classifier; model kind 'swav' provides encoder" in problem(path)
@@ -70,6 +77,9 @@ def test_an_upstream_not_run_not_finished_or_stale_says_what_to_run(project: Pat
         upstream(down, "encoder")
     folder = project / "artifacts" / "up" / "pretrain"
     folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"run_id": "r0", "finished": True}))  # before training hashes
+    with pytest.raises(PipelineError, match="made by an earlier version of the pipeline"):
+        upstream(down, "encoder")
     record = {"run_id": "r1", "training_hash": training_hash(up), "finished": False, "input_shape": [1, 28, 28],
               "num_classes": 10}
     (folder / "run.json").write_text(json.dumps(record))
@@ -96,7 +106,8 @@ def test_dvc_yaml_is_made_from_the_specs_and_check_notices_staleness(project: Pa
     assert set(stages["pretrain"]["foreach"]) == {"up"}  # down trains nothing of its own
     assert stages["evaluate"]["foreach"]["down"]["encoder"] == "artifacts/up/pretrain"
     assert stages["evaluate"]["foreach"]["up"]["family"] == "pipeline/models/swav"
-    assert "pipeline/evaluators" in stages["evaluate"]["do"]["deps"]
+    # A project outside the package's checkout cannot name its code as DVC dependencies.
+    assert stages["evaluate"]["do"]["deps"] == ["${item.data}", "${item.encoder}"]
     write(project, "other", BASE.format(name="other"))
     assert not generator.write(project / "specs", target, check=True)
     write(project, "renamed", BASE.format(name="not_renamed"))
@@ -104,9 +115,17 @@ def test_dvc_yaml_is_made_from_the_specs_and_check_notices_staleness(project: Pa
         generator.generate(project / "specs")
 
 
-def test_the_committed_dvc_yaml_is_current():
+def test_the_committed_dvc_yaml_is_current_and_lists_the_code_each_stage_depends_on():
+    import yaml
+
     root = Path(__file__).resolve().parent.parent
     assert generator.write(root / "specs", root / "dvc.yaml", check=True), "dvc.yaml is stale: run `pipeline dvc`"
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    assert {"pipeline/evaluators", "pipeline/upstream.py", "${item.family}"} <= set(stages["evaluate"]["do"]["deps"])
+    assert {"pipeline/stages/train.py", "pipeline/data", "${item.family}"} <= set(stages["pretrain"]["do"]["deps"])
+    assert "pipeline/cli.py" not in str(stages) and "pipeline/tracking.py" not in str(stages)
+    for stage in ("pretrain", "evaluate"):  # every listed path exists
+        generator.fingerprint([d for d in stages[stage]["do"]["deps"] if d.startswith("pipeline/")], root)
 
 
 def test_a_code_change_changes_the_fingerprint_and_caches_do_not(tmp_path: Path):

@@ -41,7 +41,8 @@ def build():
 
     class Toy(Supervised):
         def __init__(self, spec, train, input_shape, num_classes):
-            encoder = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 32), nn.ReLU())
+            # Dropout draws random numbers: a resumed run matches only if each phase's random state does.
+            encoder = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(math.prod(input_shape), 32), nn.ReLU())
             encoder.out_dim = 32
             super().__init__(encoder, train)
             self.head = nn.Linear(32, num_classes)

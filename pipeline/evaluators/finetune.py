@@ -21,6 +21,7 @@ from torch import nn
 
 from pipeline import plots
 from pipeline.data.datamodule import model_input
+from pipeline.errors import PipelineError
 from pipeline.evaluators.context import Context, Headline, TaskResult
 from pipeline.evaluators.features import extract_features, linear_probe, raw_input
 
@@ -146,6 +147,9 @@ def run(task, ctx: Context) -> TaskResult:
     seed = ctx.spec.seed
     train_x, train_y = ctx.split("train")
     val_x, val_y = (t[: task.val_examples] for t in ctx.split("val"))
+    if not len(val_y):
+        raise PipelineError(f"{ctx.spec.name}: finetune chooses its epoch on validation examples, and there are "
+                            "none (data.val_fraction is 0): set data.val_fraction above 0")
     test_x, test_y = ctx.split("test")
     metrics: dict[str, float] = {}
     curves: dict[str, list[tuple[int, float]]] = {}

@@ -27,7 +27,7 @@ def predictions(ctx: Context) -> torch.Tensor:
 def run(task, ctx: Context) -> TaskResult:
     predicted = ctx.cached("network/predictions", lambda: predictions(ctx))
     labels = ctx.labels("test")
-    accuracy = (predicted == labels).float().mean().item()
+    accuracy = (predicted == labels).sum().item() / len(labels)
     valid = predicted >= 0  # a spiking network may not decide (no output spike): wrong, and not drawn
     picture = plots.confusion_matrix(labels[valid].numpy(), predicted[valid].numpy(), ctx.splits.classes,
                                      f"{ctx.spec.name}: the network itself ({accuracy:.1%})",

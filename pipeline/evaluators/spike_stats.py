@@ -64,5 +64,5 @@ def evaluate_spiking(model, inputs: torch.Tensor, labels: torch.Tensor, classes:
     """A spiking model's accuracy, spike statistics and pictures on (inputs, labels), outside a
     pipeline run: the same loop and counts as the `network` and `spike_stats` tasks."""
     result = run_spiking(model, inputs, device)
-    metrics = {"accuracy": (result.predictions == labels).float().mean().item(), **result.metrics}
+    metrics = {"accuracy": (result.predictions == labels).sum().item() / len(labels), **result.metrics}
     return metrics, model.spike_pictures(result.first, classes[int(labels[0])], classes, out)

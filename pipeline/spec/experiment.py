@@ -102,6 +102,7 @@ class ExperimentSpec(Strict):
                           "upstream encoder.")
     train: TrainSpec = TrainSpec()
     downstream: list[DownstreamSpec] = Field(  # type: ignore[valid-type]
+        default_factory=list,
         description="Downstream tasks, run by the evaluate stage in this order; default: every default task "
                     "the model provides for (see `pipeline models`).")
     tracking: TrackingSpec = TrackingSpec()

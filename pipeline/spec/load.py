@@ -392,7 +392,10 @@ def _upstream_problems(spec: ExperimentSpec, folder: Path, positions: dict[Loc, 
             else:
                 problems.append(Problem(where, path, f"{ref!r} is not a valid spec ({first}); fix it first"))
             continue
-        if role == "encoder":
+        if role == "encoder" and upstream.model is None:
+            problems.append(Problem(where, path, f"{ref!r} trains no model of its own (it uses "
+                                                 f"{upstream.upstream.get('encoder')!r}'s encoder): name that spec"))
+        elif role == "encoder":
             theirs, ours = DATASETS[upstream.data.dataset], DATASETS[spec.data.dataset]
             if (theirs.modality, theirs.input_shape) != (ours.modality, ours.input_shape):
                 problems.append(Problem(where, path, (

@@ -1,7 +1,7 @@
 """dvc.yaml, written from the specs: `pipeline dvc` (and `pipeline dvc --check` in tests and CI).
 
 Each spec gets `pretrain@<name>` (when it trains a model), `evaluate@<name>` and `report@<name>`;
-each dataset `fetch@<dataset>`. A stage depends on
+each dataset `fetch@<dataset>` (`derive@<dataset>` when it is made from another dataset). A stage depends on
 
 - its spec as DVC params (the whole file: `dvc params diff`, `dvc exp run --set-param` and
   `dvc exp show` see every field; an override there is the same edit `pipeline run --set` makes),
@@ -27,19 +27,36 @@ from pipeline.errors import PipelineError
 CODE = {
     "fetch": ["pipeline/data/fetch.py", "pipeline/data/registry.py"],
     "pretrain": ["pipeline/stages/train.py", "pipeline/stages/resume.py", "pipeline/callbacks.py",
-                 "pipeline/models/base.py", "pipeline/models/backbones.py", "pipeline/data/datamodule.py",
-                 "pipeline/data/augment.py", "pipeline/spec/components.py", "pipeline/spec/experiment.py"],
+                 "pipeline/models/__init__.py", "pipeline/models/base.py", "pipeline/models/backbones.py",
+                 "pipeline/data", "pipeline/spec/components.py", "pipeline/spec/experiment.py"],
     "evaluate": ["pipeline/stages/evaluate.py", "pipeline/upstream.py", "pipeline/evaluators",
-                 "pipeline/models/base.py", "pipeline/models/backbones.py", "pipeline/data/datamodule.py",
-                 "pipeline/spec/components.py", "pipeline/spec/experiment.py"],
+                 "pipeline/models/__init__.py", "pipeline/models/base.py", "pipeline/models/backbones.py",
+                 "pipeline/data", "pipeline/spec/components.py", "pipeline/spec/experiment.py"],
     "report": ["pipeline/stages/report.py"],
 }
-"""The code each stage's result depends on, beside the family's own folder."""
+"""The code each stage's result depends on, beside the family's own folder (paths from the
+folder that holds the `pipeline` package)."""
+
+
+def package_root() -> Path:
+    """The folder holding the `pipeline` package that runs (the checkout, for an editable install)."""
+    import pipeline
+
+    return Path(pipeline.__file__).resolve().parent.parent
+
+
+def tracks_code(project: Path) -> bool:
+    """Whether the project is the checkout of the package that runs: then dvc.yaml lists the
+    code as dependencies. A project elsewhere (using an installed pipeline) cannot name files
+    outside itself; its training stage still refuses to keep a training made by other code (the
+    code fingerprint in run.json)."""
+    return (project / "pipeline").resolve() == package_root() / "pipeline"
 
 HEADER = """\
 # Written by `pipeline dvc` from specs/*.yaml: do not edit by hand. After adding or changing a spec
 # (its upstream, its dataset, its model kind), run `pipeline dvc`; `pipeline dvc --check` fails
-# while this file is stale. Stages: fetch@<dataset>, pretrain@<spec>, evaluate@<spec>, report@<spec>.
+# while this file is stale. Stages: fetch@<dataset> (derive@<dataset> for a dataset made from another),
+# pretrain@<spec>, evaluate@<spec>, report@<spec>.
 # A stage reruns when its spec's fields, its data, the trained model it reads, or the code listed
 # in its deps change (the family's folder included); `dvc repro report@<spec>` runs a spec's
 # upstream specs' stages first and reuses them when they are current.
@@ -51,28 +68,34 @@ def module_file(target: str) -> str:
     return target.split(":")[0].replace(".", "/") + ".py"
 
 
-def family_folder(kind: str) -> str:
-    """The folder of a model family's code (its spec, module, losses)."""
+def family_folder(kind: str) -> str | None:
+    """The folder of a model family's code (its spec, module, losses); None for a family
+    registered from outside the package, whose code is its own to track."""
     from pipeline.models import REGISTRY
 
-    module = REGISTRY[kind].module.split(":")[0].split(".")
-    return "/".join(module[:3])  # pipeline/models/<family>
+    parts = REGISTRY[kind].module.split(":")[0].split(".")
+    return "/".join(parts[:3]) if parts[:2] == ["pipeline", "models"] and len(parts) >= 3 else None
 
 
 def code_paths(stage: str, kind: str | None = None) -> list[str]:
-    return [*CODE[stage], *([family_folder(kind)] if kind else [])]
+    family = family_folder(kind) if kind else None
+    return [*CODE[stage], *([family] if family else [])]
 
 
-def fingerprint(paths: list[str], root: Path) -> str:
-    """A hash of the Python files under `paths` (caches such as __pycache__ left out): equal
-    exactly when the code a stage depends on is unchanged."""
+def fingerprint(paths: list[str], root: Path | None = None) -> str:
+    """A hash of the Python files under `paths` (from `root`, default the package's root; caches
+    such as __pycache__ left out): equal exactly when the code a stage depends on is unchanged."""
+    root = root or package_root()
     digest = hashlib.sha256()
     files = []
     for path in paths:
         target = root / path
+        if not target.exists():
+            raise PipelineError(f"{target} is listed as code a stage depends on, but does not exist: "
+                                "update CODE in pipeline/stages/dvc.py")
         files += sorted(target.rglob("*.py")) if target.is_dir() else [target]
     for file in files:
-        if file.is_file() and "__pycache__" not in file.parts:
+        if "__pycache__" not in file.parts:
             digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -114,57 +137,75 @@ def encoder_dir(name: str, specs: dict) -> str | None:
     return encoder_dir(ref, specs) if ref in specs else None  # a registered model: no file to track
 
 
-def generate(folder: Path) -> str:
+def generate(folder: Path, project: Path | None = None) -> str:
     from pipeline.data.registry import DATASETS
 
+    code = tracks_code(project or folder.parent)
     specs = _specs(folder)
-    datasets = sorted({spec.data.dataset for spec in specs.values()})
-    fetch = {name: {"code": module_file(DATASETS[name].generator or DATASETS[name].reader)} for name in datasets}
+    datasets = {spec.data.dataset for spec in specs.values()}
+    for name in list(datasets):  # a derived dataset's parents are fetched too
+        datasets |= set(DATASETS[name].derived_from)
+    fetch = {name: {"code": module_file(DATASETS[name].generator or DATASETS[name].reader)}
+             for name in sorted(datasets) if not DATASETS[name].derived_from}
+    derive = {name: {"code": module_file(DATASETS[name].generator), "parent": f"data/{DATASETS[name].derived_from[0]}"}
+              for name in sorted(datasets) if DATASETS[name].derived_from}
     pretrain, evaluate, report = {}, {}, {}
     for name, spec in specs.items():
         data = f"data/{spec.data.dataset}"
         if spec.model is not None:
             upstream = spec.upstream.get("encoder")
-            pretrain[name] = {"data": data, "family": family_folder(spec.model.kind),
+            pretrain[name] = {"data": data, "family": family_folder(spec.model.kind) or "pipeline/models",
                               "encoder": f"artifacts/{upstream}/pretrain" if upstream in specs else data}
         kind = encoder_kind(name, specs)
-        evaluate[name] = {"data": data, "family": family_folder(kind) if kind else "pipeline/models",
+        evaluate[name] = {"data": data, "family": (family_folder(kind) if kind else None) or "pipeline/models",
                           "encoder": encoder_dir(name, specs) or data}
         report[name] = {}
+    def code_deps(stage: str, *slots: str) -> list[str]:
+        return [*CODE[stage], *slots] if code else []
+
     params = [{"specs/${key}.yaml": None}]
     stages: dict = {
         "fetch": {"foreach": fetch, "do": {
             "cmd": "pipeline fetch ${key}",
-            "deps": [*CODE["fetch"], "${item.code}"],
+            "deps": code_deps("fetch", "${item.code}"),
+            "outs": [{"data/${key}": {"persist": True}}]}},
+        # A dataset derived from another by a seeded generator: after its parent.
+        "derive": {"foreach": derive, "do": {
+            "cmd": "pipeline fetch ${key}",
+            "deps": ["${item.parent}", *code_deps("fetch", "${item.code}")],
             "outs": [{"data/${key}": {"persist": True}}]}},
         "pretrain": {"foreach": pretrain, "do": {
             # A killed training continues when the stage reruns (its folder persists), and a finished
             # one of the same configuration and code is kept (see `pipeline pretrain --auto-resume`).
             "cmd": "pipeline pretrain specs/${key}.yaml --auto-resume",
             "params": params,
-            "deps": ["${item.data}", "${item.encoder}", *CODE["pretrain"], "${item.family}"],
+            "deps": ["${item.data}", "${item.encoder}", *code_deps("pretrain", "${item.family}")],
             "outs": [{"artifacts/${key}/pretrain": {"persist": True}}],
             "metrics": [{"metrics/${key}/pretrain.json": {"cache": False}}],
             "plots": [{"metrics/${key}/plots": {"cache": False, "x": "step", "y": "value"}}]}},
         "evaluate": {"foreach": evaluate, "do": {
             "cmd": "pipeline evaluate specs/${key}.yaml",
             "params": params,
-            "deps": ["${item.data}", "${item.encoder}", *CODE["evaluate"], "${item.family}"],
+            "deps": ["${item.data}", "${item.encoder}", *code_deps("evaluate", "${item.family}")],
             "outs": ["artifacts/${key}/evaluate"],
             "metrics": [{"metrics/${key}/evaluate.json": {"cache": False}}]}},
         "report": {"foreach": report, "do": {
             "cmd": "pipeline report specs/${key}.yaml",
-            "deps": ["metrics/${key}/evaluate.json", *CODE["report"]],
+            "deps": ["metrics/${key}/evaluate.json", *code_deps("report")],
             "outs": [{"reports/${key}.md": {"cache": False}}]}},
     }
-    if not pretrain:
-        del stages["pretrain"]
+    for name, entries in (("fetch", fetch), ("derive", derive), ("pretrain", pretrain)):
+        if not entries:
+            del stages[name]
+    for stage in stages.values():
+        if not stage["do"].get("deps", True):
+            del stage["do"]["deps"]
     return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)
 
 
 def write(folder: Path, target: Path, check: bool = False) -> bool:
     """Write dvc.yaml (or, with `check`, say whether the file on disk is current)."""
-    text = generate(folder)
+    text = generate(folder, target.parent)
     if check:
         return target.is_file() and target.read_text() == text
     target.write_text(text)

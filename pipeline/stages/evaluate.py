@@ -5,6 +5,7 @@ run tagged with the runs it builds on."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
 
     from pipeline import tracking
     from pipeline.data.datamodule import load_splits
-    from pipeline.evaluators import EVALUATORS
+    from pipeline.evaluators import EVALUATORS, FEATURE_TASKS
     from pipeline.evaluators.context import Context
     from pipeline.upstream import encoder_source, lineage
 
@@ -46,6 +47,12 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
                  "MLflow run %s", spec.name, len(spec.downstream), source.name, source.run_id,
                  len(splits.train["input"]), len(splits.val["input"]), len(splits.test["input"]), run.run_id)
         context = Context(spec, splits, trained, initial, out, device, run)
+        if any(task.kind in FEATURE_TASKS for task in spec.downstream):
+            # Every feature set first, in this order, before any task draws random numbers (a
+            # rate-coded spiking encoder draws its input spikes): the figures do not depend on
+            # which tasks a spec lists, or in what order.
+            for name in context.FEATURE_SETS:
+                context.features(name)
         results, headlines, artifacts = {}, {}, []
         for key, task in zip(task_keys(spec), spec.downstream, strict=True):
             task_started = time.perf_counter()
@@ -59,7 +66,10 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
                 log.info("  %-12s %s %.4f%s (%.0f s)", key, outcome.headline.label, outcome.headline.value,
                          f"; {baselines}" if baselines else "", time.perf_counter() - task_started)
         wall = time.perf_counter() - started
+        trained_for = json.loads((source.folder / "metrics.json").read_text()) \
+            if (source.folder / "metrics.json").is_file() else {}
         result = {"run_id": run.run_id, "pretrain_run_id": source.run_id, "encoder_spec": source.name,
+                  "training_wall_time_s": trained_for.get("wall_time_s", 0.0) if spec.model is not None else 0.0,
                   "upstream": {role: {"spec": f.name, "run_id": f.run_id} for role, f in builds_on.items()},
                   "spec_hash": spec_hash(spec), "model": spec.model.kind if spec.model else source.spec.model.kind,
                   "dataset": spec.data.dataset, "wall_time_s": round(wall, 1), "headlines": headlines, **results}

@@ -3,8 +3,6 @@ and the baselines computed beside it in the same run."""
 
 from __future__ import annotations
 
-import json
-
 from pipeline import paths
 from pipeline.errors import PipelineError
 from pipeline.fsutil import write_atomic
@@ -22,8 +20,8 @@ def figure(value: float | None, unit: str) -> str:
     return f"{100 * value:.1f}%" if unit == "accuracy" else f"{value:.3g}{unit if unit == 'x' else ' ' + unit}"
 
 
-def rows(name: str, evaluated: dict, trained: dict) -> list[list[str]]:
-    wall = evaluated.get("wall_time_s", 0) + trained.get("wall_time_s", 0)
+def rows(name: str, evaluated: dict) -> list[list[str]]:
+    wall = evaluated.get("wall_time_s", 0) + evaluated.get("training_wall_time_s", 0)
     out = []
     for key, headline in evaluated.get("headlines", {}).items():
         unit = headline.get("unit", "accuracy")
@@ -66,8 +64,7 @@ def report(names: list[str] | None = None) -> str:
     for name in evaluated:
         folder = metrics_root / name
         ev = read_json(folder / "evaluate.json", f"run `pipeline evaluate specs/{name}.yaml` again")
-        pre = json.loads((folder / "pretrain.json").read_text()) if (folder / "pretrain.json").exists() else {}
-        by_spec[name] = rows(name, ev, pre)
+        by_spec[name] = rows(name, ev)
         datasets[name] = ev.get("dataset", "")
     all_rows = [row for name in evaluated for row in by_spec[name]]
     summary = "# Summary\n\n" + HEADER + (table(all_rows) if all_rows else "No spec evaluated yet.\n")

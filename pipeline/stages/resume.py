@@ -35,9 +35,11 @@ def resume_point(spec: ExperimentSpec, out: Path) -> tuple[str, dict]:
     when there is none or it was made by another configuration."""
     fresh = f"run `pipeline pretrain specs/{spec.name}.yaml` without --resume"
     record = read_json(out / "run.json", f"nothing to resume: {fresh}")
+    if "training_hash" not in record:
+        raise PipelineError(f"{out} was made by an earlier version of the pipeline: {fresh}")
     if record.get("training_hash") != training_hash(spec):
-        raise PipelineError(f"{out} was made by another configuration (spec hash "
-                            f"{record.get('spec_hash')}, now {training_hash(spec)}): {fresh}")
+        raise PipelineError(f"{out} was made by another configuration (training hash "
+                            f"{record.get('training_hash')}, the spec now {training_hash(spec)}): {fresh}")
     if record.get("finished"):
         raise PipelineError(f"the pretraining in {out} finished: nothing to resume")
     return record["run_id"], record
@@ -71,8 +73,10 @@ def resumable_when_disk_full(spec: ExperimentSpec, spec_path: Path | None, check
         if not is_disk_full(err):
             raise
         command = f"pipeline pretrain {spec_path or f'specs/{spec.name}.yaml'}"
-        if (checkpoints / "last.ckpt").is_file():
-            then = f"the last good checkpoint, {checkpoints / 'last.ckpt'}, is kept; free space, then continue " \
+        # The newest last.ckpt (a training of several phases keeps one per phase).
+        kept = max(checkpoints.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
+        if kept is not None:
+            then = f"the last good checkpoint, {kept}, is kept; free space, then continue " \
                    f"with `{command} --resume`"
         else:
             then = f"no checkpoint was written yet; free space, then rerun `{command}`"
@@ -88,6 +92,7 @@ def current(spec: ExperimentSpec, out: Path, code: str, upstream: dict[str, str]
     except (OSError, json.JSONDecodeError):
         return None
     same = (record.get("finished") and record.get("training_hash") == training_hash(spec)
-            and record.get("code") == code and record.get("upstream", {}) == upstream)
+            and record.get("code") == code and record.get("upstream", {}) == upstream
+            and metrics.get("run_id") == record.get("run_id"))
     kept = all((out / name).exists() for name in ("model.pt", "encoder.pt", "spec.yaml", "plots"))
     return metrics if same and kept else None

@@ -116,7 +116,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     out = paths.artifacts_dir(spec.name) / "pretrain"
     metrics_path = paths.metrics_dir(spec.name) / "pretrain.json"
     upstreams = lineage(spec, spec_path.parent if spec_path else None)
-    code = fingerprint(code_paths("pretrain", spec.model.kind), paths.project_root())
+    code = fingerprint(code_paths("pretrain", spec.model.kind))
     lineage_ids = {role: source.run_id for role, source in upstreams.items()}
     if auto_resume and not resume and (kept := current(spec, out, code, lineage_ids)) is not None:
         # Rerun by DVC for a change that does not touch the training (a downstream task, say):
@@ -132,8 +132,9 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     if not resume:
         # A fresh run: checkpoints and phase weights of an earlier run (maybe of another
         # configuration) must not be mistaken for this one's.
-        for folder in ("checkpoints", "phases"):
+        for folder in ("checkpoints", "phases", "plots"):
             shutil.rmtree(out / folder, ignore_errors=True)
+        (out / "metrics.json").unlink(missing_ok=True)
     extra = {"encoder": upstreams["encoder"].models()[0].encoder} if "encoder" in upstreams else {}
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     splits = load_splits(spec.data, spec.seed)
@@ -152,6 +153,10 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     def checkpoints(phase: Phase) -> Path:
         return out / "checkpoints" if len(phases) == 1 else out / "checkpoints" / phase.name
 
+    if resume and len(phases) == 1 and phase_checkpoint(checkpoints(phases[0])) is None:
+        raise PipelineError(f"no checkpoint in {checkpoints(phases[0])} to resume from: run "
+                            f"`{spec_command(spec, 'pretrain', spec_path)}` without --resume")
+
     with (tracking.stage_run(spec, "pretrain", spec_path, resume_run_id=resume_run_id, upstream=upstreams) as run,
           resumable_when_disk_full(spec, spec_path, out / "checkpoints")):
         if run.run_id is not None:
@@ -167,9 +172,10 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
                 steps = progress[phase.name]
                 continue
             checkpoint = phase_checkpoint(checkpoints(phase)) if resume else None
-            if resume and checkpoint is None and len(phases) == 1:
-                raise PipelineError(f"no checkpoint in {checkpoints(phase)} to resume from: run "
-                                    f"`{spec_command(spec, 'pretrain', spec_path)}` without --resume")
+            if index > 0:
+                # Each later phase starts from a random state of its own, whether the run was
+                # resumed before it or not (a checkpoint within the phase carries its state).
+                pl.seed_everything(spec.seed + index, workers=True, verbose=False)
             offset = steps  # the phase's steps continue the run's: one curve per metric in MLflow
             log.info("pretrain %s: %s%s on %d examples, %d epochs; MLflow run %s%s", spec.name, spec.model.kind,
                      f", phase {index + 1} of {len(phases)} ({phase.name})" if len(phases) > 1 else "",
@@ -215,12 +221,6 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         diagnostics = model.diagnostics()
         run.set_tags(diagnostics)
         result.update(diagnostics)
-        write_json(out / "run.json", record(finished=True))
-        if spec.tracking.register_as:
-            result["registered_as"] = register(run, spec, out, spec.tracking.register_as)
-            log.info("pretrain %s: registered in MLflow as %s", spec.name, result["registered_as"])
-        write_json(metrics_path, result)
-        write_json(out / "metrics.json", result)  # kept with the weights, for a rerun that keeps them
         figures, curves = [], {}
         for stem, (title, names) in model.plot_groups().items():
             history = {name: [(m.step, m.value) for m in run.client.get_metric_history(run.run_id, name)]
@@ -230,6 +230,14 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         plots.write_curves_csv(curves, out / "plots")
         shutil.rmtree(paths.metrics_dir(spec.name) / "plots", ignore_errors=True)
         shutil.copytree(out / "plots", paths.metrics_dir(spec.name) / "plots")
+        if spec.tracking.register_as:
+            result["registered_as"] = register(run, spec, out, spec.tracking.register_as, record(finished=True))
+            log.info("pretrain %s: registered in MLflow as %s", spec.name, result["registered_as"])
+        write_json(metrics_path, result)
+        write_json(out / "metrics.json", result)  # kept with the weights, for a rerun that keeps them
+        # Last: the training counts as finished (for evaluation, upstream use and keeping it) only
+        # once everything above is written; a kill before this resumes and finishes it.
+        write_json(out / "run.json", record(finished=True))
         for path in (encoder_path, out / "spec.yaml", metrics_path, *figures):
             run.log_artifact(path)
     log.info("pretrain %s: done in %.0f s (%.0f examples/s); encoder in %s", spec.name, wall,
