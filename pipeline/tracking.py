@@ -207,8 +207,9 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None, upstream
         "git_dirty": dirty,
         "mlflow.source.git.commit": commit,
         **{f"version.{k}": v for k, v in _versions().items()},
-        **data_tags(DATASETS[spec.data.dataset]),
     }
+    written = (upstream or {}).get("data")
+    tags.update(data_tags(written.source if written is not None else DATASETS[spec.data.dataset]))
     notes = []
     for role, source in (upstream or {}).items():
         tags[f"upstream.{role}.run_id"] = source.run_id

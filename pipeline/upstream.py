@@ -9,6 +9,7 @@ A spec's own evaluation reads its own training this way; a spec that names `upst
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 import shutil
 import tempfile
@@ -115,9 +116,49 @@ def encoder_source(spec: ExperimentSpec, folder: Path | None = None) -> Finished
     return finished(spec) if spec.model is not None else upstream(spec, "encoder", folder)
 
 
-def lineage(spec: ExperimentSpec, folder: Path | None = None) -> dict[str, Finished]:
+@dataclass(frozen=True)
+class Written:
+    """A dataset written by another spec's evaluate stage (see pipeline.data.written)."""
+
+    name: str
+    """The spec that wrote it."""
+    run_id: str
+    """Its evaluate run."""
+    source: object
+    """The DatasetSource describing it (fields, files and their sha256)."""
+    folder: Path
+
+
+def written_dataset(spec: ExperimentSpec, folder: Path | None = None) -> Written:
+    """The dataset `spec` reads from its `upstream.data` spec; refused when that spec's evaluate
+    stage has not written it, or wrote it under another configuration."""
+    from pipeline.data import written
+    from pipeline.spec.experiment import spec_hash
+    from pipeline.spec.load import SpecError, load
+
+    ref = spec.upstream["data"]
+    path = (folder or paths.project_root() / "specs") / f"{ref}.yaml"
+    try:
+        producer = load(path)
+    except SpecError as err:
+        raise PipelineError(f"{spec.name}: upstream.data {ref!r} cannot be loaded: {err.problems[0]}") from None
+    evaluated = paths.metrics_dir(ref) / "evaluate.json"
+    run = f"run `pipeline evaluate specs/{ref}.yaml` (or `dvc repro evaluate@{ref}`)"
+    try:
+        record = json.loads(evaluated.read_text())
+    except (OSError, ValueError):
+        raise PipelineError(f"{ref} has not written its dataset ({spec.name} reads it): {run}") from None
+    if record.get("spec_hash") != spec_hash(producer):
+        raise PipelineError(f"the dataset of {ref} was written by another configuration of it ({spec.name} reads "
+                            f"it): {run} again")
+    out = paths.artifacts_dir(ref) / "evaluate" / "dataset"
+    return Written(ref, record["run_id"], written.source(out), out)
+
+
+def lineage(spec: ExperimentSpec, folder: Path | None = None) -> dict[str, Finished | Written]:
     """Every upstream of `spec` by role, resolved (each must be finished)."""
-    return {role: upstream(spec, role, folder) for role in spec.upstream}
+    return {role: written_dataset(spec, folder) if role == "data" else upstream(spec, role, folder)
+            for role in spec.upstream}
 
 
 # ---------------------------------------------------------------- MLflow model registry

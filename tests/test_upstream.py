@@ -178,3 +178,46 @@ def test_an_upstream_registered_in_mlflow_is_downloaded_and_used(fmnist: Path):
     missing = load_text("name: down\nupstream: {encoder: 'models:/nobody/3'}\n")
     with pytest.raises(PipelineError, match="down: upstream models:/nobody/3 is not in the model registry"):
         upstream(missing, "encoder")
+
+
+def test_a_dataset_another_spec_writes_must_exist_and_fit_the_model(project: Path):
+    write(project, "plain", BASE.format(name="plain"))
+    path = write(project, "reader", "name: reader\ndata: {dataset: upstream}\nupstream: {data: plain}\n"
+                                    "model: {kind: swav}\n")
+    assert "'plain' writes no dataset: none of its downstream tasks does (export_features does)" in problem(path)
+    write(project, "exporter", BASE.format(name="exporter") + "downstream: [{kind: export_features}]\n")
+    path = write(project, "reader", "name: reader\ndata: {dataset: upstream}\nupstream: {data: exporter}\n"
+                                    "model: {kind: swav}\n")
+    assert "'exporter' writes vector data, and model kind 'swav' takes image" in problem(path)
+    path = write(project, "half", "name: half\nupstream: {data: exporter}\nmodel: {kind: swav}\n")
+    assert "data.dataset: upstream and upstream.data go together" in problem(path)
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_a_spec_trains_on_the_dataset_another_spec_wrote(fmnist: Path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**__import__("os").environ, "PIPELINE_ROOT": str(fmnist), "MPLBACKEND": "Agg"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tests.toy_consumer", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    done = run()
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = json.loads(done.stdout.strip().splitlines()[-1])
+    written = fmnist / "artifacts" / "producer" / "evaluate" / "dataset"
+    described = json.loads((written / "dataset.json").read_text())
+    assert described["modality"] == "vector" and [f["shape"] for f in described["fields"]] == [[64], []]
+    assert evaluated["dataset"] == "producer_features"
+    assert evaluated["network"]["accuracy"] > 0.5  # an MLP on the features: far above chance (0.1)
+    producer_run = json.loads((fmnist / "metrics" / "producer" / "evaluate.json").read_text())["run_id"]
+    assert evaluated["upstream"]["data"] == {"spec": "producer", "run_id": producer_run}
+    record = json.loads((fmnist / "artifacts" / "on_features" / "pretrain" / "run.json").read_text())
+    assert record["input_shape"] == [64] and record["upstream"] == {"data": producer_run}
+    tampered = run("--tamper")
+    assert tampered.returncode != 0 and "train.input.npy is corrupt (its sha256 does not match)" in tampered.stderr

@@ -57,11 +57,16 @@ class Splits:
         return fields["input"], fields["label"]
 
 
-def load_splits(spec: DataSpec, seed: int, root: Path | None = None) -> Splits:
+def load_splits(spec: DataSpec, seed: int, root: Path | None = None, written=None) -> Splits:
     """The official test split; validation carved from the training split by a seeded
-    permutation; `train_subset` then keeps that many of the remaining training examples."""
-    source = DATASETS[spec.dataset]
-    folder = require_dataset(source, root)
+    permutation; `train_subset` then keeps that many of the remaining training examples.
+    `written`: (source, folder) of a dataset written by another spec's stage (`dataset: upstream`)."""
+    if written is not None:
+        source, folder = written
+        folder = require_dataset(source, folder=folder)
+    else:
+        source = DATASETS[spec.dataset]
+        folder = require_dataset(source, root)
     readout = source.load_reader()(folder)
     size = len(next(iter(readout.train.values())))
     order = np.random.default_rng(seed).permutation(size)

@@ -134,17 +134,16 @@ def _scratch_parent(dest_dir: Path) -> Path:
     return dest_dir.parent
 
 
-def require_dataset(source: DatasetSource, root: Path | None = None) -> Path:
-    """The dataset's folder, every file present and matching its checksum; a clear error
-    otherwise (a corrupt file is never used)."""
-    folder = (root or data_dir()) / source.name
+def require_dataset(source: DatasetSource, root: Path | None = None, folder: Path | None = None) -> Path:
+    """The dataset's folder (default <root or data/>/<name>), every file present and matching its
+    checksum; a clear error otherwise (a corrupt file is never used)."""
+    written = folder is not None
+    folder = folder or (root or data_dir()) / source.name
+    fix = source.fix_hint if written else f"run `pipeline fetch {source.name}`"
     for file in source.files:
         path = folder / file.name
         if not path.is_file():
-            raise PipelineError(f"{path} is missing: run `pipeline fetch {source.name}` first")
+            raise PipelineError(f"{path} is missing: {fix} first")
         if sha256_of(path) != file.sha256:
-            raise PipelineError(
-                f"{path} is corrupt (its sha256 does not match): run `pipeline fetch {source.name}`, "
-                "which replaces it"
-            )
+            raise PipelineError(f"{path} is corrupt (its sha256 does not match): {fix}, which replaces it")
     return folder

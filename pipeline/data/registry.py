@@ -46,7 +46,7 @@ class DatasetSource:
     reader: str
     """`module:function` (folder) -> Readout: train and test examples as {field: array [N, ...]},
     and the class names where the dataset has class labels."""
-    modality: Literal["image", "sequence", "video", "text", "image-text"]
+    modality: Literal["image", "sequence", "video", "text", "image-text", "vector"]
     """What a model must take to train on it; each model kind declares the modalities it takes."""
     fields: tuple[FieldSpec, ...]
     """The tensors of each example. `input` is what an encoder reads; `label` (int64, the class)

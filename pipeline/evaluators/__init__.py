@@ -87,8 +87,17 @@ class FinetuneSpec(Strict):
         return self
 
 
+class ExportFeaturesSpec(Strict):
+    """The trained encoder's features of every example (train, validation and test splits) with
+    their labels, written as a dataset (modality `vector`) into artifacts/<spec>/evaluate/dataset/:
+    another spec trains on it with `upstream: {data: <this spec>}` and `data.dataset: upstream`
+    (e.g. a learner on frozen features)."""
+
+    kind: Literal["export_features"] = "export_features"
+
+
 DownstreamSpec = Annotated[
-    LinearProbeSpec | KnnSpec | EmbeddingSpec | NetworkSpec | SpikeStatsSpec | FinetuneSpec,
+    LinearProbeSpec | KnnSpec | EmbeddingSpec | NetworkSpec | SpikeStatsSpec | FinetuneSpec | ExportFeaturesSpec,
     Field(discriminator="kind"),
 ]
 
@@ -102,6 +111,9 @@ class EvaluatorEntry:
     """What the model must provide: "encoder" (features), "classifier" (its own predictions),
     "spikes" (a spiking pass with per-layer counts)."""
     summary: str
+    writes: str | None = None
+    """The modality of the dataset it writes into artifacts/<spec>/evaluate/dataset/ for other
+    specs to train on (`upstream: {data: <spec>}`), if it writes one."""
 
     def load(self) -> Any:
         return importlib.import_module(self.module).run
@@ -120,6 +132,10 @@ EVALUATORS: dict[str, EvaluatorEntry] = {
                                   "spikes, sparsity, synaptic operations, energy, raster, membrane traces"),
     "finetune": EvaluatorEntry(FinetuneSpec, "pipeline.evaluators.finetune", frozenset({"encoder"}),
                                "fine-tuning with few labels, against the same network from scratch"),
+    "export_features": EvaluatorEntry(ExportFeaturesSpec, "pipeline.evaluators.export_features",
+                                      frozenset({"encoder"}),
+                                      "writes the encoder's features as a dataset other specs train on",
+                                      writes="vector"),
 }
 
 FEATURE_TASKS = ("linear_probe", "knn", "embedding")

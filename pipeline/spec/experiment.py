@@ -14,7 +14,9 @@ from pipeline.evaluators import EVALUATORS, DownstreamSpec, default_downstream
 from pipeline.models import REGISTRY
 from pipeline.spec.components import OptimizerSpec, SchedulerSpec, Strict
 
-DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
+DatasetName = Literal[(*DATASETS, "upstream")]  # type: ignore[valid-type]
+"""A registered dataset, or `upstream`: the dataset written by the stage of the spec named as
+`upstream.data`."""
 
 
 class DataSpec(Strict):
@@ -76,10 +78,11 @@ ModelSpec = (
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REGISTERED = re.compile(r"^models:/[^/\s]+/[^/\s]+$")
 
-UpstreamRole = Literal["encoder"]
-"""What a spec takes from an upstream spec. encoder: the trained encoder (its own pretraining,
-when the spec has a model, is replaced by it where the family takes one; without a model the
-spec's downstream tasks run on it)."""
+UpstreamRole = Literal["encoder", "data"]
+"""What a spec takes from an upstream spec. encoder: the trained encoder (a family that takes one
+starts from it; without a model the spec's downstream tasks run on it). data: the dataset the
+upstream's evaluate stage writes (a downstream task such as export_features), with
+`data.dataset: upstream`."""
 
 
 def is_registered_model(ref: str) -> bool:
@@ -125,6 +128,12 @@ class ExperimentSpec(Strict):
 
     @model_validator(mode="after")
     def _chain(self) -> ExperimentSpec:
+        if (self.data.dataset == "upstream") != ("data" in self.upstream):
+            raise ValueError("data.dataset: upstream and upstream.data go together: the dataset is the one the "
+                             "upstream.data spec writes")
+        if is_registered_model(self.upstream.get("data", "")):
+            raise ValueError("upstream.data names a spec (its evaluate stage writes the dataset), not a registered "
+                             "model")
         if self.model is None and "encoder" not in self.upstream:
             raise ValueError("a spec needs a model (`model.kind`) or an upstream encoder to evaluate "
                              "(`upstream: {encoder: <spec>}`)")
@@ -161,7 +170,9 @@ class ExperimentSpec(Strict):
         """The model must take the dataset's kind of input, and its shape (e.g. a patch grid
         must tile the images): said now, before any compute. (`data` is validated first.)"""
         data = info.data.get("data")
-        if data is None or model is None:  # `data` itself was invalid: that error is reported instead
+        if data is None or model is None or data.dataset == "upstream":
+            # `data` itself was invalid (that error is reported instead), or the dataset is another
+            # spec's: checked where the specs are loaded together.
             return model
         source = DATASETS[data.dataset]
         takes = REGISTRY[model.kind].modalities

@@ -392,10 +392,23 @@ def _upstream_problems(spec: ExperimentSpec, folder: Path, positions: dict[Loc, 
             else:
                 problems.append(Problem(where, path, f"{ref!r} is not a valid spec ({first}); fix it first"))
             continue
-        if role == "encoder" and upstream.model is None:
+        if role == "data":
+            from pipeline.evaluators import EVALUATORS
+            from pipeline.models import REGISTRY
+
+            writes = [EVALUATORS[t.kind].writes for t in upstream.downstream if EVALUATORS[t.kind].writes]
+            if not writes:
+                problems.append(Problem(where, path, f"{ref!r} writes no dataset: none of its downstream tasks does "
+                                                     "(export_features does)"))
+            elif spec.model is not None and writes[0] not in REGISTRY[spec.model.kind].modalities:
+                problems.append(Problem(where, path, f"{ref!r} writes {writes[0]} data, and model kind "
+                                                     f"{spec.model.kind!r} takes "
+                                                     f"{' or '.join(REGISTRY[spec.model.kind].modalities)}"))
+        elif role == "encoder" and upstream.model is None:
             problems.append(Problem(where, path, f"{ref!r} trains no model of its own (it uses "
                                                  f"{upstream.upstream.get('encoder')!r}'s encoder): name that spec"))
-        elif role == "encoder":
+        elif role == "encoder" and "upstream" not in (spec.data.dataset, upstream.data.dataset):
+            # (On another spec's written data, the shapes are checked when the data is read.)
             theirs, ours = DATASETS[upstream.data.dataset], DATASETS[spec.data.dataset]
             if (theirs.modality, theirs.input_shape) != (ours.modality, ours.input_shape):
                 problems.append(Problem(where, path, (

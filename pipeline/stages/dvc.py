@@ -142,7 +142,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
 
     code = tracks_code(project or folder.parent)
     specs = _specs(folder)
-    datasets = {spec.data.dataset for spec in specs.values()}
+    datasets = {spec.data.dataset for spec in specs.values()} - {"upstream"}
     for name in list(datasets):  # a derived dataset's parents are fetched too
         datasets |= set(DATASETS[name].derived_from)
     fetch = {name: {"code": module_file(DATASETS[name].generator or DATASETS[name].reader)}
@@ -151,7 +151,8 @@ def generate(folder: Path, project: Path | None = None) -> str:
               for name in sorted(datasets) if DATASETS[name].derived_from}
     pretrain, evaluate, report = {}, {}, {}
     for name, spec in specs.items():
-        data = f"data/{spec.data.dataset}"
+        # Data: a fetched dataset, or the one another spec's evaluate stage writes.
+        data = f"artifacts/{spec.upstream['data']}/evaluate" if "data" in spec.upstream else f"data/{spec.data.dataset}"
         if spec.model is not None:
             upstream = spec.upstream.get("encoder")
             pretrain[name] = {"data": data, "family": family_folder(spec.model.kind) or "pipeline/models",

@@ -36,7 +36,9 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     builds_on = {"training": source} if spec.model is not None else {}
     builds_on.update(lineage(spec, folder))
     # `train_subset` limits training; downstream tasks train on `probe_subset` (default: all) examples.
-    splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}), spec.seed)
+    data = builds_on.get("data")
+    splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}), spec.seed,
+                         written=(data.source, data.folder) if data else None)
     trained, initial = source.models()
     out = paths.artifacts_dir(spec.name) / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,8 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
                   "training_wall_time_s": trained_for.get("wall_time_s", 0.0) if spec.model is not None else 0.0,
                   "upstream": {role: {"spec": f.name, "run_id": f.run_id} for role, f in builds_on.items()},
                   "spec_hash": spec_hash(spec), "model": spec.model.kind if spec.model else source.spec.model.kind,
-                  "dataset": spec.data.dataset, "wall_time_s": round(wall, 1), "headlines": headlines, **results}
+                  "dataset": data.source.name if data else spec.data.dataset, "wall_time_s": round(wall, 1),
+                  "headlines": headlines, **results}
         metrics_path = paths.metrics_dir(spec.name) / "evaluate.json"
         write_json(metrics_path, result)
         run.log_metrics({"wall_time_s": result["wall_time_s"]})

@@ -137,7 +137,8 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         (out / "metrics.json").unlink(missing_ok=True)
     extra = {"encoder": upstreams["encoder"].models()[0].encoder} if "encoder" in upstreams else {}
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    splits = load_splits(spec.data, spec.seed)
+    data = upstreams.get("data")
+    splits = load_splits(spec.data, spec.seed, written=(data.source, data.folder) if data else None)
     model = build_model(spec, splits.input_shape, splits.num_classes, **extra)
     phases = model.phases(spec, splits)
     out.mkdir(parents=True, exist_ok=True)
