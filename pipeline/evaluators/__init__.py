@@ -62,9 +62,10 @@ class SpikeStatsSpec(Strict):
 
 class FinetuneSpec(Strict):
     """Fine-tuning with few labels: for each fraction, a seeded class-balanced subset of the
-    labelled training examples; the pretrained encoder with a new linear head, fine-tuned on it,
+    labelled training examples; the pretrained encoder with a linear head, fine-tuned on it,
     against the same network trained from scratch on the same labels with the same schedule,
-    and a linear probe on the frozen pretrained encoder. The epoch is chosen on validation
+    and linear probes on the frozen encoders and the raw input. Each network's head starts as
+    the probe on its own frozen features (`head_init`). The epoch is chosen on validation
     accuracy; the test split is scored once, at that epoch."""
 
     kind: Literal["finetune"] = "finetune"
@@ -78,6 +79,11 @@ class FinetuneSpec(Strict):
         0.1, gt=0, le=1, description="The pretrained encoder's learning rate, as a share of `lr`.")
     weight_decay: float = Field(1e-4, ge=0)
     augment: bool = Field(True, description="Random shifts of up to 2 px (and flips for images) while training.")
+    head_init: Literal["probe", "random"] = Field(
+        "probe", description="probe: each network's head starts as the linear probe fitted on its own frozen "
+                             "features, and the probe's validation accuracy competes with every epoch's (LP-FT, "
+                             "Kumar et al. 2022: a random head's first gradients distort pretrained features); "
+                             "random: a freshly initialised head.")
     val_examples: int = Field(2000, gt=0, description="Validation examples that choose the epoch.")
 
     @model_validator(mode="after")

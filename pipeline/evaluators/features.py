@@ -44,6 +44,9 @@ class ProbeResult:
     weight_decay: float
     predictions: torch.Tensor
     """Predicted test labels."""
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    """The chosen classifier on the raw (unstandardised) features: logits = x @ weight.T + bias."""
 
 
 def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
@@ -95,7 +98,10 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tens
     with torch.no_grad():
         predictions = best[2](x_test).argmax(1)
     accuracy = (predictions == test[1]).float().mean().item()
-    return ProbeResult(accuracy, best[0], best[1], predictions)
+    with torch.no_grad():  # the standardisation folded into the layer
+        weight = best[2].weight / std
+        bias = best[2].bias - weight @ mean
+    return ProbeResult(accuracy, best[0], best[1], predictions, weight, bias)
 
 
 @torch.no_grad()

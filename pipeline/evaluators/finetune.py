@@ -1,11 +1,14 @@
 """Fine-tuning with few labels: what self-supervised pretraining is for.
 
-For each fraction of the labelled training examples (a seeded, class-balanced subset), three
-networks see exactly the same labels: the pretrained encoder with a new linear head, fine-tuned
-(the encoder at a lower learning rate); the same architecture from its untrained initialisation,
-trained from scratch with the same schedule; and a linear probe on the frozen pretrained
-features (and on the raw input). The epoch is chosen on validation accuracy, and the test split
-is scored once, with the weights of that epoch.
+For each fraction of the labelled training examples (a seeded, class-balanced subset), every
+network compared sees exactly the same labels: the pretrained encoder with a linear head,
+fine-tuned (the encoder at a lower learning rate); the same architecture from its untrained
+initialisation, trained from scratch with the same schedule; and linear probes on the frozen
+pretrained and untrained encoders and on the raw input. With `head_init: probe` (LP-FT, Kumar et
+al. 2022) each network's head starts as the probe on its own frozen features, so fine-tuning
+starts where the probe ends instead of sending a random head's gradients into the encoder. The
+epoch (the probe's start included) is chosen on validation accuracy, and the test split is
+scored once, with the weights of that epoch.
 """
 
 from __future__ import annotations
@@ -128,11 +131,18 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str) -
     return correct.item() / len(y)
 
 
-def train_classifier(encoder: nn.Module, train, val, task, ctx: Context, encoder_lr: float, seed: int) -> Classifier:
+def train_classifier(encoder: nn.Module, train, val, task, ctx: Context, encoder_lr: float, seed: int,
+                     head=None) -> Classifier:
+    """`head`: a ProbeResult to start the head from (its validation accuracy is epoch 0's)."""
     steps_per_epoch = math.ceil(len(train[1]) / task.batch_size)
     epochs = max(task.epochs, math.ceil(task.min_steps / steps_per_epoch))
     pl.seed_everything(seed, workers=True, verbose=False)  # the same head for every network compared
     model = Classifier(encoder, ctx.num_classes, task.lr, encoder_lr, task.weight_decay, task.augment, seed)
+    if head is not None:
+        with torch.no_grad():
+            model.head.weight.copy_(head.weight)
+            model.head.bias.copy_(head.bias)
+        model.best = (head.val_accuracy, copy.deepcopy(model.state_dict()))
     spec = ctx.spec.train
     trainer = pl.Trainer(max_epochs=epochs, accelerator=spec.accelerator if ctx.device != "cpu" else "cpu",
                          devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -161,21 +171,28 @@ def run(task, ctx: Context) -> TaskResult:
             "pretrained": (copy.deepcopy(ctx.trained.encoder), task.lr * task.encoder_lr_ratio),
             "scratch": (copy.deepcopy(ctx.initial.encoder), task.lr),
         }
+        probes = {}
+        # Linear probes on the same labels: the frozen pretrained encoder, the frozen untrained one
+        # (the heads the networks start from, with head_init: probe), and the raw input.
+        for arm, featurise in (("frozen_probe", lambda x: extract_features(ctx.trained.encoder, x,
+                                                                           device=ctx.device)),
+                               ("frozen_untrained_probe", lambda x: extract_features(ctx.initial.encoder, x,
+                                                                                     device=ctx.device)),
+                               ("raw_input_probe", raw_input)):
+            probe = linear_probe((featurise(train[0]), train[1]), (featurise(val_x), val_y),
+                                 (featurise(test_x), test_y), ctx.num_classes, [1e-2, 1e-3, 1e-4], 150)
+            probes[arm] = probe
+            metrics[f"{key}/{arm}"] = probe.accuracy
+            metrics[f"{key}/{arm}_val"] = probe.val_accuracy
+        starts = {"pretrained": probes["frozen_probe"], "scratch": probes["frozen_untrained_probe"]}
         for arm, (encoder, encoder_lr) in arms.items():
-            model = train_classifier(encoder.train(), train, (val_x, val_y), task, ctx, encoder_lr, seed + index)
+            model = train_classifier(encoder.train(), train, (val_x, val_y), task, ctx, encoder_lr, seed + index,
+                                     head=starts[arm] if task.head_init == "probe" else None)
             metrics[f"{key}/{arm}"] = _accuracy(model, test_x, test_y, ctx.device)
             metrics[f"{key}/{arm}_val"] = model.best[0]
             curves[f"{key} {arm}"] = list(enumerate(model.val_history, start=1))
             for epoch, accuracy in enumerate(model.val_history, start=1):
                 ctx.log_series({f"finetune/{key}/{arm}_val_curve": accuracy}, step=epoch)
-        # Linear probes on the same labels: the frozen pretrained encoder, and the raw input.
-        for arm, featurise in (("frozen_probe", lambda x: extract_features(ctx.trained.encoder, x,
-                                                                           device=ctx.device)),
-                               ("raw_input_probe", raw_input)):
-            probe = linear_probe((featurise(train[0]), train[1]), (featurise(val_x), val_y),
-                                 (featurise(test_x), test_y), ctx.num_classes, [1e-2, 1e-3, 1e-4], 150)
-            metrics[f"{key}/{arm}"] = probe.accuracy
-            metrics[f"{key}/{arm}_val"] = probe.val_accuracy
         metrics[f"{key}/examples"] = float(len(chosen))
         metrics[f"{key}/gain_over_scratch"] = metrics[f"{key}/pretrained"] - metrics[f"{key}/scratch"]
     pictures = [

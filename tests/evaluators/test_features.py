@@ -42,3 +42,16 @@ def test_feature_extraction_in_eval_mode_and_raw_input():
     features = extract_features(encoder, images, batch_size=3)
     assert features.shape == (10, 3) and encoder.training
     assert torch.allclose(raw_input(images), images.flatten(1).float() / 255)
+
+
+def test_the_probe_returns_its_classifier_on_the_raw_features():
+    """The standardisation is folded into the returned layer: a network head started from it
+    predicts exactly what the probe predicted (what few-label fine-tuning starts from)."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(300) % 3
+    features = torch.randn(300, 5, generator=generator) * torch.tensor([1.0, 10.0, 0.1, 3.0, 1.0]) + 4.0
+    features[:, 0] += 3 * labels
+    split = (features, labels)
+    result = linear_probe(split, split, split, 3, [1e-3])
+    predicted = (features @ result.weight.T + result.bias).argmax(1)
+    assert torch.equal(predicted, result.predictions) and result.accuracy > 0.8
