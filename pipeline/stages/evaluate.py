@@ -55,7 +55,7 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
             # which tasks a spec lists, or in what order.
             for name in context.FEATURE_SETS:
                 context.features(name)
-        results, headlines, artifacts = {}, {}, []
+        results, headlines, artifacts = {}, [], []
         for key, task in zip(task_keys(spec), spec.downstream, strict=True):
             task_started = time.perf_counter()
             outcome = EVALUATORS[task.kind].load()(task, context)
@@ -63,7 +63,7 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
             artifacts += outcome.artifacts
             run.log_metrics({f"{key}/{name}": value for name, value in outcome.metrics.items()})
             if outcome.headline is not None:
-                headlines[key] = outcome.headline.as_dict()
+                headlines.append({"task": key, **outcome.headline.as_dict()})  # in the spec's order
                 baselines = ", ".join(f"{n} {v:.4g}" for n, v in outcome.headline.baselines.items())
                 log.info("  %-12s %s %.4f%s (%.0f s)", key, outcome.headline.label, outcome.headline.value,
                          f"; {baselines}" if baselines else "", time.perf_counter() - task_started)

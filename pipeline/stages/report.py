@@ -23,7 +23,11 @@ def figure(value: float | None, unit: str) -> str:
 def rows(name: str, evaluated: dict) -> list[list[str]]:
     wall = evaluated.get("wall_time_s", 0) + evaluated.get("training_wall_time_s", 0)
     out = []
-    for key, headline in evaluated.get("headlines", {}).items():
+    headlines = evaluated.get("headlines", [])
+    if isinstance(headlines, dict):  # written before the headlines kept the spec's order
+        headlines = [{"task": key, **value} for key, value in headlines.items()]
+    for headline in headlines:
+        key = headline["task"]
         unit = headline.get("unit", "accuracy")
         baselines = "; ".join(f"{n} {figure(v, unit)}" for n, v in headline.get("baselines", {}).items())
         out.append([name, evaluated.get("model", "?"), evaluated.get("dataset", "?"), key,
