@@ -13,7 +13,7 @@ import json
 import pickle
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import paths
@@ -36,6 +36,8 @@ class Finished:
     folder: Path
     input_shape: tuple[int, ...]
     num_classes: int
+    upstream: dict = field(default_factory=dict)
+    """Role -> the upstream run it was trained from."""
 
     def models(self):
         """(trained model, the same model as initialised before training, seeded as it was):
@@ -91,7 +93,7 @@ def finished(spec: ExperimentSpec, needed_by: str | None = None) -> Finished:
                             f"{record.get('training_hash')}, the spec now {training_hash(spec)}): rerun "
                             f"`pipeline pretrain specs/{name}.yaml`")
     return Finished(name, spec, record["run_id"], record.get("tracking_uri"), folder,
-                    tuple(record["input_shape"]), int(record["num_classes"]))
+                    tuple(record["input_shape"]), int(record["num_classes"]), record.get("upstream", {}))
 
 
 def upstream(spec: ExperimentSpec, role: str, folder: Path | None = None) -> Finished:
@@ -152,7 +154,11 @@ def written_dataset(spec: ExperimentSpec, folder: Path | None = None) -> Written
         raise PipelineError(f"the dataset of {ref} was written by another configuration of it ({spec.name} reads "
                             f"it): {run} again")
     out = paths.artifacts_dir(ref) / "evaluate" / "dataset"
-    return Written(ref, record["run_id"], written.source(out), out)
+    source = written.source(out)
+    if written.writer(out) != record["run_id"]:
+        raise PipelineError(f"the dataset in {out} was not written by {ref}'s last finished evaluation "
+                            f"({spec.name} reads it): {run} again")
+    return Written(ref, record["run_id"], source, out)
 
 
 def lineage(spec: ExperimentSpec, folder: Path | None = None) -> dict[str, Finished | Written]:

@@ -221,3 +221,47 @@ def test_a_spec_trains_on_the_dataset_another_spec_wrote(fmnist: Path):
     assert record["input_shape"] == [64] and record["upstream"] == {"data": producer_run}
     tampered = run("--tamper")
     assert tampered.returncode != 0 and "train.input.npy is corrupt (its sha256 does not match)" in tampered.stderr
+
+
+def test_a_written_dataset_counts_only_from_the_writers_last_finished_evaluation(project: Path):
+    import numpy as np
+
+    from pipeline.data.written import write_dataset
+    from pipeline.spec.experiment import spec_hash
+    from pipeline.upstream import written_dataset
+
+    producer = load(write(project, "producer",
+                          BASE.format(name="producer") + "downstream: [{kind: export_features}]\n"))
+    reader = load(write(project, "reader", "name: reader\ndata: {dataset: upstream}\n"
+                                           "upstream: {data: producer, encoder: producer}\n"))
+    with pytest.raises(PipelineError, match="producer has not written its dataset"):
+        written_dataset(reader)
+    folder = project / "artifacts" / "producer" / "evaluate" / "dataset"
+    arrays = {"input": np.zeros((4, 3), dtype=np.float32), "label": np.arange(4)}
+    write_dataset(folder, "producer_features", "test", "vector", arrays, arrays, ("a", "b", "c", "d"), run_id="r1")
+    metrics = project / "metrics" / "producer"
+    metrics.mkdir(parents=True)
+    (metrics / "evaluate.json").write_text(json.dumps({"run_id": "r2", "spec_hash": spec_hash(producer)}))
+    with pytest.raises(PipelineError, match="was not written by producer's last finished evaluation"):
+        written_dataset(reader)  # an evaluation that wrote it and then failed
+    (metrics / "evaluate.json").write_text(json.dumps({"run_id": "r1", "spec_hash": "0ther"}))
+    with pytest.raises(PipelineError, match="written by another configuration of it"):
+        written_dataset(reader)
+    (metrics / "evaluate.json").write_text(json.dumps({"run_id": "r1", "spec_hash": spec_hash(producer)}))
+    found = written_dataset(reader)
+    assert (found.name, found.run_id, found.source.modality) == ("producer", "r1", "vector")
+
+
+def test_auto_resume_continues_only_the_same_configuration_code_and_upstream(project: Path):
+    from pipeline.stages.resume import unfinished
+
+    spec = load(write(project, "s", BASE.format(name="s")))
+    out = project / "artifacts" / "s" / "pretrain"
+    (out / "checkpoints").mkdir(parents=True)
+    record = {"run_id": "r", "training_hash": training_hash(spec), "finished": False, "code": "c1", "upstream": {}}
+    (out / "run.json").write_text(json.dumps(record))
+    assert not unfinished(spec, out, "c1", {})  # nothing to continue from yet: start afresh
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert unfinished(spec, out, "c1", {})
+    assert not unfinished(spec, out, "c2", {})  # other code
+    assert not unfinished(spec, out, "c1", {"data": "r9"})  # another upstream run

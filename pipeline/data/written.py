@@ -33,9 +33,11 @@ def _sha256(path: Path) -> str:
 
 
 def write_dataset(folder: Path, name: str, description: str, modality: str, train: dict[str, np.ndarray],
-                  test: dict[str, np.ndarray], classes: tuple[str, ...] | None = None) -> Path:
+                  test: dict[str, np.ndarray], classes: tuple[str, ...] | None = None, run_id: str | None = None
+                  ) -> Path:
     """Write the splits' fields ({field: array [N, ...]}) and dataset.json into `folder`; the
-    description is written last, so a folder without it was never finished."""
+    description is written last, so a folder without it was never finished. `run_id`: the MLflow
+    run that wrote it (a reader checks it is the writer's last finished one)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / DESCRIPTION).unlink(missing_ok=True)
     files, fields = {}, []
@@ -53,7 +55,7 @@ def write_dataset(folder: Path, name: str, description: str, modality: str, trai
             files[target.name] = _sha256(target)
     text = json.dumps({"name": name, "description": description, "modality": modality,
                        "fields": [asdict(f) for f in fields], "classes": list(classes) if classes else None,
-                       "files": files}, indent=2, sort_keys=True)
+                       "files": files, "run_id": run_id}, indent=2, sort_keys=True)
     return write_atomic(folder / DESCRIPTION, lambda tmp: tmp.write_text(text + "\n"))
 
 
@@ -75,6 +77,11 @@ def source(folder: Path) -> DatasetSource:
         fields=tuple(FieldSpec(f["name"], f["dtype"], tuple(f["shape"]), f.get("description", ""))
                      for f in described["fields"]),
         mirror_env="", fix_hint="run the upstream spec's evaluate stage, which writes it")
+
+
+def writer(folder: Path) -> str | None:
+    """The MLflow run that wrote the dataset in `folder`."""
+    return json.loads((folder / DESCRIPTION).read_text()).get("run_id")
 
 
 def read(folder: Path) -> Readout:

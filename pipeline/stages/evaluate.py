@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from pipeline import paths
+from pipeline.errors import PipelineError
 from pipeline.spec.experiment import ExperimentSpec, spec_hash
 from pipeline.stages.common import log, setup_logging, write_json
 
@@ -39,6 +40,13 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     data = builds_on.get("data")
     splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}), spec.seed,
                          written=(data.source, data.folder) if data else None)
+    stale = {role: f.run_id for role, f in builds_on.items() if role != "training"}
+    if spec.model is not None and source.upstream != stale:
+        raise PipelineError(f"{spec.name} was trained from other runs of its upstream specs ({source.upstream}, now "
+                            f"{stale}): retrain it with `pipeline pretrain specs/{spec.name}.yaml`")
+    if splits.input_shape != source.input_shape:
+        raise PipelineError(f"{spec.name}: the encoder of {source.name} takes examples of shape "
+                            f"{list(source.input_shape)}, but the data holds {list(splits.input_shape)}")
     trained, initial = source.models()
     out = paths.artifacts_dir(spec.name) / "evaluate"
     out.mkdir(parents=True, exist_ok=True)

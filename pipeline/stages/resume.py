@@ -55,13 +55,19 @@ def phase_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def unfinished(spec: ExperimentSpec, out: Path) -> bool:
-    """Whether out/ holds an unfinished pretraining of this very configuration."""
+def unfinished(spec: ExperimentSpec, out: Path, code: str | None = None, upstream: dict | None = None) -> bool:
+    """Whether out/ holds an unfinished training of this very configuration (and, where given,
+    made by this code from these upstream runs) with something to continue from: a checkpoint
+    or a finished phase. Otherwise `--auto-resume` starts afresh."""
     try:
         record = json.loads((out / "run.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return record.get("training_hash") == training_hash(spec) and not record.get("finished")
+    same = (record.get("training_hash") == training_hash(spec) and not record.get("finished")
+            and (code is None or record.get("code") == code)
+            and (upstream is None or record.get("upstream", {}) == upstream))
+    started = record.get("phases_done") or any((out / "checkpoints").rglob("*.ckpt"))
+    return bool(same and started)
 
 
 @contextlib.contextmanager

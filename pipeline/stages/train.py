@@ -127,7 +127,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         log.info("pretrain %s: the finished training in %s is current (same configuration, code and upstream): "
                  "kept", spec.name, out)
         return kept
-    resume = resume or (auto_resume and unfinished(spec, out))
+    resume = resume or (auto_resume and unfinished(spec, out, code, lineage_ids))
     resume_run_id, previous = resume_point(spec, out) if resume else (None, {})
     if not resume:
         # A fresh run: checkpoints and phase weights of an earlier run (maybe of another
@@ -139,6 +139,13 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     data = upstreams.get("data")
     splits = load_splits(spec.data, spec.seed, written=(data.source, data.folder) if data else None)
+    check = getattr(spec.model, "check_input", None)
+    if data and check is not None:  # written data: its shape is known only now
+        try:
+            check(splits.input_shape)
+        except ValueError as err:
+            raise PipelineError(f"{spec.name}: model kind {spec.model.kind!r} cannot take the data {data.name} "
+                                f"wrote (shape {list(splits.input_shape)}): {err}") from None
     model = build_model(spec, splits.input_shape, splits.num_classes, **extra)
     phases = model.phases(spec, splits)
     out.mkdir(parents=True, exist_ok=True)
