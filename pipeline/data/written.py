@@ -8,13 +8,13 @@ them, like a download, so a partial or altered file is never used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.fetch import sha256_of
 from pipeline.data.registry import DatasetSource, FieldSpec, Readout, RemoteFile
 from pipeline.errors import PipelineError
 from pipeline.fsutil import write_atomic
@@ -26,10 +26,6 @@ SPLITS = ("train", "test")
 def _save(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as handle:  # a handle: np.save would add ".npy" to a temporary file's name
         np.save(handle, array, allow_pickle=False)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_dataset(folder: Path, name: str, description: str, modality: str, train: dict[str, np.ndarray],
@@ -52,7 +48,7 @@ def write_dataset(folder: Path, name: str, description: str, modality: str, trai
             target = folder / f"{split}.{field}.npy"
             spec = next(f for f in fields if f.name == field)
             write_atomic(target, lambda tmp, v=values, t=spec.dtype: _save(tmp, np.asarray(v).astype(t)))
-            files[target.name] = _sha256(target)
+            files[target.name] = sha256_of(target)
     text = json.dumps({"name": name, "description": description, "modality": modality,
                        "fields": [asdict(f) for f in fields], "classes": list(classes) if classes else None,
                        "files": files, "run_id": run_id}, indent=2, sort_keys=True)

@@ -120,21 +120,15 @@ def _specs(folder: Path) -> dict:
     return specs
 
 
-def encoder_kind(name: str, specs: dict) -> str | None:
-    """The model kind whose encoder a spec's downstream tasks read (its own, or up its chain)."""
+def encoder_owner(name: str, specs: dict) -> str | None:
+    """The spec whose trained encoder `name`'s downstream tasks read: itself when it trains a
+    model, else its upstream encoder spec (which validation requires to train one); None for a
+    registered MLflow model, which has no file to track."""
     spec = specs[name]
     if spec.model is not None:
-        return spec.model.kind
+        return name
     ref = spec.upstream.get("encoder")
-    return encoder_kind(ref, specs) if ref in specs else None
-
-
-def encoder_dir(name: str, specs: dict) -> str | None:
-    spec = specs[name]
-    if spec.model is not None:
-        return f"artifacts/{name}/pretrain"
-    ref = spec.upstream.get("encoder")
-    return encoder_dir(ref, specs) if ref in specs else None  # a registered model: no file to track
+    return ref if ref in specs else None
 
 
 def generate(folder: Path, project: Path | None = None) -> str:
@@ -157,9 +151,10 @@ def generate(folder: Path, project: Path | None = None) -> str:
             upstream = spec.upstream.get("encoder")
             pretrain[name] = {"data": data, "family": family_folder(spec.model.kind) or "pipeline/models",
                               "encoder": f"artifacts/{upstream}/pretrain" if upstream in specs else data}
-        kind = encoder_kind(name, specs)
-        evaluate[name] = {"data": data, "family": (family_folder(kind) if kind else None) or "pipeline/models",
-                          "encoder": encoder_dir(name, specs) or data}
+        owner = encoder_owner(name, specs)
+        evaluate[name] = {"data": data,
+                          "family": (family_folder(specs[owner].model.kind) if owner else None) or "pipeline/models",
+                          "encoder": f"artifacts/{owner}/pretrain" if owner else data}
         report[name] = {}
     def code_deps(stage: str, *slots: str) -> list[str]:
         return [*CODE[stage], *slots] if code else []

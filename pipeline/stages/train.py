@@ -50,6 +50,14 @@ def build_trainer(spec: ExperimentSpec, **overrides):
     return pl.Trainer(**options)
 
 
+def _publish_curves(spec: ExperimentSpec, out: Path) -> None:
+    """The training's curves (kept with its weights in out/plots/) as metrics/<name>/plots/, the
+    folder `dvc plots show` reads."""
+    target = paths.metrics_dir(spec.name) / "plots"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(out / "plots", target)
+
+
 def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, resumed: bool,
          checkpoint: Path | None, out: Path):
     """One phase's trainer.fit: checkpoints in `folder`, metrics into the stage's MLflow run at
@@ -122,8 +130,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
         # Rerun by DVC for a change that does not touch the training (a downstream task, say):
         # the finished training of this configuration, code and upstream stands.
         write_json(metrics_path, kept)
-        shutil.rmtree(paths.metrics_dir(spec.name) / "plots", ignore_errors=True)
-        shutil.copytree(out / "plots", paths.metrics_dir(spec.name) / "plots")
+        _publish_curves(spec, out)
         log.info("pretrain %s: the finished training in %s is current (same configuration, code and upstream): "
                  "kept", spec.name, out)
         return kept
@@ -236,8 +243,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             curves.update(history)
             figures.append(plots.curves(history, f"{spec.name}: {title}", "step", out / f"{stem}.png"))
         plots.write_curves_csv(curves, out / "plots")
-        shutil.rmtree(paths.metrics_dir(spec.name) / "plots", ignore_errors=True)
-        shutil.copytree(out / "plots", paths.metrics_dir(spec.name) / "plots")
+        _publish_curves(spec, out)
         if spec.tracking.register_as:
             result["registered_as"] = register(run, spec, out, spec.tracking.register_as, record(finished=True))
             log.info("pretrain %s: registered in MLflow as %s", spec.name, result["registered_as"])
