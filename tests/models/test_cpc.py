@@ -15,7 +15,7 @@ from pipeline.models import REGISTRY
 from pipeline.models.cpc import CPCImageSpec, CPCSequenceSpec, PatchGridSpec
 from pipeline.models.cpc.image import ContextNetwork, CPCImage, patchify, shift_crop
 from pipeline.models.cpc.infonce import info_nce
-from pipeline.models.cpc.sequence import CPCSequence
+from pipeline.models.cpc.sequence import CPCSequence, shift_in_time
 from pipeline.spec.experiment import DataSpec, TrainSpec
 
 IMAGE = CPCImageSpec(kind="cpc_image", encoder_widths=[8, 16], context_width=16, context_layers=2, offsets=3)
@@ -42,7 +42,7 @@ def test_the_registry_builds_both_kinds():
 def test_the_grid_and_its_overlap(side, size, stride, padding, grid, first_offset):
     patch = PatchGridSpec(size=size, stride=stride, padding=padding)
     assert patch.grid(side, side) == (grid, grid)
-    assert patch.first_offset == first_offset
+    assert patch.first_offset() == first_offset
     images = torch.arange(2 * side * side, dtype=torch.float32).view(2, 1, side, side)
     patches = patchify(images, patch)
     assert patches.shape == (2, grid, grid, 1, size, size)
@@ -73,6 +73,65 @@ def test_each_patch_is_shifted_on_its_own_within_its_margin():
         assert found, f"patch {n} is not a window of its margin"
         shifts.add(found[0])
     assert len(shifts) > 1  # not one shift for all
+
+
+def _pixels_of_each_patch(model: CPCImage, side: int, trials: int) -> torch.Tensor:
+    """Which image pixels each augmented patch shows, over `trials` random draws of the per-patch
+    shifts: an image whose pixel values are their own ids, cut and jittered as in training."""
+    ids = torch.arange(1, side * side + 1, dtype=torch.float32).view(1, 1, side, side) / (side * side + 1)
+    patches = model.augmented_patches(ids.expand(trials, -1, -1, -1))  # trials, R, Q, 1, S, S
+    return (patches * (side * side + 1)).round().long().flatten(3)  # 0 where a patch shows padding
+
+
+def _shared_pixels(pixels: torch.Tensor, offset: int) -> int:
+    """Pairs (context patch in row r, any column; target in row r + offset, any column) that show
+    a common image pixel, counted over all draws."""
+    shared = 0
+    for r in range(pixels.shape[1] - offset):
+        context = pixels[:, r, :, None, :, None]  # trials, Q (context), 1, P, 1
+        target = pixels[:, r + offset, None, :, None, :]  # trials, 1, Q (target), 1, P
+        common = (context == target) & (target > 0)
+        shared += int(common.flatten(3).any(-1).sum())
+    return shared
+
+
+@pytest.mark.parametrize(("size", "stride", "padding", "jitter"), [(8, 4, 2, 1), (8, 4, 2, 2), (9, 3, 0, 1)])
+def test_no_target_patch_shares_a_pixel_with_its_context_whatever_the_jitter(size, stride, padding, jitter):
+    side = 28 if (size, stride) == (8, 4) else 24
+    spec = CPCImageSpec(kind="cpc_image", encoder_widths=[8], context_width=8, context_layers=1, offsets=1,
+                        patch={"size": size, "stride": stride, "padding": padding},
+                        augment={"jitter": jitter, "brightness": 0, "contrast": 0, "flip": 0})
+    model = CPCImage(spec, TrainSpec(), (1, side, side), 10)
+    torch.manual_seed(0)
+    pixels = _pixels_of_each_patch(model, side, trials=300)
+    assert model.offsets[0] == spec.first_offset == math.ceil((size + 2 * jitter) / stride)
+    assert _shared_pixels(pixels, spec.first_offset) == 0
+    # The check can fail: one row nearer, the jittered patches do share pixels.
+    assert _shared_pixels(pixels, spec.first_offset - 1) > 0
+
+
+def test_offsets_past_the_grid_name_the_first_offset_and_the_jitter():
+    spec = CPCImageSpec(kind="cpc_image", offsets=5)
+    with pytest.raises(ValueError, match="first offset is 3.*jitter of 1 px.*at most 4"):
+        spec.check_input((1, 28, 28))
+
+
+def test_the_sequence_time_shift_does_not_wrap_around():
+    signals = torch.arange(1, 11, dtype=torch.float32).view(1, 1, 10).repeat(3, 2, 1)
+    shifted = shift_in_time(signals, torch.tensor([2, -3, 0]))
+    assert shifted[0, 0].tolist() == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert shifted[1, 1].tolist() == [4, 5, 6, 7, 8, 9, 10, 0, 0, 0]
+    assert torch.equal(shifted[2], signals[2])
+    spec = CPCSequenceSpec.model_validate(
+        {**SEQUENCE.model_dump(), "augment": {"scale": 0, "noise": 0, "shift": 3}})
+    model = CPCSequence(spec, TrainSpec(), (1, 40), 10)
+    torch.manual_seed(0)
+    out = model.augment(torch.arange(1, 41, dtype=torch.float32).view(1, 1, 40).repeat(50, 1, 1))
+    assert len({tuple(row.tolist()) for row in out[:, 0]}) == 7  # every shift in -3..3 drawn
+    # Each output is a window of the signal with zeros at one end: never the end before the start.
+    for row in out[:, 0]:
+        values = row[row != 0]
+        assert torch.equal(values, torch.arange(values[0].item(), values[0].item() + len(values)))
 
 
 # ------------------------------------------------------------------ causality
@@ -152,7 +211,7 @@ def test_sequence_loss_at_initialisation_is_ln_of_the_candidates(same_sequence, 
 def test_each_offset_has_its_own_predictor():
     torch.manual_seed(0)
     model = CPCImage(IMAGE, TrainSpec(), (1, 28, 28), 10)
-    assert model.offsets == [2, 3, 4]  # 8 px patches every 4 px: offset 1 overlaps, skipped
+    assert model.offsets == [3, 4, 5]  # 8 px patches every 4 px, jitter 1: offsets 1 and 2 can overlap
     weights = [p.weight for p in model.predictors]
     assert len({w.data_ptr() for w in weights}) == 3
     codes = model.encoder.code_map(model.augmented_patches(torch.rand(8, 1, 28, 28)))

@@ -39,10 +39,12 @@ class PatchGridSpec(Strict):
             sides.append(span // self.stride + 1)
         return sides[0], sides[1]
 
-    @property
-    def first_offset(self) -> int:
-        """The smallest row offset whose target patch does not overlap the context patch."""
-        return math.ceil(self.size / self.stride)
+    def first_offset(self, jitter: int = 0) -> int:
+        """The smallest row offset whose target patch shares no pixel with the context patch,
+        when each patch may be shifted by up to `jitter` pixels either way on its own: rows k
+        apart start k * stride pixels apart, and two shifts can close that gap by 2 * jitter, so
+        k * stride - 2 * jitter >= size is needed."""
+        return math.ceil((self.size + 2 * jitter) / self.stride)
 
 
 class PatchAugmentSpec(Strict):
@@ -80,14 +82,22 @@ class CPCImageSpec(Strict):
             raise ValueError(f"context_kernel must be odd (got {self.context_kernel})")
         return self
 
+    @property
+    def first_offset(self) -> int:
+        """The first row offset predicted: the nearest whose target patches share no pixel with
+        the context patch under the per-patch jitter."""
+        return self.patch.first_offset(self.augment.jitter)
+
     def check_input(self, shape: tuple[int, ...]) -> None:
         """Raises ValueError when the dataset's examples ([C, H, W]) do not suit this model."""
         rows, _ = self.patch.grid(shape[1], shape[2])
-        last = self.patch.first_offset + self.offsets - 1
+        last = self.first_offset + self.offsets - 1
         if last >= rows:
             raise ValueError(
                 f"offsets {self.offsets} reach row offset {last}, but the patch grid has only {rows} rows "
-                f"(the first offset is {self.patch.first_offset}): at most {rows - self.patch.first_offset}")
+                f"(the first offset is {self.first_offset}, patches of {self.patch.size} px every "
+                f"{self.patch.stride} px with a jitter of {self.augment.jitter} px): at most "
+                f"{rows - self.first_offset}")
 
 
 class ConvLayerSpec(Strict):
@@ -104,7 +114,9 @@ class ConvLayerSpec(Strict):
 class SequenceAugmentSpec(Strict):
     scale: float = Field(0.2, ge=0, description="Amplitude multiplied by a factor in [1 - scale, 1 + scale].")
     noise: float = Field(0.05, ge=0, description="Std of added Gaussian noise (signals are standardised).")
-    shift: int = Field(2, ge=0, description="Random circular shift in time of up to this many samples.")
+    shift: int = Field(
+        2, ge=0, description="Random shift in time of up to this many samples either way; the samples "
+                             "shifted in are zeros (the signals' mean), nothing wraps around.")
 
 
 class CPCSequenceSpec(Strict):

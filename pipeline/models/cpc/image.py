@@ -163,7 +163,7 @@ class CPCImage(PerOffsetMetrics, SelfSupervised):
         self.rows, self.cols = spec.patch.grid(input_shape[1], input_shape[2])
         code_dim = self.encoder.code_dim
         self.context = ContextNetwork(code_dim, spec.context_width, spec.context_layers, spec.context_kernel)
-        self.offsets = list(range(spec.patch.first_offset, spec.patch.first_offset + spec.offsets))
+        self.offsets = list(range(spec.first_offset, spec.first_offset + spec.offsets))
         self.predictors = offset_predictors(len(self.offsets), spec.context_width, code_dim)
 
     def augmented_patches(self, images: torch.Tensor) -> torch.Tensor:

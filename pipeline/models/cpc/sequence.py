@@ -54,6 +54,16 @@ class SequenceEncoder(nn.Module):
         return self.pool(self.encode(signals)[1])
 
 
+def shift_in_time(signals: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Signals [B, C, T] each moved by its own number of samples (positive: later), zeros filling
+    the samples shifted in."""
+    length = signals.shape[-1]
+    source = torch.arange(length, device=signals.device)[None] - shifts[:, None]  # B, T
+    inside = (source >= 0) & (source < length)
+    index = source.clamp(0, length - 1)[:, None].expand_as(signals)
+    return signals.gather(2, index) * inside[:, None].to(signals.dtype)
+
+
 class CPCSequence(PerOffsetMetrics, SelfSupervised):
     offset_title = "InfoNCE accuracy per future step (true code ranked first)"
 
@@ -65,7 +75,8 @@ class CPCSequence(PerOffsetMetrics, SelfSupervised):
         self.predictors = offset_predictors(len(self.offsets), spec.context_dim, self.encoder.code_dim)
 
     def augment(self, signals: torch.Tensor) -> torch.Tensor:
-        """Per-sequence amplitude scaling, additive noise and a circular time shift."""
+        """Per-sequence amplitude scaling, additive noise and a time shift (zeros shifted in at
+        one end, samples dropped at the other: the end of a signal never wraps onto its start)."""
         a = self.spec.augment
         b = len(signals)
         if a.scale:
@@ -74,9 +85,7 @@ class CPCSequence(PerOffsetMetrics, SelfSupervised):
             signals = signals + a.noise * torch.randn_like(signals)
         if a.shift:
             shifts = torch.randint(-a.shift, a.shift + 1, (b,), device=signals.device)
-            index = (torch.arange(signals.shape[-1], device=signals.device)[None] - shifts[:, None])
-            index = index.remainder(signals.shape[-1])[:, None].expand_as(signals)
-            signals = signals.gather(2, index)
+            signals = shift_in_time(signals, shifts)
         return signals
 
     def cpc_loss(self, codes: torch.Tensor, context: torch.Tensor
