@@ -142,11 +142,23 @@ def evaluate(spec: SpecArg, set_: SetOpt = None) -> None:
 
 
 @app.command()
-def run(spec: SpecArg, set_: SetOpt = None) -> None:
+def run(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Run the spec once per seed, e.g. 0,1,2 (default: the spec's `seeds`, else its `seed`), and report "
+             "each figure's mean and spread; a seed already trained and evaluated is kept.")] = None,
+) -> None:
     """Every stage of a spec in one process: fetch, pretrain, evaluate, report."""
     from pipeline import stages
 
     loaded = _load(spec, set_)
+    if seeds is not None or loaded.seeds:
+        from pipeline.stages.seeds import parse_seeds, run_seeds
+
+        run_seeds(loaded, spec, parse_seeds(seeds) if seeds is not None else loaded.seeds)
+        stages.report()  # reports/summary.md (reports/<name>.md is the DVC report stage's)
+        return
     stages.fetch(loaded)
     if loaded.model is not None:  # a spec on an upstream encoder trains nothing of its own
         stages.pretrain(loaded, spec)
@@ -159,12 +171,35 @@ def report(
     specs: Annotated[
         list[Path] | None, typer.Argument(help="Specs to report; default: every one evaluated.")
     ] = None,
+    publish: Annotated[bool, typer.Option(
+        help="Also write results/<name>.json of each spec given (the committed figures the README quotes: "
+             "spread over seeds, validation, baselines, commit, runs, data hash, machine).")] = False,
+    readme: Annotated[bool, typer.Option(
+        help="Rewrite the README's results table from results/*.json (nothing else).")] = False,
+    check: Annotated[bool, typer.Option(help="With --readme: exit 1 if the README's table is stale.")] = False,
 ) -> None:
     """Write reports/summary.md (and reports/<name>.md per spec given) and print the table."""
     from pipeline import stages
+    from pipeline.errors import PipelineError
     from pipeline.spec.load import load
+    from pipeline.stages.report import publish as write_results
+    from pipeline.stages.report import readme as readme_table
 
-    stages.report([load(path).name for path in specs] if specs else None)
+    if readme:
+        current = readme_table(check=check)
+        if check and not current:
+            typer.echo("README.md's results table is stale: run `pipeline report --readme`", err=True)
+            raise typer.Exit(1)
+        typer.echo("README.md's results table is current" if check else "rewrote README.md's results table")
+        return
+    loaded = [load(path) for path in specs or []]
+    if publish and not loaded:
+        raise PipelineError("--publish writes results/<name>.json of the specs given: name them, "
+                            "e.g. `pipeline report --publish specs/quickstart.yaml`")
+    stages.report([spec.name for spec in loaded] or None)
+    if publish:
+        for path in write_results([s.name for s in loaded], {s.name: s.description for s in loaded}):
+            typer.echo(f"wrote {path}")
 
 
 @app.command()

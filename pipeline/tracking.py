@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import paths
 from pipeline.data.registry import DATASETS, DatasetSource
 from pipeline.errors import PipelineError
+from pipeline.provenance import git_state
 from pipeline.spec.experiment import ExperimentSpec, flatten, spec_hash
 
 log = logging.getLogger(__name__)
@@ -80,18 +80,6 @@ def open_store(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     with _store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         return client, _experiment_id(client, experiment, uri)
-
-
-def git_state(root: Path) -> tuple[str, str]:
-    """(commit, 'true'/'false' dirty) of the project, or ('unknown', 'unknown') outside git."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return commit, str(bool(dirty)).lower()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", "unknown"
 
 
 def _versions() -> dict[str, str]:

@@ -29,11 +29,13 @@ class Headline:
     baselines: dict[str, float] = field(default_factory=dict)
     unit: str = "accuracy"
     """"accuracy" (a fraction, shown as %), or a plain number's unit (e.g. "nJ")."""
-    seeds: int = 1
+    validation: float | None = None
+    """The same figure on the validation split (what settings are chosen on), where it has one."""
+    baselines_validation: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "value": self.value, "baselines": dict(self.baselines), "unit": self.unit,
-                "seeds": self.seeds}
+                "validation": self.validation, "baselines_validation": dict(self.baselines_validation)}
 
 
 @dataclass
@@ -68,6 +70,11 @@ class Context:
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, labels) of a split; the feature tasks need class labels."""
         return self.splits.pair(name)
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether there are validation examples (data.val_fraction > 0) to report figures on."""
+        return len(self.splits.val["input"]) > 0
 
     def labels(self, name: str) -> torch.Tensor:
         return self.split(name)[1]

@@ -206,4 +206,7 @@ def run(task, ctx: Context) -> TaskResult:
     smallest = f"labels_{100 * min(task.fractions):g}pct"
     return TaskResult(metrics, pictures, Headline(
         f"fine-tuned, {100 * min(task.fractions):g}% labels", metrics[f"{smallest}/pretrained"],
-        {"from scratch": metrics[f"{smallest}/scratch"], "frozen probe": metrics[f"{smallest}/frozen_probe"]}))
+        {"from scratch": metrics[f"{smallest}/scratch"], "frozen probe": metrics[f"{smallest}/frozen_probe"]},
+        validation=metrics[f"{smallest}/pretrained_val"],
+        baselines_validation={"from scratch": metrics[f"{smallest}/scratch_val"],
+                              "frozen probe": metrics[f"{smallest}/frozen_probe_val"]}))

@@ -23,5 +23,8 @@ def run(task, ctx: Context) -> TaskResult:
         ctx.labels("test").numpy(), predicted.numpy(), ctx.splits.classes,
         f"{ctx.spec.name}: linear_probe on the pretrained encoder ({metrics['encoder']:.1%})",
         ctx.out / "confusion_linear_probe.png")
-    return TaskResult(metrics, [picture], Headline("linear probe", metrics["encoder"], {
-        "raw input": metrics["raw_input"], "untrained": metrics["random_encoder"]}))
+    return TaskResult(metrics, [picture], Headline(
+        "linear probe", metrics["encoder"], {"raw input": metrics["raw_input"], "untrained": metrics["random_encoder"]},
+        validation=metrics["encoder_val"] if ctx.has_validation else None,
+        baselines_validation={"raw input": metrics["raw_input_val"], "untrained": metrics["random_encoder_val"]}
+        if ctx.has_validation else {}))

@@ -11,14 +11,16 @@ from pipeline.evaluators.context import Context, Headline, TaskResult
 
 
 @torch.no_grad()
-def predictions(ctx: Context) -> torch.Tensor:
-    """The network's predicted test labels: from the spiking pass where the model spikes (one
-    pass gives the spike statistics too), else by its `predict`."""
+def predictions(ctx: Context, split: str = "test") -> torch.Tensor:
+    """The network's predicted labels of a split: from the spiking pass where the model spikes
+    (on the test split, one pass gives the spike statistics too), else by its `predict`."""
     if "spikes" in ctx.spec.provides:
-        from pipeline.evaluators.spike_stats import spiking_pass
+        from pipeline.evaluators.spike_stats import run_spiking, spiking_pass
 
-        return spiking_pass(ctx).predictions
-    inputs = ctx.split("test")[0]
+        if split == "test":
+            return spiking_pass(ctx).predictions
+        return run_spiking(ctx.trained, ctx.split(split)[0], ctx.device).predictions
+    inputs = ctx.split(split)[0]
     model = ctx.trained.to(ctx.device)
     return torch.cat([model.predict(model_input(inputs[i:i + 256].to(ctx.device))).cpu()
                       for i in range(0, len(inputs), 256)])
@@ -32,4 +34,9 @@ def run(task, ctx: Context) -> TaskResult:
     picture = plots.confusion_matrix(labels[valid].numpy(), predicted[valid].numpy(), ctx.splits.classes,
                                      f"{ctx.spec.name}: the network itself ({accuracy:.1%})",
                                      ctx.out / "confusion_network.png")
-    return TaskResult({"accuracy": accuracy}, [picture], Headline("the network itself", accuracy))
+    metrics = {"accuracy": accuracy}
+    if ctx.has_validation:  # what the spec's settings may be chosen on; the test split is scored once
+        val_labels = ctx.labels("val")
+        metrics["accuracy_val"] = (predictions(ctx, "val") == val_labels).sum().item() / len(val_labels)
+    return TaskResult(metrics, [picture], Headline("the network itself", accuracy,
+                                                   validation=metrics.get("accuracy_val")))

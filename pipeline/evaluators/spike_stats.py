@@ -1,6 +1,8 @@
 """What a spiking network spends: spikes and firing rate per layer, sparsity, synaptic
-operations against the MACs of the same-shaped non-spiking network, the energy estimate (see
-`pipeline.models.spiking.stats`), a spike raster and membrane traces of one test example.
+operations and neuron updates against the MACs (and per-neuron bias and activation) of the
+same-shaped non-spiking network, the energy estimate split into its synaptic and neuron parts (see
+`pipeline.models.spiking.stats` for what is counted and what is left out), a spike raster and
+membrane traces of one test example.
 
 One evaluation loop for every spiking family: the family's `spike_batch` runs a batch and
 counts what its layers did; the loop adds the counts up per example."""

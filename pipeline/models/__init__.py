@@ -76,8 +76,9 @@ REGISTRY: dict[str, ModelEntry] = {
     "snn_temporal": ModelEntry(
         spec=SNNTemporalSpec,
         module="pipeline.models.spiking.temporal:SNNTemporal",
-        summary="Temporal coding (Comsa et al. 2020): alpha synapses, one spike per neuron, exact spike-time "
-                "gradients (Lambert W), sync pulses, first spike decides",
+        summary="Temporal coding (Comsa et al. 2020): alpha synapses, one spike per neuron, closed-form spike "
+                "times (Lambert W) and their gradients (W0' clipped; silent neurons pushed by an extra loss "
+                "term), sync pulses, first spike decides",
         modalities=("image",),
         provides=frozenset({"encoder", "classifier", "spikes"}),
     ),

@@ -94,6 +94,10 @@ class ExperimentSpec(Strict):
     name: str = Field(description="Names the outputs: artifacts/<name>/, metrics/<name>/.")
     description: str = ""
     seed: int = Field(0, ge=0)
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="Seeds to run the whole spec over (mean and spread of every figure): what "
+                    "`pipeline run --seeds` defaults to and DVC's seeds@<name> stage runs; empty: `seed` only.")
     data: DataSpec = DataSpec()
     upstream: dict[UpstreamRole, str] = Field(  # type: ignore[valid-type]
         default_factory=dict,
@@ -125,6 +129,13 @@ class ExperimentSpec(Strict):
                 raise ValueError(f"{role}: {ref!r} is neither a spec name (specs/<name>.yaml) nor a registered "
                                  "MLflow model ('models:/<name>/<version>')")
         return upstream
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"must be distinct non-negative integers (got {seeds})")
+        return seeds
 
     @model_validator(mode="after")
     def _chain(self) -> ExperimentSpec:

@@ -1,6 +1,7 @@
 """dvc.yaml, written from the specs: `pipeline dvc` (and `pipeline dvc --check` in tests and CI).
 
-Each spec gets `pretrain@<name>` (when it trains a model), `evaluate@<name>` and `report@<name>`;
+Each spec gets `pretrain@<name>` (when it trains a model), `evaluate@<name>`, `seeds@<name>` (when
+it lists `seeds`: the whole spec over each, `pipeline run --seeds`) and `report@<name>`;
 each dataset `fetch@<dataset>` (`derive@<dataset>` when it is made from another dataset). A stage depends on
 
 - its spec as DVC params (the whole file: `dvc params diff`, `dvc exp run --set-param` and
@@ -56,7 +57,7 @@ HEADER = """\
 # Written by `pipeline dvc` from specs/*.yaml: do not edit by hand. After adding or changing a spec
 # (its upstream, its dataset, its model kind), run `pipeline dvc`; `pipeline dvc --check` fails
 # while this file is stale. Stages: fetch@<dataset> (derive@<dataset> for a dataset made from another),
-# pretrain@<spec>, evaluate@<spec>, report@<spec>.
+# pretrain@<spec>, evaluate@<spec>, seeds@<spec> (a spec that lists `seeds`), report@<spec>.
 # A stage reruns when its spec's fields, its data, the trained model it reads, or the code listed
 # in its deps change (the family's folder included); `dvc repro report@<spec>` runs a spec's
 # upstream specs' stages first and reuses them when they are current.
@@ -143,7 +144,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
              for name in sorted(datasets) if not DATASETS[name].derived_from}
     derive = {name: {"code": module_file(DATASETS[name].generator), "parent": f"data/{DATASETS[name].derived_from[0]}"}
               for name in sorted(datasets) if DATASETS[name].derived_from}
-    pretrain, evaluate, report = {}, {}, {}
+    pretrain, evaluate, seeds, report = {}, {}, {}, {}
     for name, spec in specs.items():
         # Data: a fetched dataset, or the one another spec's evaluate stage writes.
         data = f"artifacts/{spec.upstream['data']}/evaluate" if "data" in spec.upstream else f"data/{spec.data.dataset}"
@@ -155,7 +156,12 @@ def generate(folder: Path, project: Path | None = None) -> str:
         evaluate[name] = {"data": data,
                           "family": (family_folder(specs[owner].model.kind) if owner else None) or "pipeline/models",
                           "encoder": f"artifacts/{owner}/pretrain" if owner else data}
-        report[name] = {}
+        # A spec that lists seeds runs over them after its own seed's stages, and reports the spread.
+        if spec.seeds:
+            seeds[name] = {**evaluate[name], "seeds": ",".join(map(str, spec.seeds)),
+                           "evaluated": f"metrics/{name}/evaluate.json"}
+        report[name] = {"figures": f"metrics/{name}/seeds.json" if spec.seeds else f"metrics/{name}/evaluate.json"}
+
     def code_deps(stage: str, *slots: str) -> list[str]:
         return [*CODE[stage], *slots] if code else []
 
@@ -185,12 +191,21 @@ def generate(folder: Path, project: Path | None = None) -> str:
             "deps": ["${item.data}", "${item.encoder}", *code_deps("evaluate", "${item.family}")],
             "outs": ["artifacts/${key}/evaluate"],
             "metrics": [{"metrics/${key}/evaluate.json": {"cache": False}}]}},
+        "seeds": {"foreach": seeds, "do": {
+            # Every seed of the spec's `seeds` (its own seed's training and evaluation, current after
+            # the stages above, are kept); metrics/<spec>/seeds.json holds each figure's spread.
+            "cmd": "pipeline run specs/${key}.yaml --seeds ${item.seeds}",
+            "params": params,
+            "deps": ["${item.data}", "${item.encoder}", "${item.evaluated}",
+                     *code_deps("pretrain", *(p for p in CODE["evaluate"] if p not in CODE["pretrain"]),
+                                "${item.family}")],
+            "metrics": [{"metrics/${key}/seeds.json": {"cache": False}}]}},
         "report": {"foreach": report, "do": {
             "cmd": "pipeline report specs/${key}.yaml",
-            "deps": ["metrics/${key}/evaluate.json", *code_deps("report")],
+            "deps": ["metrics/${key}/evaluate.json", "${item.figures}", *code_deps("report")],
             "outs": [{"reports/${key}.md": {"cache": False}}]}},
     }
-    for name, entries in (("fetch", fetch), ("derive", derive), ("pretrain", pretrain)):
+    for name, entries in (("fetch", fetch), ("derive", derive), ("pretrain", pretrain), ("seeds", seeds)):
         if not entries:
             del stages[name]
     for stage in stages.values():

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pipeline import paths
 from pipeline.errors import PipelineError
-from pipeline.spec.experiment import ExperimentSpec, spec_hash
+from pipeline.provenance import content_hash, git_state, machine
+from pipeline.spec.experiment import ExperimentSpec, spec_hash, training_hash
 from pipeline.stages.common import log, setup_logging, write_json
 
 
@@ -21,12 +22,20 @@ def task_keys(spec: ExperimentSpec) -> list[str]:
     return [kind if kinds.count(kind) == 1 else f"{kind}_{kinds[:i].count(kind) + 1}" for i, kind in enumerate(kinds)]
 
 
+def evaluate_code(kind: str) -> str:
+    """The fingerprint of the code an evaluation of an encoder of this model kind depends on."""
+    from pipeline.stages.dvc import code_paths, fingerprint
+
+    return fingerprint(code_paths("evaluate", kind))
+
+
 def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     setup_logging()
     import torch
 
     from pipeline import tracking
     from pipeline.data.datamodule import load_splits
+    from pipeline.data.registry import DATASETS
     from pipeline.evaluators import EVALUATORS, FEATURE_TASKS
     from pipeline.evaluators.context import Context
     from pipeline.upstream import encoder_source, lineage
@@ -78,7 +87,13 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
         wall = time.perf_counter() - started
         trained_for = json.loads((source.folder / "metrics.json").read_text()) \
             if (source.folder / "metrics.json").is_file() else {}
+        commit, dirty = git_state(paths.project_root())
+        dataset = data.source if data else DATASETS[spec.data.dataset]
         result = {"run_id": run.run_id, "pretrain_run_id": source.run_id, "encoder_spec": source.name,
+                  "seed": spec.seed, "code": evaluate_code(source.spec.model.kind),
+                  "git_commit": commit, "git_dirty": dirty == "true", "machine": machine(),
+                  "dataset_sha256": content_hash({f.name: f.sha256 for f in dataset.files}),
+                  "training_hash": training_hash(spec) if spec.model is not None else None,
                   "training_wall_time_s": trained_for.get("wall_time_s", 0.0) if spec.model is not None else 0.0,
                   "upstream": {role: {"spec": f.name, "run_id": f.run_id} for role, f in builds_on.items()},
                   "spec_hash": spec_hash(spec), "model": spec.model.kind if spec.model else source.spec.model.kind,

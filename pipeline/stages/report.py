@@ -3,15 +3,21 @@ and the baselines computed beside it in the same run."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from pipeline import paths
 from pipeline.errors import PipelineError
 from pipeline.fsutil import write_atomic
-from pipeline.stages.common import read_json
+from pipeline.stages.common import log, read_json, write_json
 
-COLUMNS = ("spec", "model", "dataset", "task", "result", "baselines (same run)", "wall time", "MLflow run (evaluate)")
+COLUMNS = ("spec", "model", "dataset", "task", "result", "validation", "baselines (same run)", "seeds", "wall time",
+           "MLflow run (evaluate)")
 
-HEADER = ("Test-split figures of each spec's downstream tasks; each beside its baselines, computed in the same run "
-          "the same way (the raw input; the same encoder untrained; the same network trained from scratch).\n\n")
+HEADER = ("Test-split figures of each spec's downstream tasks (mean +- standard deviation over seeds where it ran "
+          "over several); each beside its baselines, computed in the same run the same way (the raw input; the "
+          "same encoder untrained; the same network trained from scratch), and the same figure on the validation "
+          "split, where settings are chosen.\n\n")
 
 
 def figure(value: float | None, unit: str) -> str:
@@ -20,22 +26,52 @@ def figure(value: float | None, unit: str) -> str:
     return f"{100 * value:.1f}%" if unit == "accuracy" else f"{value:.3g}{unit if unit == 'x' else ' ' + unit}"
 
 
-def rows(name: str, evaluated: dict) -> list[list[str]]:
-    wall = evaluated.get("wall_time_s", 0) + evaluated.get("training_wall_time_s", 0)
-    out = []
+def spread(stats: dict | None, unit: str) -> str:
+    """'90.6%' for one seed, '90.4 ± 0.3%' over several."""
+    if stats is None:
+        return "-"
+    if stats.get("std") is None:
+        return figure(stats["mean"], unit)
+    text = figure(stats["mean"], unit)
+    number, suffix = (text[:-1], "%") if text.endswith("%") else (text, "")
+    scale = 100 if unit == "accuracy" else 1
+    return f"{number} ± {scale * stats['std']:.{1 if unit == 'accuracy' else 2}f}{suffix}"
+
+
+def figures(name: str, metrics_root: Path) -> dict:
+    """A spec's figures as `seeds.summarise` writes them: from its seeds.json when that sweep
+    includes the spec's current evaluation, else from its evaluate.json alone (one seed)."""
+    from pipeline.stages.seeds import summarise_evaluations
+
+    evaluated = read_json(metrics_root / name / "evaluate.json", f"run `pipeline evaluate specs/{name}.yaml` again")
+    sweep_path = metrics_root / name / "seeds.json"
+    if sweep_path.is_file():
+        sweep = read_json(sweep_path, f"run `pipeline run specs/{name}.yaml --seeds ...` again")
+        if any(run["evaluate_run_id"] == evaluated.get("run_id") for run in sweep.get("runs", [])):
+            return {**sweep, "model": evaluated.get("model", "?"), "dataset": evaluated.get("dataset", "?")}
     headlines = evaluated.get("headlines", [])
     if isinstance(headlines, dict):  # written before the headlines kept the spec's order
         headlines = [{"task": key, **value} for key, value in headlines.items()]
-    for headline in headlines:
-        key = headline["task"]
+    return {**summarise_evaluations(name, [(evaluated.get("seed", 0), name, {**evaluated, "headlines": headlines})]),
+            "model": evaluated.get("model", "?"), "dataset": evaluated.get("dataset", "?")}
+
+
+def rows(name: str, found: dict) -> list[list[str]]:
+    runs = found["runs"]
+    wall = sum(r.get("wall_time_s", 0) + r.get("training_wall_time_s", 0) for r in runs) / max(len(runs), 1)
+    base = next((r for r in runs if r["name"] == name), runs[0])
+    seeds = f"{len(runs)} ({', '.join(str(r['seed']) for r in runs)})"
+    out = []
+    for headline in found["headlines"]:
         unit = headline.get("unit", "accuracy")
-        baselines = "; ".join(f"{n} {figure(v, unit)}" for n, v in headline.get("baselines", {}).items())
-        out.append([name, evaluated.get("model", "?"), evaluated.get("dataset", "?"), key,
-                    f"{headline['label']}: **{figure(headline['value'], unit)}**", baselines or "-",
-                    f"{wall / 60:.1f} min", evaluated.get("run_id", "-")])
-    return out or [[name, evaluated.get("model", "?"), evaluated.get("dataset", "?"), "-",
-                    "evaluated by an older version: rerun `pipeline evaluate`", "-", f"{wall / 60:.1f} min",
-                    evaluated.get("run_id", "-")]]
+        baselines = "; ".join(f"{n} {spread(v, unit)}" for n, v in headline.get("baselines", {}).items())
+        out.append([name, found.get("model", "?"), found.get("dataset", "?"), headline["task"],
+                    f"{headline['label']}: **{spread(headline['value'], unit)}**",
+                    spread(headline.get("validation"), unit), baselines or "-", seeds, f"{wall / 60:.1f} min",
+                    base.get("evaluate_run_id", "-")])
+    return out or [[name, found.get("model", "?"), found.get("dataset", "?"), "-",
+                    "evaluated by an older version: rerun `pipeline evaluate`", "-", "-", seeds,
+                    f"{wall / 60:.1f} min", base.get("evaluate_run_id", "-")]]
 
 
 def table(lines: list[list[str]], columns: tuple[str, ...] = COLUMNS) -> str:
@@ -56,20 +92,32 @@ def references(datasets: set[str]) -> str:
             + table(found, ("dataset", "model", "test accuracy", "source")))
 
 
+def seed_variants(metrics_root: Path) -> set[str]:
+    """Folders of the other seeds of a sweep (`<name>-seed<s>`): shown in their spec's row."""
+    names = set()
+    for path in metrics_root.glob("*/seeds.json"):
+        try:
+            runs = json.loads(path.read_text()).get("runs", [])
+        except (OSError, json.JSONDecodeError):
+            continue
+        names |= {run["name"] for run in runs if run["name"] != path.parent.name}
+    return names
+
+
 def report(names: list[str] | None = None) -> str:
     """reports/summary.md over every evaluated spec (and reports/<name>.md for each named one);
     prints the summary."""
     metrics_root = paths.project_root() / "metrics"
-    evaluated = sorted(p.parent.name for p in metrics_root.glob("*/evaluate.json"))
+    variants = seed_variants(metrics_root)
+    evaluated = sorted(p.parent.name for p in metrics_root.glob("*/evaluate.json") if p.parent.name not in variants)
     for name in names or []:
         if name not in evaluated:
             raise PipelineError(f"{name} has not been evaluated yet: run `pipeline evaluate specs/{name}.yaml`")
     by_spec, datasets = {}, {}
     for name in evaluated:
-        folder = metrics_root / name
-        ev = read_json(folder / "evaluate.json", f"run `pipeline evaluate specs/{name}.yaml` again")
-        by_spec[name] = rows(name, ev)
-        datasets[name] = ev.get("dataset", "")
+        found = figures(name, metrics_root)
+        by_spec[name] = rows(name, found)
+        datasets[name] = found.get("dataset", "")
     all_rows = [row for name in evaluated for row in by_spec[name]]
     summary = "# Summary\n\n" + HEADER + (table(all_rows) if all_rows else "No spec evaluated yet.\n")
     summary += references(set(datasets.values()))
@@ -80,3 +128,72 @@ def report(names: list[str] | None = None) -> str:
         write_atomic(reports / f"{name}.md", lambda tmp, text=text: tmp.write_text(text))
     print(summary)
     return summary
+
+
+# ------------------------------------------------------------------ committed results, README table
+
+RESULTS_DIR = "results"
+BEGIN = "<!-- results table: written by `pipeline report --readme` from results/*.json; do not edit by hand -->"
+END = "<!-- end of results table -->"
+
+
+def publish(names: list[str], descriptions: dict[str, str]) -> list[Path]:
+    """results/<name>.json for each named spec (committed: what the README quotes): every figure
+    with its spread, validation figure and baselines, and per seed the commit, spec and training
+    hashes, MLflow run ids, the dataset's content hash, wall times and the machine."""
+    metrics_root = paths.project_root() / "metrics"
+    written = []
+    for name in names:
+        if not (metrics_root / name / "evaluate.json").is_file():
+            raise PipelineError(f"{name} has not been evaluated yet: run `pipeline run specs/{name}.yaml` first")
+        found = figures(name, metrics_root)
+        dirty = [run["name"] for run in found["runs"] if run.get("git_dirty")]
+        if dirty:
+            log.warning("publish %s: %s ran on uncommitted changes; commit and rerun for a traceable figure",
+                        name, ", ".join(dirty))
+        payload = {"spec": name, "description": descriptions.get(name, ""), **found}
+        target = paths.project_root() / RESULTS_DIR / f"{name}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_json(target, payload)
+        written.append(target)
+    return written
+
+
+README_COLUMNS = ("spec", "what", "task", "test", "validation", "baselines (test, same runs)", "seeds",
+                  "time per seed", "commit")
+
+
+def readme_table(root: Path) -> str:
+    """The README's results table: one row per spec and task, from results/*.json alone."""
+    lines = []
+    for path in sorted((root / RESULTS_DIR).glob("*.json")):
+        found = read_json(path, f"rewrite it with `pipeline report --publish specs/{path.stem}.yaml`")
+        runs = found["runs"]
+        wall = sum(r.get("wall_time_s", 0) + r.get("training_wall_time_s", 0) for r in runs) / max(len(runs), 1)
+        commits = sorted({(r.get("git_commit") or "unknown")[:7] + ("+" if r.get("git_dirty") else "")
+                          for r in runs})
+        for headline in found["headlines"]:
+            unit = headline.get("unit", "accuracy")
+            baselines = "; ".join(f"{n} {spread(v, unit)}" for n, v in headline.get("baselines", {}).items())
+            lines.append([f"`{found['spec']}`", found.get("description", ""), headline["label"],
+                          f"**{spread(headline['value'], unit)}**", spread(headline.get("validation"), unit),
+                          baselines or "-", str(len(runs)), f"{wall / 60:.1f} min", ", ".join(commits)])
+    return table(lines, README_COLUMNS) if lines else "No results published yet.\n"
+
+
+def readme(check: bool = False) -> bool:
+    """Rewrite the README's results table from results/*.json (with `check`: only say whether it
+    is current)."""
+    root = paths.project_root()
+    target = root / "README.md"
+    text = target.read_text()
+    if BEGIN not in text or END not in text:
+        raise PipelineError(f"{target} has no results table markers: put the lines\n{BEGIN}\n{END}\nwhere the "
+                            "table goes, then run `pipeline report --readme`")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + readme_table(root) + END + tail
+    if check:
+        return new == text
+    write_atomic(target, lambda tmp: tmp.write_text(new))
+    return True

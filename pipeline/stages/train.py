@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline import paths
 from pipeline.errors import PipelineError
 from pipeline.fsutil import save_torch_atomic, write_atomic
+from pipeline.provenance import git_state, machine
 from pipeline.spec.experiment import ExperimentSpec, spec_hash, training_hash
 from pipeline.spec.load import dump
 from pipeline.stages.common import build_model, log, setup_logging, spec_command, write_json
@@ -231,6 +232,8 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             "examples_per_s": round(seen / wall, 1) if wall else 0.0,
             "train_loss": final.get("train/loss_epoch"),
             "val_accuracy": final.get(model.validation_metric),  # online probe, or the network itself
+            "git_commit": git_state(paths.project_root())[0],
+            "machine": machine(),
         }
         run.log_metrics({"wall_time_s": result["wall_time_s"], "examples_per_s": result["examples_per_s"]})
         diagnostics = model.diagnostics()

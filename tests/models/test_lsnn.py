@@ -183,6 +183,14 @@ def test_evaluation_counts_spikes_operations_and_energy(tmp_path: Path):
     # Its analog input: 40 steps x 1 x 20 MACs; every recurrent spike reaches the 19 others and 10 outputs.
     assert metrics["snn_macs_per_sample"] == 40 * 20
     assert metrics["synaptic_ops_per_sample"] == pytest.approx(spikes.sum().item() / 30 * (19 + 10))
+    # Neuron updates over 40 steps: 20 neurons a multiply and 2 adds, the 10 ALIF another multiply
+    # and add; an add per spike, another per ALIF spike; the readout a multiply and an add per
+    # output and step, and an add per output and step it is averaged over (all 40).
+    alif_spikes = spikes[:, :, 10:].sum().item() / 30
+    assert metrics["neuron_update_mults_per_sample"] == pytest.approx(40 * (20 + 10) + 40 * 10)
+    assert metrics["neuron_update_adds_per_sample"] == pytest.approx(
+        40 * (2 * 20 + 10) + spikes.sum().item() / 30 + alif_spikes + 40 * 10 * 2)
+    assert metrics["ann_neuron_ops_per_sample"] == 40 * (2 * 20 + 10)
     assert {p.name for p in pictures} == {"spike_raster.png", "membrane_trace.png"}
     assert all(p.stat().st_size > 1000 for p in pictures)
 

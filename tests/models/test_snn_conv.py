@@ -14,7 +14,7 @@ from pipeline.evaluators.spike_stats import evaluate_spiking
 from pipeline.models import REGISTRY
 from pipeline.models.spiking import SNNConvSpec
 from pipeline.models.spiking.conv import SNNConv
-from pipeline.models.spiking.stats import ENERGY_AC_PJ, ENERGY_MAC_PJ, LayerCount, summarise
+from pipeline.models.spiking.stats import ENERGY_AC_PJ, ENERGY_MAC_PJ, ENERGY_MULT_PJ, LayerCount, summarise
 from pipeline.spec.experiment import DataSpec, TrainSpec
 from pipeline.spec.load import SpecError, load_text
 
@@ -85,8 +85,20 @@ def test_evaluation_counts_spikes_operations_and_energy(tmp_path: Path):
     assert metrics["firing_rate/conv1"] == pytest.approx(metrics["spikes_per_sample/conv1"] / (4 * 28 * 28 * 4))
     # The same-shaped ANN: 28x28x4x1x9 + 14x14x8x4x9 + (8x7x7)x16 + 16x10 multiply-accumulates.
     assert metrics["ann_macs_per_sample"] == 28 * 28 * 4 * 9 + 14 * 14 * 8 * 4 * 9 + 8 * 7 * 7 * 16 + 16 * 10
-    assert metrics["energy_ann_nj"] == pytest.approx(metrics["ann_macs_per_sample"] * ENERGY_MAC_PJ / 1000)
-    assert metrics["energy_snn_nj"] == pytest.approx(metrics["synaptic_ops_per_sample"] * ENERGY_AC_PJ / 1000)
+    # ... and per neuron a bias add and a ReLU compare (the readout: the bias add).
+    assert metrics["ann_neuron_ops_per_sample"] == 2 * (28 * 28 * 4 + 14 * 14 * 8 + 16) + 10
+    assert metrics["energy_ann_nj"] == pytest.approx(
+        (metrics["ann_macs_per_sample"] * ENERGY_MAC_PJ + metrics["ann_neuron_ops_per_sample"] * ENERGY_AC_PJ) / 1000)
+    # Every LIF neuron: a multiply and 2 adds a step, an add per spike; the readout: a multiply and
+    # 2 adds per output and step.
+    neuron_steps = 4 * (4 * 28 * 28 + 8 * 14 * 14 + 16)
+    spikes = metrics["spikes_per_sample"]
+    assert metrics["neuron_update_mults_per_sample"] == pytest.approx(neuron_steps + 4 * 10)
+    assert metrics["neuron_update_adds_per_sample"] == pytest.approx(2 * neuron_steps + spikes + 2 * 4 * 10)
+    assert metrics["energy_snn_synaptic_nj"] == pytest.approx(metrics["synaptic_ops_per_sample"] * ENERGY_AC_PJ / 1000)
+    neuron_pj = (neuron_steps + 40) * ENERGY_MULT_PJ + (2 * neuron_steps + spikes + 80) * ENERGY_AC_PJ
+    assert metrics["energy_snn_neuron_nj"] == pytest.approx(neuron_pj / 1000)
+    assert metrics["energy_snn_nj"] == pytest.approx(metrics["energy_snn_synaptic_nj"] + neuron_pj / 1000)
     assert {p.name for p in pictures} == {"spike_raster.png", "membrane_trace.png"}
     assert all(p.stat().st_size > 1000 for p in pictures)
 
@@ -132,5 +144,5 @@ def test_direct_input_is_one_analog_pass_counted_as_macs(tmp_path: Path):
     assert metrics["snn_macs_per_sample"] == conv1_macs
     sops_after_conv1 = metrics["synaptic_ops_per_sample"]
     energy = (sops_after_conv1 * ENERGY_AC_PJ + conv1_macs * ENERGY_MAC_PJ) / 1000
-    assert metrics["energy_snn_nj"] == pytest.approx(energy)
+    assert metrics["energy_snn_synaptic_nj"] == pytest.approx(energy)
     assert {p.name for p in pictures} == {"spike_raster.png", "membrane_trace.png"}

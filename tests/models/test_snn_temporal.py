@@ -175,9 +175,20 @@ def test_evaluation_reports_accuracy_time_to_decision_and_counts(tmp_path: Path)
     assert metrics["time_to_decision"] == pytest.approx(output.amin(dim=1).mean().item())
     assert metrics["decided"] == 1.0
     assert metrics["spikes_per_sample/hidden1"] == 24 and metrics["firing_rate/output"] == 1.0
-    # Every input spike and pulse reaches all 24 hidden neurons; every hidden spike and pulse all 10 outputs.
-    inputs = torch.isfinite(times[0]).sum().item() / 20
-    assert metrics["synaptic_ops_per_sample"] == pytest.approx((inputs + 3) * 24 + (24 + 3) * 10)
+    # A neuron integrates the input spikes and pulses before its own spike: two multiply-accumulates
+    # per input spike (w e^(t/tau), w t e^(t/tau)), two adds per pulse (those products are constants).
+    layers = [model.encoder.layers[0], model.output]
+    data = pulses = 0
+    for before, after, layer in zip((times[0], times[1]), (times[1], output), layers, strict=True):
+        for sample in range(20):
+            for neuron in range(after.shape[1]):
+                spike = after[sample, neuron].item()
+                data += sum(1 for t in before[sample].tolist() if t < spike)
+                pulses += sum(1 for t in layer.pulse_times.tolist() if t < spike)
+    assert metrics["snn_macs_per_sample"] == pytest.approx(2 * data / 20)
+    assert metrics["synaptic_ops_per_sample"] == pytest.approx(2 * pulses / 20)
+    assert metrics["crossing_checks_per_sample"] == pytest.approx((data + pulses) / 20)
+    assert metrics["lambert_w_per_sample"] == 24 + 10  # every neuron fires
     assert metrics["ann_macs_per_sample"] == 784 * 24 + 24 * 10
     assert {p.name for p in pictures} == {"spike_raster.png", "membrane_trace.png"}
     assert all(p.stat().st_size > 1000 for p in pictures)

@@ -155,7 +155,7 @@ def test_a_patch_grid_that_does_not_fit_the_images_is_rejected_at_validation():
     assert line.startswith("specs/x.yaml:2:1: model: does not fit fashion_mnist (images of shape [1, 28, 28]): "
                            "patches of 8 px every 5 px do not tile")
     [line] = problems("name: x\nmodel: {kind: cpc_image, offsets: 6}\n")
-    assert "at most 5" in line
+    assert "at most 4" in line
     [line] = problems("name: x\ndata: {dataset: mnist1d}\nmodel: {kind: cpc_sequence, steps: 30}\n")
     assert "needs more than 30" in line
 

@@ -162,8 +162,11 @@ class SNNTemporalSpec(Strict):
     """A temporal-coding network (Comsa et al. 2020): every neuron fires at most once, and the
     information is in when. Synapses have an alpha kernel, so a neuron's potential after input
     spikes t_i is V(t) = sum_i w_i (t - t_i) exp(-(t - t_i) / tau_syn), and the time it reaches the
-    threshold has a closed form (Lambert W): spike times, and their gradients with respect to the
-    weights and to the input times, are exact. Each layer also receives `sync_pulses` spikes whose
+    threshold has a closed form (Lambert W): spike times are exact, and so are their gradients with
+    respect to the weights and the input times, except where W0's derivative is clipped
+    (`clip_derivative`, near a neuron that barely reaches threshold) and for neurons that stay
+    silent: they have no spike time to differentiate and are pushed towards threshold by extra loss
+    terms (`fire_cost`, `revive_cost`) instead. Each layer also receives `sync_pulses` spikes whose
     times and weights are learned (they act as biases). The class is the output neuron that fires
     first. Input: latency coding, in continuous time (brighter pixels earlier)."""
 

@@ -96,9 +96,13 @@ class SNNConv(Supervised):
         return self.readout_potentials(hidden).mean(dim=0)
 
     def layer_counts(self, record: dict[str, torch.Tensor], batch: int) -> list[stats.LayerCount]:
-        """Spikes, synaptic operations and same-shaped MACs per layer, per sample."""
+        """Spikes, synaptic operations, neuron updates and the same-shaped ANN's MACs and per-neuron
+        operations per layer, per sample (`stats` has the rules). Each LIF neuron updates at every
+        step; the readout integrates at every step and is averaged over all of them."""
         layers = []
         side = self.input_shape[1]
+        neuron = self.spec.neuron
+        adaptive, refractory = neuron.kind == "alif", bool(neuron.refractory)
         for index, conv in enumerate(self.encoder.convs):
             inputs, outputs = record[f"conv{index + 1}_in"], record[f"conv{index + 1}"]
             macs = side * side * conv.out_channels * conv.in_channels * 9
@@ -109,16 +113,24 @@ class SNNConv(Supervised):
                 # holds it: count the active inputs in each window, times the output channels.
                 window = torch.ones(1, conv.in_channels, 3, 3)
                 reached, analog = F.conv2d(inputs.flatten(0, 1).float(), window, padding=1).sum().item(), 0.0
+            spikes = outputs.sum().item()
+            mults, adds = stats.neuron_updates(outputs.numel(), spikes, adaptive, refractory)
+            size = outputs[0, 0].numel()
             layers.append(stats.LayerCount(
-                f"conv{index + 1}", outputs[0, 0].numel(), outputs.sum().item() / batch,
-                reached * conv.out_channels / batch, macs, analog))
+                f"conv{index + 1}", size, spikes / batch, reached * conv.out_channels / batch, macs, analog,
+                mults / batch, adds / batch, 2 * size))
             side //= 2
         fc_in, hidden = record["fc_in"], record["fc"]
-        layers.append(stats.LayerCount("fc", self.spec.hidden, hidden.sum().item() / batch,
-                                       fc_in.sum().item() * self.spec.hidden / batch,
-                                       self.encoder.flat * self.spec.hidden))
-        layers.append(stats.LayerCount("readout", 0, 0.0, hidden.sum().item() * self.readout.out_features / batch,
-                                       self.spec.hidden * self.readout.out_features))
+        spikes = hidden.sum().item()
+        mults, adds = stats.neuron_updates(hidden.numel(), spikes, adaptive, refractory)
+        width = self.spec.hidden
+        layers.append(stats.LayerCount("fc", width, spikes / batch, fc_in.sum().item() * width / batch,
+                                       self.encoder.flat * width, 0.0, mults / batch, adds / batch, 2 * width))
+        classes = self.readout.out_features
+        output_steps = hidden.shape[0] * hidden.shape[1] * classes
+        mults, adds = stats.readout_updates(output_steps, output_steps)
+        layers.append(stats.LayerCount("readout", 0, 0.0, spikes * classes / batch, self.spec.hidden * classes,
+                                       0.0, mults / batch, adds / batch, classes))
         return layers
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:

@@ -252,8 +252,10 @@ class LSNN(Supervised):
 
     def layer_counts(self, spikes: torch.Tensor, inputs: torch.Tensor) -> list[stats.LayerCount]:
         """Totals over the batch: spikes, synaptic operations (each spike times the synapses it
-        drives; the analog input's multiply-accumulates apart) and the MACs of the same-shaped
-        non-spiking recurrent network over the same steps."""
+        drives; the analog input's multiply-accumulates apart), neuron updates (every neuron at
+        every step; the ALIF ones with their adaptation; the readout averaged over the decision
+        window), and the MACs and per-neuron operations of the same-shaped non-spiking recurrent
+        network over the same steps (`stats` has the rules)."""
         spec = self.spec
         steps = len(spikes)
         batch = spikes.shape[1]
@@ -261,6 +263,7 @@ class LSNN(Supervised):
         features = self.encoder.inputs
         classes = self.readout.out_features
         total = spikes.sum().item()
+        refractory = bool(spec.neuron.refractory)
         layers = []
         for name, population in (("lif", slice(0, hidden - adaptive)), ("alif", slice(hidden - adaptive, hidden))):
             size = population.stop - population.start
@@ -272,9 +275,12 @@ class LSNN(Supervised):
                 input_ops, analog = inputs.sum().item() * size, 0.0
             else:
                 input_ops, analog = 0.0, steps * batch * features * size
+            mults, adds = stats.neuron_updates(steps * batch * size, own, name == "alif", refractory)
             layers.append(stats.LayerCount(name, size, own, recurrent_ops + input_ops,
-                                           steps * (features + hidden) * size, analog))
-        layers.append(stats.LayerCount("readout", 0, 0.0, total * classes, steps * hidden * classes))
+                                           steps * (features + hidden) * size, analog, mults, adds, 2 * steps * size))
+        mults, adds = stats.readout_updates(steps * batch * classes, (steps - self.window(steps)) * batch * classes)
+        layers.append(stats.LayerCount("readout", 0, 0.0, total * classes, steps * hidden * classes, 0.0, mults, adds,
+                                       steps * classes))
         return layers
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""A temporal-coding spiking network with exact spike-time gradients (Comsa et al. 2020).
+"""A temporal-coding spiking network with closed-form spike times (Comsa et al. 2020).
 
 A neuron with alpha-kernel synapses (decay rate d = 1 / tau_syn) whose inputs i spiked at t_i < t
 has the potential V(t) = sum_i w_i (t - t_i) exp(-d (t - t_i)) = exp(-d t) (A t - B), with
@@ -8,9 +8,37 @@ threshold theta at
 W0 the principal branch of the Lambert W function (the rising crossing); there is no crossing when
 A <= 0 or z < -1/e (the potential's peak stays under the threshold). The inputs are taken in order
 of time: the spike time is the first crossing of a prefix that falls after that prefix's last
-input and before the next one. The formula is differentiable, so autograd gives the exact gradient of every
-spike time with respect to the weights and to the input times (through W0' = exp(-W) / (1 + W)).
-Every neuron fires at most once; a neuron that never reaches the threshold has time inf.
+input and before the next one. Every neuron fires at most once; a neuron that never reaches the
+threshold has time inf.
+
+Gradients. The formula is differentiable, so autograd gives the gradient of every spike time with
+respect to the weights and to the input times (through W0' = exp(-W) / (1 + W)), exactly, with two
+exceptions. W0' diverges at the branch point (a neuron whose peak barely reaches the threshold):
+training caps it at `clip_derivative` (default 5; `lambert_w0`'s `clip`), so those spike times get
+a clipped gradient. A neuron that stays silent has no spike time and so no gradient: training
+gives it extra terms instead (`SNNTemporal.objective`), not a gradient of anything it computes:
+fire_cost x minus the drive (summed weights of the spikes received) of a correct output that stays
+silent, revive_cost x minus the drive of hidden neurons silent on the whole batch; a silent output
+enters the softmax at a fixed late time, which has no gradient.
+
+Energy (`SNNTemporal.spike_batch`; prices and the other families' rules in `stats`). Inference
+evaluates the closed form event by event, the inputs in time order, each neuron stopping at its
+spike. Counted:
+- per input spike, once for all the neurons it reaches: e = exp(d t_i), t_i e, theta e and
+  t_i - tau_syn (an exponential, 3 multiplies, an add); a sync pulse's are constants after training;
+- per input spike and neuron it reaches before that neuron fires: A += w e and B += w t_i e, two
+  multiply-accumulates (a pulse: two adds, w e and w t e being constants); then whether the
+  neuron crosses before the next input: A t_next - B >= theta e_next, and whether the peak
+  B / A + tau_syn comes first (A (t_next - tau_syn) > B, A > 0): 2 multiplies, 4 adds/compares;
+- per neuron: whether its peak reaches the threshold, z >= -1/e (B / A, d theta / A, two
+  multiplies, an exponential, a compare: divides priced as multiplies);
+- per neuron that fires: W0(z) as `_lambert_w0` computes it (LAMBERT_W_MULTS multiplies,
+  LAMBERT_W_ADDS adds/compares, HALLEY_ITERATIONS exponentials), then t* (a multiply, an add).
+Assumed: events arrive in time order (no sort counted); a potential that rises above the
+threshold and falls back between two inputs other than the last (the peak test passing inside an
+interval, which then needs V at the peak) is rare and costs nothing beyond the per-neuron test.
+The same-shaped non-spiking network: an MLP of the same widths without the pulses, its MACs, a
+bias add and a ReLU compare per hidden neuron, a bias add per output.
 """
 
 from __future__ import annotations
@@ -31,13 +59,26 @@ from pipeline.spec.experiment import TrainSpec
 INVERSE_E = math.exp(-1)
 
 
+HALLEY_ITERATIONS = 8
+LAMBERT_W_MULTS = 7 + HALLEY_ITERATIONS * 6
+LAMBERT_W_ADDS = 7 + HALLEY_ITERATIONS * 7 + 2
+LAMBERT_W_EXPS = HALLEY_ITERATIONS
+"""What `_lambert_w0` computes per value, for the energy estimate (divides and the square root
+priced as multiplies): the start, taking the branch-point series (the one around 0 is cheaper):
+the clamp, p = sqrt(2 (e z + 1)) and its clamp, the branch test and -1 + p - p^2/3 + 11/72 p^3 (7
+multiplies, 7 adds/compares); each Halley iteration (it runs all of them, converged or not):
+exp(w), f = w e^w - z, w + 1 and its clamp, e^w (w + 1), w + 2, (w + 2) f, 2 (w + 1), the two
+divides, the denominator's subtraction, the finiteness test and w - step (6 multiplies, 7 adds/
+compares, an exponential); the final clamp (2 compares)."""
+
+
 def _lambert_w0(z: torch.Tensor) -> torch.Tensor:
     """W0(z) for z in [-1/e, 0]: a series start (around the branch point, or around 0), then
     Halley's iteration (cubic convergence) to machine precision."""
     z = z.clamp(min=-INVERSE_E)
     p = (2 * (math.e * z + 1)).clamp_min(0).sqrt()
     w = torch.where(z < -0.25, -1 + p - p * p / 3 + 11 / 72 * p ** 3, z - z * z + 1.5 * z ** 3)
-    for _ in range(8):
+    for _ in range(HALLEY_ITERATIONS):
         ew = torch.exp(w)
         f = w * ew - z
         w1 = (w + 1).clamp_min(1e-12)
@@ -115,6 +156,34 @@ def first_spike_times(times: torch.Tensor, weights: torch.Tensor, decay: float, 
     z = (-decay * threshold / a * torch.exp((decay * (b / a - ref)).clamp(max=60))).clamp(-INVERSE_E, 0)
     spike = b / a - lambert_w0(z, clip) / decay
     return torch.where(fires, spike, torch.full_like(spike, math.inf))
+
+
+CHECK_MULTS, CHECK_ADDS = 2, 4
+"""One test whether a neuron crosses the threshold before the next input (module docstring)."""
+CHECK_ENERGY_PJ = CHECK_MULTS * stats.ENERGY_MULT_PJ + CHECK_ADDS * stats.ENERGY_AC_PJ
+
+
+def closed_form_count(name: str, inputs: torch.Tensor, pulse_times: torch.Tensor, outputs: torch.Tensor,
+                      readout: bool = False) -> tuple[stats.LayerCount, tuple[float, float, float]]:
+    """What one layer's closed form costs on a batch (totals; the rules are in the module's
+    docstring): input spike times [B, N] and the pulses' [P] (inf: no spike), its spike times
+    [B, M]. A neuron integrates the inputs before its spike (all of them if it stays silent).
+    Returns the layer's count and (exponentials, Lambert W evaluations, crossing checks)."""
+    batch, inputs_count = inputs.shape
+    neurons = outputs.shape[1]
+    arriving = torch.isfinite(inputs).sum().item()
+    data = (inputs[:, :, None] < outputs[:, None, :]).sum().item()  # inf < inf is false: silent inputs drop
+    pulses = (pulse_times[None, :, None] < outputs[:, None, :]).sum().item()
+    fired = torch.isfinite(outputs).sum().item()
+    checks = data + pulses
+    exps = arriving + batch * neurons + fired * LAMBERT_W_EXPS
+    mults = (3 * arriving + CHECK_MULTS * checks + 4 * batch * neurons + fired * (LAMBERT_W_MULTS + 1)
+             + exps * stats.EXP_MULTS)
+    adds = (arriving + CHECK_ADDS * checks + batch * neurons + fired * (LAMBERT_W_ADDS + 1)
+            + exps * stats.EXP_ADDS)
+    count = stats.LayerCount(name, neurons, float(fired), 2.0 * pulses, inputs_count * neurons, 2.0 * data,
+                             float(mults), float(adds), (1 if readout else 2) * neurons)
+    return count, (float(exps), float(fired), float(checks))
 
 
 def potential(t: torch.Tensor, times: torch.Tensor, weights: torch.Tensor, decay: float) -> torch.Tensor:
@@ -264,15 +333,20 @@ class SNNTemporal(Supervised):
         times = [t.cpu() for t in (*times, output)]
         fired = torch.isfinite(times[-1]).any(dim=1)
         names = self.layer_names()
-        counts = []
-        for index, (name, layer) in enumerate(zip(names, self.layers(), strict=True)):
-            fan_in, fan_out = layer.weight.shape
-            pulses = layer.pulse_times.numel() * len(times[index])  # they always fire
-            arriving = torch.isfinite(times[index]).sum().item() + pulses
-            counts.append(stats.LayerCount(name, fan_out, torch.isfinite(times[index + 1]).sum().item(),
-                                           arriving * fan_out, (fan_in - layer.pulse_times.numel()) * fan_out))
+        layers = self.layers()
+        counts, exps, lambert_ws, checks = [], 0.0, 0.0, 0.0
+        for index, (name, layer) in enumerate(zip(names, layers, strict=True)):
+            count, operations = closed_form_count(name, times[index], layer.pulse_times.detach().cpu(),
+                                                  times[index + 1], readout=index == len(layers) - 1)
+            counts.append(count)
+            exps, lambert_ws, checks = exps + operations[0], lambert_ws + operations[1], checks + operations[2]
+        samples = len(times[-1])
         extras = {"time_to_decision": (times[-1].amin(dim=1)[fired].sum().item(), fired.sum().item()),
-                  "decided": (fired.sum().item(), len(fired))}
+                  "decided": (fired.sum().item(), len(fired)),
+                  "exp_per_sample": (exps, samples), "lambert_w_per_sample": (lambert_ws, samples),
+                  "crossing_checks_per_sample": (checks, samples),
+                  # The part of energy_snn_neuron_nj that the search for each neuron's crossing costs.
+                  "energy_crossing_search_nj": (checks * CHECK_ENERGY_PJ / 1000, samples)}
         if keep_first:
             extras["input_spikes_per_sample"] = (torch.isfinite(times[0]).sum().item(), len(times[0]))
         # Each neuron fires at most once: the firing rate is the share of neurons that fire (steps 1).

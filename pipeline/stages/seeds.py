@@ -1,0 +1,136 @@
+"""One spec over several seeds: `pipeline run SPEC --seeds 0,1,2` (and DVC's `seeds@<spec>` for a
+spec that lists `seeds:`). Each seed is the spec with that seed; the spec's own seed keeps the
+spec's name (its outputs are the ones `pipeline run SPEC` and DVC's stages write), every other seed
+s is named `<name>-seed<s>`, in the same MLflow experiment. A seed whose training and evaluation
+are current (same configuration, code and upstream runs) is kept, so an interrupted sweep
+continues where it stopped. `metrics/<name>/seeds.json` holds each seed's runs and, per downstream
+task, the mean and spread of its headline figure, its validation figure and its baselines."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+from pipeline.spec.experiment import ExperimentSpec, spec_hash
+from pipeline.stages.common import log, setup_logging, write_json
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; one clear message for anything else."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise PipelineError(f"--seeds takes distinct non-negative integers separated by commas, e.g. --seeds 0,1,2 "
+                            f"(got {text!r})")
+    return seeds
+
+
+def variant(spec: ExperimentSpec, seed: int) -> ExperimentSpec:
+    """The spec with another seed: named `<name>-seed<seed>` (its own outputs), logged to the same
+    MLflow experiment as the spec. The spec's own seed is the spec itself."""
+    if seed == spec.seed:
+        return spec
+    tracking = spec.tracking.model_copy(update={"experiment": spec.tracking.experiment or spec.name,
+                                                "register_as": None})
+    return spec.model_copy(update={"name": f"{spec.name}-seed{seed}", "seed": seed, "seeds": [],
+                                   "tracking": tracking})
+
+
+def evaluation_is_current(spec: ExperimentSpec, spec_path: Path | None) -> dict | None:
+    """The spec's evaluate.json when it was computed from this configuration, by this code, on the
+    current training (or upstream encoder) and upstream runs; else None."""
+    from pipeline.stages.evaluate import evaluate_code
+    from pipeline.upstream import encoder_source, lineage
+
+    path = paths.metrics_dir(spec.name) / "evaluate.json"
+    try:
+        evaluated = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    folder = spec_path.parent if spec_path else None
+    try:
+        source = encoder_source(spec, folder)
+        upstream = {role: f.run_id for role, f in lineage(spec, folder).items()}
+    except PipelineError:
+        return None
+    recorded = {role: entry["run_id"] for role, entry in evaluated.get("upstream", {}).items() if role != "training"}
+    if (evaluated.get("spec_hash") != spec_hash(spec) or evaluated.get("code") != evaluate_code(source.spec.model.kind)
+            or evaluated.get("pretrain_run_id") != source.run_id or recorded != upstream):
+        return None
+    return evaluated
+
+
+def run_seeds(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int]) -> dict:
+    """Train (where the spec trains a model) and evaluate the spec once per seed, then write
+    metrics/<name>/seeds.json with the spread of every headline figure."""
+    setup_logging()
+    from pipeline import stages
+
+    stages.fetch(spec)
+    evaluations = []
+    for index, seed in enumerate(seeds, start=1):
+        run = variant(spec, seed)
+        log.info("seeds %s: seed %d (%d of %d) as %s", spec.name, seed, index, len(seeds), run.name)
+        if run.model is not None:
+            stages.pretrain(run, spec_path, auto_resume=True)
+        evaluated = evaluation_is_current(run, spec_path)
+        if evaluated is not None:
+            log.info("seeds %s: the evaluation of %s is current (run %s): kept", spec.name, run.name,
+                     evaluated["run_id"])
+        else:
+            evaluated = stages.evaluate(run, spec_path)
+        evaluations.append((seed, run.name, evaluated))
+    from pipeline.stages.report import spread
+
+    summary = summarise_evaluations(spec.name, evaluations)
+    write_json(paths.metrics_dir(spec.name) / "seeds.json", summary)
+    for headline in summary["headlines"]:
+        log.info("seeds %s: %-14s %s over %d seeds", spec.name, headline["task"],
+                 spread(headline["value"], headline["unit"]), len(seeds))
+    return summary
+
+
+def _stats(values: list[float]) -> dict:
+    """Mean and sample standard deviation (n - 1; None for one value) of a figure over seeds."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return {"mean": mean, "std": std, "values": values}
+
+
+def aggregate(headlines_per_seed: list[list[dict]]) -> list[dict]:
+    """Per task (in the spec's order), the spread of its headline value, validation figure and
+    baselines over the seeds."""
+    out = []
+    for task_headlines in zip(*headlines_per_seed, strict=True):
+        first = task_headlines[0]
+        validations = [h.get("validation") for h in task_headlines]
+        entry = {"task": first["task"], "label": first["label"], "unit": first.get("unit", "accuracy"),
+                 "seeds": len(task_headlines), "value": _stats([h["value"] for h in task_headlines]),
+                 "validation": _stats(validations) if None not in validations else None,
+                 "baselines": {name: _stats([h["baselines"][name] for h in task_headlines])
+                               for name in first.get("baselines", {})},
+                 "baselines_validation": {
+                     name: _stats([h["baselines_validation"][name] for h in task_headlines])
+                     for name in first.get("baselines_validation") or {}
+                     if all(name in (h.get("baselines_validation") or {}) for h in task_headlines)}}
+        out.append(entry)
+    return out
+
+
+def summarise_evaluations(name: str, evaluations: list[tuple[int, str, dict]]) -> dict:
+    """seeds.json of spec `name` from (seed, output name, evaluate.json) of each seed."""
+    runs = [{"seed": seed, "name": run, "evaluate_run_id": ev.get("run_id"),
+             "pretrain_run_id": ev.get("pretrain_run_id"),
+             "training_wall_time_s": ev.get("training_wall_time_s", 0.0), "wall_time_s": ev.get("wall_time_s", 0.0),
+             "git_commit": ev.get("git_commit"), "git_dirty": ev.get("git_dirty"), "spec_hash": ev.get("spec_hash"),
+             "training_hash": ev.get("training_hash"), "dataset_sha256": ev.get("dataset_sha256"),
+             "upstream": ev.get("upstream", {}), "machine": ev.get("machine")}
+            for seed, run, ev in evaluations]
+    base = next((r for r in runs if r["name"] == name), runs[0])
+    return {"spec": name, "spec_hash": base["spec_hash"], "seeds": [seed for seed, _, _ in evaluations],
+            "runs": runs, "headlines": aggregate([ev["headlines"] for _, _, ev in evaluations])}

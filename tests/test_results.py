@@ -1,0 +1,144 @@
+"""Seeds and traceable results: `pipeline run --seeds` (mean and spread per figure, an interrupted
+sweep continued), results/<spec>.json with its provenance, and the README table generated from
+those files (and checked against them)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.spec.load import load
+from pipeline.stages.report import BEGIN, END, publish, readme, report, spread
+from pipeline.stages.seeds import aggregate, parse_seeds, variant
+from tests.conftest import ROOT, needs_fashion_mnist, tiny_spec
+
+
+def headline(task: str, value: float, validation: float, raw: float) -> dict:
+    return {"task": task, "label": task.replace("_", " "), "value": value, "unit": "accuracy",
+            "validation": validation, "baselines": {"raw input": raw}, "baselines_validation": {"raw input": raw}}
+
+
+def test_the_spread_over_seeds_is_the_mean_and_sample_standard_deviation():
+    found = aggregate([[headline("linear_probe", v, v + 0.01, 0.8)] for v in (0.90, 0.91, 0.95)])
+    (entry,) = found
+    assert entry["seeds"] == 3 and entry["value"]["values"] == [0.90, 0.91, 0.95]
+    assert entry["value"]["mean"] == pytest.approx(0.92)
+    assert entry["value"]["std"] == pytest.approx(math.sqrt((0.02**2 + 0.01**2 + 0.03**2) / 2))
+    assert entry["validation"]["mean"] == pytest.approx(0.93)
+    assert entry["baselines"]["raw input"]["std"] == pytest.approx(0.0)
+    assert spread(entry["value"], "accuracy") == "92.0 ± 2.6%"
+    single = aggregate([[headline("knn", 0.5, 0.6, 0.4)]])[0]
+    assert single["value"]["std"] is None and spread(single["value"], "accuracy") == "50.0%"
+
+
+@pytest.mark.parametrize("text", ["", "a,b", "0,0", "-1", "1,,x"])
+def test_seeds_must_be_distinct_non_negative_integers(text: str):
+    with pytest.raises(PipelineError, match="--seeds takes distinct non-negative integers"):
+        parse_seeds(text)
+
+
+def test_each_other_seed_is_its_own_output_in_the_same_experiment(project: Path):
+    (project / "specs" / "s.yaml").write_text(tiny_spec("s") + "seeds: [0, 3]\n")
+    spec = load(project / "specs" / "s.yaml")
+    assert variant(spec, 0) is spec
+    other = variant(spec, 3)
+    assert (other.name, other.seed, other.seeds, other.tracking.experiment) == ("s-seed3", 3, [], "s")
+
+
+def _fake_evaluation(project: Path, name: str, seed: int, value: float, commit: str = "abc1234def") -> dict:
+    evaluated = {"run_id": f"run-{name}", "pretrain_run_id": f"train-{name}", "seed": seed, "model": "swav",
+                 "dataset": "fashion_mnist", "spec_hash": "h", "training_hash": "t", "git_commit": commit,
+                 "git_dirty": False, "dataset_sha256": "d" * 64, "wall_time_s": 60.0, "training_wall_time_s": 120.0,
+                 "machine": {"cpu": "test cpu", "cores": 2}, "upstream": {},
+                 "headlines": [headline("linear_probe", value, value + 0.002, 0.845)]}
+    folder = project / "metrics" / name
+    folder.mkdir(parents=True)
+    (folder / "evaluate.json").write_text(json.dumps(evaluated))
+    return evaluated
+
+
+def test_results_files_carry_the_provenance_and_the_readme_table_is_made_from_them(project: Path):
+    from pipeline.stages.seeds import summarise_evaluations
+
+    runs = [(seed, name, _fake_evaluation(project, name, seed, value))
+            for seed, name, value in ((0, "a", 0.904), (1, "a-seed1", 0.901), (2, "a-seed2", 0.908))]
+    (project / "metrics" / "a" / "seeds.json").write_text(json.dumps(summarise_evaluations("a", runs)))
+    _fake_evaluation(project, "b", 0, 0.70)
+    # The other seeds' folders show in their spec's row, not as specs of their own.
+    summary = report()
+    assert "| a | swav | fashion_mnist | linear_probe | linear probe: **90.4 ± 0.4%** | 90.6 ± 0.4% |" in summary
+    assert "| b | swav | fashion_mnist | linear_probe | linear probe: **70.0%** | 70.2% |" in summary
+    assert "a-seed1" not in summary
+
+    (path,) = publish(["a"], {"a": "SwAV, tiny"})
+    assert path == project / "results" / "a.json"
+    published = json.loads(path.read_text())
+    assert published["seeds"] == [0, 1, 2] and published["description"] == "SwAV, tiny"
+    for run in published["runs"]:
+        assert {"git_commit", "spec_hash", "seed", "evaluate_run_id", "pretrain_run_id", "dataset_sha256",
+                "wall_time_s", "training_wall_time_s", "machine"} <= set(run)
+    assert [r["evaluate_run_id"] for r in published["runs"]] == ["run-a", "run-a-seed1", "run-a-seed2"]
+
+    readme_file = project / "README.md"
+    readme_file.write_text(f"# x\n\nbefore\n\n{BEGIN}\nstale\n{END}\n\nafter\n")
+    assert readme(check=True) is False
+    readme()
+    text = readme_file.read_text()
+    assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "stale" not in text
+    assert ("| `a` | SwAV, tiny | linear probe | **90.4 ± 0.4%** | 90.6 ± 0.4% | raw input 84.5 ± 0.0% | 3 | "
+            "3.0 min | abc1234 |") in text
+    assert readme(check=True) is True
+    # Editing a result without regenerating the table is caught.
+    published["headlines"][0]["value"]["mean"] = 0.95
+    path.write_text(json.dumps(published))
+    assert readme(check=True) is False
+
+
+def test_the_readme_table_is_the_one_the_committed_results_make():
+    """The figures the README quotes come from results/*.json: the table cannot drift from them."""
+    done = subprocess.run([sys.executable, "-m", "pipeline", "report", "--readme", "--check"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PIPELINE_ROOT": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    results = sorted((ROOT / "results").glob("*.json"))
+    assert results, "no committed results"
+    for path in results:
+        found = json.loads(path.read_text())
+        assert found["spec"] == path.stem and (ROOT / "specs" / f"{path.stem}.yaml").is_file()
+        assert all(len(run["git_commit"]) == 40 and run["evaluate_run_id"] for run in found["runs"])
+
+
+@needs_fashion_mnist
+def test_a_spec_runs_over_seeds_and_an_interrupted_sweep_continues(fmnist: Path):
+    (fmnist / "specs" / "t.yaml").write_text(
+        tiny_spec("t") + "downstream:\n  - {kind: linear_probe, weight_decays: [0.001], max_iter: 20}\n")
+    env = {**os.environ, "PIPELINE_ROOT": str(fmnist), "MPLBACKEND": "Agg"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipeline", "run", "specs/t.yaml", *args], cwd=fmnist,
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    first = run("--seeds", "0,1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run("--seeds", "0,1,2")  # seeds 0 and 1 are current: kept, only seed 2 runs
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stderr.count("is current") == 4  # two trainings and two evaluations kept
+    sweep = json.loads((fmnist / "metrics" / "t" / "seeds.json").read_text())
+    assert sweep["seeds"] == [0, 1, 2] and [r["name"] for r in sweep["runs"]] == ["t", "t-seed1", "t-seed2"]
+    values = sweep["headlines"][0]["value"]["values"]
+    assert len(set(values)) > 1  # the seeds differ
+    assert sweep["headlines"][0]["value"]["mean"] == pytest.approx(sum(values) / 3)
+    hashes = {json.loads((fmnist / "artifacts" / n / "pretrain" / "run.json").read_text())["training_hash"]
+              for n in ("t", "t-seed1", "t-seed2")}
+    assert len(hashes) == 3
+    summary = (fmnist / "reports" / "summary.md").read_text()
+    assert "| 3 (0, 1, 2) |" in summary and "t-seed1 |" not in summary
+    bad = run("--seeds", "0,x")
+    assert bad.returncode == 1 and "--seeds takes distinct non-negative integers" in bad.stderr
