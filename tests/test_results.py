@@ -52,6 +52,28 @@ def test_each_other_seed_is_its_own_output_in_the_same_experiment(project: Path)
     assert (other.name, other.seed, other.seeds, other.tracking.experiment) == ("s-seed3", 3, [], "s")
 
 
+def test_a_spec_that_lists_seeds_gets_a_seeds_stage_its_report_waits_for(project: Path):
+    import yaml
+
+    from pipeline.stages.dvc import generate
+
+    (project / "specs" / "s.yaml").write_text(tiny_spec("s") + "seeds: [0, 1, 2]\n")
+    (project / "specs" / "u.yaml").write_text(tiny_spec("u"))
+    stages = yaml.safe_load(generate(project / "specs", project))["stages"]
+    assert set(stages["seeds"]["foreach"]) == {"s"}
+    assert stages["seeds"]["do"]["cmd"] == "pipeline run specs/${key}.yaml --seeds ${item.seeds}"
+    assert stages["seeds"]["foreach"]["s"]["seeds"] == "0,1,2"
+    assert "metrics/s/evaluate.json" == stages["seeds"]["foreach"]["s"]["evaluated"]
+    assert stages["report"]["foreach"]["s"]["figures"] == "metrics/s/seeds.json"
+    assert stages["report"]["foreach"]["u"]["figures"] == "metrics/u/evaluate.json"
+    # The seeds a sweep runs are not part of what one run computes.
+    from pipeline.spec.experiment import spec_hash, training_hash
+
+    with_seeds, without = load(project / "specs" / "s.yaml"), load(project / "specs" / "u.yaml")
+    assert training_hash(with_seeds) == training_hash(without)
+    assert spec_hash(with_seeds) == spec_hash(without.model_copy(update={"name": "s"}))
+
+
 def _fake_evaluation(project: Path, name: str, seed: int, value: float, commit: str = "abc1234def") -> dict:
     evaluated = {"run_id": f"run-{name}", "pretrain_run_id": f"train-{name}", "seed": seed, "model": "swav",
                  "dataset": "fashion_mnist", "spec_hash": "h", "training_hash": "t", "git_commit": commit,

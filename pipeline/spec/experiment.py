@@ -204,8 +204,9 @@ class ExperimentSpec(Strict):
 
 def spec_hash(spec: ExperimentSpec) -> str:
     """Identifies a configuration: equal for two specs that would compute the same thing,
-    whatever their name, description or tracking destination."""
-    body = spec.model_dump(mode="json", exclude={"name", "description", "tracking"})
+    whatever their name, description, tracking destination or the seeds a sweep of it runs (each
+    run's own `seed` counts)."""
+    body = spec.model_dump(mode="json", exclude={"name", "description", "tracking", "seeds"})
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -39,21 +39,31 @@ def spread(stats: dict | None, unit: str) -> str:
 
 
 def figures(name: str, metrics_root: Path) -> dict:
-    """A spec's figures as `seeds.summarise` writes them: from its seeds.json when that sweep
-    includes the spec's current evaluation, else from its evaluate.json alone (one seed)."""
+    """A spec's figures as `seeds.summarise_evaluations` makes them: over the seeds of its
+    seeds.json when that sweep includes the spec's current evaluation (each seed's evaluate.json
+    read again where it is still the one the sweep ran), else from its evaluate.json alone."""
     from pipeline.stages.seeds import summarise_evaluations
 
-    evaluated = read_json(metrics_root / name / "evaluate.json", f"run `pipeline evaluate specs/{name}.yaml` again")
+    def read(folder: str) -> dict:
+        evaluated = read_json(metrics_root / folder / "evaluate.json",
+                              f"run `pipeline evaluate specs/{name}.yaml` again")
+        if isinstance(evaluated.get("headlines"), dict):  # written before the headlines kept the spec's order
+            evaluated["headlines"] = [{"task": key, **value} for key, value in evaluated["headlines"].items()]
+        return evaluated
+
+    evaluated = read(name)
+    kind = {"model": evaluated.get("model", "?"), "dataset": evaluated.get("dataset", "?")}
     sweep_path = metrics_root / name / "seeds.json"
     if sweep_path.is_file():
         sweep = read_json(sweep_path, f"run `pipeline run specs/{name}.yaml --seeds ...` again")
-        if any(run["evaluate_run_id"] == evaluated.get("run_id") for run in sweep.get("runs", [])):
-            return {**sweep, "model": evaluated.get("model", "?"), "dataset": evaluated.get("dataset", "?")}
-    headlines = evaluated.get("headlines", [])
-    if isinstance(headlines, dict):  # written before the headlines kept the spec's order
-        headlines = [{"task": key, **value} for key, value in headlines.items()]
-    return {**summarise_evaluations(name, [(evaluated.get("seed", 0), name, {**evaluated, "headlines": headlines})]),
-            "model": evaluated.get("model", "?"), "dataset": evaluated.get("dataset", "?")}
+        runs = sweep.get("runs", [])
+        if any(run["evaluate_run_id"] == evaluated.get("run_id") for run in runs):
+            each = [(run["seed"], run["name"], read(run["name"])) for run in runs
+                    if (metrics_root / run["name"] / "evaluate.json").is_file()]
+            if [ev.get("run_id") for _, _, ev in each] == [run["evaluate_run_id"] for run in runs]:
+                return {**summarise_evaluations(name, each), **kind}
+            return {**sweep, **kind}
+    return {**summarise_evaluations(name, [(evaluated.get("seed", 0), name, evaluated)]), **kind}
 
 
 def rows(name: str, found: dict) -> list[list[str]]:

@@ -133,4 +133,20 @@ def summarise_evaluations(name: str, evaluations: list[tuple[int, str, dict]]) -
             for seed, run, ev in evaluations]
     base = next((r for r in runs if r["name"] == name), runs[0])
     return {"spec": name, "spec_hash": base["spec_hash"], "seeds": [seed for seed, _, _ in evaluations],
-            "runs": runs, "headlines": aggregate([ev["headlines"] for _, _, ev in evaluations])}
+            "runs": runs, "headlines": aggregate([ev["headlines"] for _, _, ev in evaluations]),
+            "metrics": task_metrics([ev for _, _, ev in evaluations])}
+
+
+def task_metrics(evaluations: list[dict]) -> dict[str, dict[str, dict]]:
+    """Every number each downstream task reported (spikes, energy, per-fraction accuracies, ...),
+    its mean and spread over the seeds: what the README's prose may quote besides the headlines."""
+    out: dict[str, dict[str, dict]] = {}
+    for headline in evaluations[0].get("headlines", []):
+        task = headline["task"]
+        names = [key for key, value in evaluations[0].get(task, {}).items()
+                 if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        found = {key: _stats([float(ev[task][key]) for ev in evaluations])
+                 for key in names if all(isinstance(ev.get(task, {}).get(key), (int, float)) for ev in evaluations)}
+        if found:
+            out[task] = found
+    return out
