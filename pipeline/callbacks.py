@@ -6,6 +6,7 @@ import math
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -106,6 +107,25 @@ class RngState(pl.Callback):
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class TrainingClock(pl.Callback):
+    """Training time across interruptions: a checkpoint carries the seconds trained before it, so
+    a resumed run reports the whole training's wall time, not only its own share."""
+
+    def __init__(self) -> None:
+        self.before = 0.0
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict:
+        return {"elapsed_s": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = float(state_dict.get("elapsed_s", 0.0))
+        self.started = time.perf_counter()
 
 
 class EpochMetricsInCheckpoint(pl.Callback):

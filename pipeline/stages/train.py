@@ -71,6 +71,7 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
         FiniteLoss,
         GracefulInterrupt,
         RngState,
+        TrainingClock,
     )
 
     logger = run.lightning_logger(resumed=resumed, step_offset=offset)
@@ -82,6 +83,7 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
         CheckpointOnException(folder),
         FiniteLoss(),
         RngState(),
+        TrainingClock(),
         EpochMetricsInCheckpoint(),
         TQDMProgressBar(refresh_rate=10),
     ]
@@ -118,6 +120,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     import torch
 
     from pipeline import plots, tracking
+    from pipeline.callbacks import TrainingClock
     from pipeline.data.datamodule import load_splits
     from pipeline.models.base import Phase
     from pipeline.upstream import lineage, register
@@ -159,12 +162,14 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
     out.mkdir(parents=True, exist_ok=True)
     # Phases finished by the run being resumed, with the global step each ended at.
     progress: dict[str, int] = dict(previous.get("phases_done", {}))
+    # Seconds spent on the phases finished before (by an interrupted run); each fitted phase adds its own.
+    trained_s = float(previous.get("trained_s", 0.0)) if progress else 0.0
 
     def record(finished: bool) -> dict:
         return {"run_id": run.run_id, "spec_hash": spec_hash(spec), "training_hash": training_hash(spec),
                 "tracking_uri": run.uri, "finished": finished, "input_shape": list(splits.input_shape),
                 "num_classes": splits.num_classes, "classes": list(splits.classes or ()), "code": code,
-                "upstream": lineage_ids, "phases_done": progress}
+                "upstream": lineage_ids, "phases_done": progress, "trained_s": round(trained_s, 1)}
 
     def checkpoints(phase: Phase) -> Path:
         return out / "checkpoints" if len(phases) == 1 else out / "checkpoints" / phase.name
@@ -200,6 +205,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             trainer = _fit(spec, model, phase, checkpoints(phase), run, offset, resume_run_id is not None,
                            checkpoint, out)
             steps = offset + trainer.global_step
+            trained_s += next(c for c in trainer.callbacks if isinstance(c, TrainingClock)).elapsed()
             own_steps += trainer.global_step - (
                 torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"] if checkpoint else 0)
             if not trainer.is_global_zero:
@@ -228,7 +234,8 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             "spec_hash": spec_hash(spec),
             "epochs": trainer.current_epoch if trainer else phases[-1].max_epochs,
             "steps": steps,
-            "wall_time_s": round(wall, 1),
+            "wall_time_s": round(trained_s, 1),  # the whole training's, interruptions left out
+            "wall_time_this_process_s": round(wall, 1),
             "examples_per_s": round(seen / wall, 1) if wall else 0.0,
             "train_loss": final.get("train/loss_epoch"),
             "val_accuracy": final.get(model.validation_metric),  # online probe, or the network itself
