@@ -198,7 +198,10 @@ def report(
                             "e.g. `pipeline report --publish specs/quickstart.yaml`")
     stages.report([spec.name for spec in loaded] or None)
     if publish:
-        for path in write_results([s.name for s in loaded], {s.name: s.description for s in loaded}):
+        from pipeline.tracking import tracking_uri
+
+        for path in write_results([s.name for s in loaded], {s.name: s.description for s in loaded},
+                                  tracking_uri(loaded[0])):
             typer.echo(f"wrote {path}")
 
 

@@ -147,7 +147,32 @@ BEGIN = "<!-- results table: written by `pipeline report --readme` from results/
 END = "<!-- end of results table -->"
 
 
-def publish(names: list[str], descriptions: dict[str, str]) -> list[Path]:
+def training_provenance(runs: list[dict], uri: str) -> None:
+    """Each run's training commit and wall time, from its MLflow training run (in place): the
+    evaluation records its own commit; the encoder it read may have been trained at another."""
+    import mlflow
+
+    from pipeline.tracking import open_store
+
+    try:
+        client, _ = open_store(uri, "Default")
+    except mlflow.exceptions.MlflowException:
+        return
+    for run in runs:
+        if not run.get("pretrain_run_id"):
+            continue
+        try:
+            found = client.get_run(run["pretrain_run_id"]).data
+        except mlflow.exceptions.MlflowException:
+            continue
+        run["training_git_commit"] = found.tags.get("git_commit")
+        run["training_git_dirty"] = found.tags.get("git_dirty") == "true"
+        if not run.get("training_wall_time_s") and "wall_time_s" in found.metrics and \
+                run.get("upstream", {}).get("training"):
+            run["training_wall_time_s"] = found.metrics["wall_time_s"]
+
+
+def publish(names: list[str], descriptions: dict[str, str], uri: str | None = None) -> list[Path]:
     """results/<name>.json for each named spec (committed: what the README quotes): every figure
     with its spread, validation figure and baselines, and per seed the commit, spec and training
     hashes, MLflow run ids, the dataset's content hash, wall times and the machine."""
@@ -157,7 +182,9 @@ def publish(names: list[str], descriptions: dict[str, str]) -> list[Path]:
         if not (metrics_root / name / "evaluate.json").is_file():
             raise PipelineError(f"{name} has not been evaluated yet: run `pipeline run specs/{name}.yaml` first")
         found = figures(name, metrics_root)
-        dirty = [run["name"] for run in found["runs"] if run.get("git_dirty")]
+        if uri:
+            training_provenance(found["runs"], uri)
+        dirty = [run["name"] for run in found["runs"] if run.get("git_dirty") or run.get("training_git_dirty")]
         if dirty:
             log.warning("publish %s: %s ran on uncommitted changes; commit and rerun for a traceable figure",
                         name, ", ".join(dirty))
@@ -180,8 +207,14 @@ def readme_table(root: Path) -> str:
         found = read_json(path, f"rewrite it with `pipeline report --publish specs/{path.stem}.yaml`")
         runs = found["runs"]
         wall = sum(r.get("wall_time_s", 0) + r.get("training_wall_time_s", 0) for r in runs) / max(len(runs), 1)
-        commits = sorted({(r.get("git_commit") or "unknown")[:7] + ("+" if r.get("git_dirty") else "")
-                          for r in runs})
+        def short(commit: str | None, dirty: bool | None) -> str:
+            return (commit or "unknown")[:7] + ("+" if dirty else "")
+
+        trained = sorted({short(r.get("training_git_commit"), r.get("training_git_dirty")) for r in runs
+                          if r.get("training_git_commit")})
+        evaluated = sorted({short(r.get("git_commit"), r.get("git_dirty")) for r in runs})
+        commits = evaluated if not trained or trained == evaluated else \
+            [f"trained {', '.join(trained)}; evaluated {', '.join(evaluated)}"]
         for headline in found["headlines"]:
             unit = headline.get("unit", "accuracy")
             baselines = "; ".join(f"{n} {spread(v, unit)}" for n, v in headline.get("baselines", {}).items())
