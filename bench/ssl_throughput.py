@@ -146,7 +146,7 @@ def cores() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", default="specs/quickstart.yaml")
+    parser.add_argument("--spec", default="specs/swav_fmnist.yaml", help="a SwAV spec: its model and optimiser")
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=MIN_EPOCHS,
                         help=f"timed epochs per configuration (>= {MIN_EPOCHS})")
@@ -155,8 +155,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--peer-workers", type=worker_counts, default=[0, 1, 2],
                         help="the peer's DataLoader worker counts to run, comma-separated; its best is compared")
-    parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default=None,
-                        help="model compute of both paths; default: the spec's train.precision")
+    parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true",
+                        help="model compute of both paths")
     parser.add_argument("--probe-examples", type=int, default=None,
                         help="cap each split of the linear probe at this many examples (for smoke runs); default all")
     args = parser.parse_args()
@@ -170,7 +170,7 @@ def main() -> None:
     images = splits.train["input"]
     if len(images) < args.batch_size:
         parser.error(f"{len(images)} images do not make one batch of {args.batch_size}")
-    precision = args.precision or spec.train.precision
+    precision = args.precision
     bf16 = precision == "bf16-mixed"
     lr = spec.train.optimizer.lr
     crops = spec.model.multicrop
