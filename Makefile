@@ -47,7 +47,7 @@ test-fast: setup ## Run the suite without the slow end-to-end tests
 ui: setup ## Open the MLflow UI on the project's store at http://127.0.0.1:$(PORT)
 	$(BIN)/pipeline ui --port $(PORT)
 
-bench: setup data ## SwAV throughput: batched augmentations vs lightly's per-image pipeline
+bench: setup data ## SwAV throughput: batched augmentations vs lightly's per-image pipeline at 0/1/2 workers
 	$(BIN)/python bench/ssl_throughput.py
 
 bench-overhead: setup data ## What checkpoint writes and MLflow logging cost a training step
