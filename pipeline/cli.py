@@ -185,6 +185,8 @@ def report(
     from pipeline.stages.report import publish as write_results
     from pipeline.stages.report import readme as readme_table
 
+    if check and not readme:
+        raise PipelineError("--check goes with --readme: `pipeline report --readme --check`")
     if readme:
         current = readme_table(check=check)
         if check and not current:

@@ -98,6 +98,9 @@ def test_results_files_carry_the_provenance_and_the_readme_table_is_made_from_th
     assert "| a | swav | fashion_mnist | linear_probe | linear probe: **90.4 ± 0.4%** | 90.6 ± 0.4% |" in summary
     assert "| b | swav | fashion_mnist | linear_probe | linear probe: **70.0%** | 70.2% |" in summary
     assert "a-seed1" not in summary
+    # A folder a wider sweep left behind is not a spec of its own either.
+    _fake_evaluation(project, "a-seed7", 7, 0.5)
+    assert "a-seed7" not in report()
 
     (path,) = publish(["a"], {"a": "SwAV, tiny"})
     assert path == project / "results" / "a.json"
@@ -157,10 +160,11 @@ def test_a_spec_runs_over_seeds_and_an_interrupted_sweep_continues(fmnist: Path)
     values = sweep["headlines"][0]["value"]["values"]
     assert len(set(values)) > 1  # the seeds differ
     assert sweep["headlines"][0]["value"]["mean"] == pytest.approx(sum(values) / 3)
-    hashes = {json.loads((fmnist / "artifacts" / n / "pretrain" / "run.json").read_text())["training_hash"]
-              for n in ("t", "t-seed1", "t-seed2")}
-    assert len(hashes) == 3
+    assert [json.loads((fmnist / "metrics" / n / "evaluate.json").read_text())["seed"]
+            for n in ("t", "t-seed1", "t-seed2")] == [0, 1, 2]
     summary = (fmnist / "reports" / "summary.md").read_text()
     assert "| 3 (0, 1, 2) |" in summary and "t-seed1 |" not in summary
     bad = run("--seeds", "0,x")
     assert bad.returncode == 1 and "--seeds takes distinct non-negative integers" in bad.stderr
+    without_own = run("--seeds", "1,2")
+    assert without_own.returncode == 1 and "must include the spec's own seed (0)" in without_own.stderr

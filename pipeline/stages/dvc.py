@@ -33,7 +33,7 @@ CODE = {
     "evaluate": ["pipeline/stages/evaluate.py", "pipeline/upstream.py", "pipeline/evaluators",
                  "pipeline/models/__init__.py", "pipeline/models/base.py", "pipeline/models/backbones.py",
                  "pipeline/data", "pipeline/spec/components.py", "pipeline/spec/experiment.py"],
-    "report": ["pipeline/stages/report.py"],
+    "report": ["pipeline/stages/report.py", "pipeline/stages/seeds.py"],
 }
 """The code each stage's result depends on, beside the family's own folder (paths from the
 folder that holds the `pipeline` package)."""
@@ -198,7 +198,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
             "params": params,
             "deps": ["${item.data}", "${item.encoder}", "${item.evaluated}",
                      *code_deps("pretrain", *(p for p in CODE["evaluate"] if p not in CODE["pretrain"]),
-                                "${item.family}")],
+                                "pipeline/stages/seeds.py", "${item.family}")],
             "metrics": [{"metrics/${key}/seeds.json": {"cache": False}}]}},
         "report": {"foreach": report, "do": {
             "cmd": "pipeline report specs/${key}.yaml",

@@ -104,7 +104,12 @@ def references(datasets: set[str]) -> str:
 
 def seed_variants(metrics_root: Path) -> set[str]:
     """Folders of the other seeds of a sweep (`<name>-seed<s>`): shown in their spec's row."""
-    names = set()
+    import re
+
+    # A sweep's other seeds, and folders a narrower sweep left behind (<name>-seed<s> of a spec).
+    names = {path.parent.name for path in metrics_root.glob("*-seed*/evaluate.json")
+             if (found := re.fullmatch(r"(.+)-seed\d+", path.parent.name))
+             and (metrics_root / found.group(1) / "evaluate.json").is_file()}
     for path in metrics_root.glob("*/seeds.json"):
         try:
             runs = json.loads(path.read_text()).get("runs", [])

@@ -71,6 +71,10 @@ def run_seeds(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int]) ->
     setup_logging()
     from pipeline import stages
 
+    if spec.seed not in seeds:
+        raise PipelineError(f"{spec.name}: the seeds must include the spec's own seed ({spec.seed}), whose outputs "
+                            f"carry the spec's name and which DVC's stages train: e.g. --seeds "
+                            f"{','.join(map(str, [spec.seed, *seeds]))}, or set the spec's seed to one of them")
     stages.fetch(spec)
     evaluations = []
     for index, seed in enumerate(seeds, start=1):
