@@ -32,10 +32,19 @@ def spread(stats: dict | None, unit: str) -> str:
         return "-"
     if stats.get("std") is None:
         return figure(stats["mean"], unit)
-    text = figure(stats["mean"], unit)
-    number, suffix = (text[:-1], "%") if text.endswith("%") else (text, "")
-    scale = 100 if unit == "accuracy" else 1
-    return f"{number} ± {scale * stats['std']:.{1 if unit == 'accuracy' else 2}f}{suffix}"
+    if unit == "accuracy":
+        return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}%"
+    return f"{figure(stats['mean'], unit)} ± {stats['std']:.2f}"
+
+
+def wall_per_seed(runs: list[dict]) -> float:
+    """Training plus evaluation, in seconds, averaged over a sweep's runs."""
+    return sum(r.get("wall_time_s", 0) + r.get("training_wall_time_s", 0) for r in runs) / max(len(runs), 1)
+
+
+def baselines_text(headline: dict) -> str:
+    unit = headline.get("unit", "accuracy")
+    return "; ".join(f"{n} {spread(v, unit)}" for n, v in headline.get("baselines", {}).items()) or "-"
 
 
 def figures(name: str, metrics_root: Path) -> dict:
@@ -58,7 +67,7 @@ def figures(name: str, metrics_root: Path) -> dict:
         sweep = read_json(sweep_path, f"run `pipeline run specs/{name}.yaml --seeds ...` again")
         runs = sweep.get("runs", [])
         if any(run["evaluate_run_id"] == evaluated.get("run_id") for run in runs):
-            each = [(run["seed"], run["name"], read(run["name"])) for run in runs
+            each = [(run["seed"], run["name"], evaluated if run["name"] == name else read(run["name"])) for run in runs
                     if (metrics_root / run["name"] / "evaluate.json").is_file()]
             if [ev.get("run_id") for _, _, ev in each] == [run["evaluate_run_id"] for run in runs]:
                 return {**summarise_evaluations(name, each), **kind}
@@ -68,16 +77,15 @@ def figures(name: str, metrics_root: Path) -> dict:
 
 def rows(name: str, found: dict) -> list[list[str]]:
     runs = found["runs"]
-    wall = sum(r.get("wall_time_s", 0) + r.get("training_wall_time_s", 0) for r in runs) / max(len(runs), 1)
+    wall = wall_per_seed(runs)
     base = next((r for r in runs if r["name"] == name), runs[0])
     seeds = f"{len(runs)} ({', '.join(str(r['seed']) for r in runs)})"
     out = []
     for headline in found["headlines"]:
         unit = headline.get("unit", "accuracy")
-        baselines = "; ".join(f"{n} {spread(v, unit)}" for n, v in headline.get("baselines", {}).items())
         out.append([name, found.get("model", "?"), found.get("dataset", "?"), headline["task"],
                     f"{headline['label']}: **{spread(headline['value'], unit)}**",
-                    spread(headline.get("validation"), unit), baselines or "-", seeds, f"{wall / 60:.1f} min",
+                    spread(headline.get("validation"), unit), baselines_text(headline), seeds, f"{wall / 60:.1f} min",
                     base.get("evaluate_run_id", "-")])
     return out or [[name, found.get("model", "?"), found.get("dataset", "?"), "-",
                     "evaluated by an older version: rerun `pipeline evaluate`", "-", "-", seeds,
@@ -156,13 +164,9 @@ def training_provenance(runs: list[dict], uri: str) -> None:
     """Each run's training commit and wall time, from its MLflow training run (in place): the
     evaluation records its own commit; the encoder it read may have been trained at another."""
     import mlflow
+    from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking import open_store
-
-    try:
-        client, _ = open_store(uri, "Default")
-    except mlflow.exceptions.MlflowException:
-        return
+    client = MlflowClient(tracking_uri=uri)
     for run in runs:
         if not run.get("pretrain_run_id"):
             continue
@@ -211,7 +215,7 @@ def readme_table(root: Path) -> str:
     for path in sorted((root / RESULTS_DIR).glob("*.json")):
         found = read_json(path, f"rewrite it with `pipeline report --publish specs/{path.stem}.yaml`")
         runs = found["runs"]
-        wall = sum(r.get("wall_time_s", 0) + r.get("training_wall_time_s", 0) for r in runs) / max(len(runs), 1)
+        wall = wall_per_seed(runs)
         def short(commit: str | None, dirty: bool | None) -> str:
             return (commit or "unknown")[:7] + ("+" if dirty else "")
 
@@ -222,10 +226,9 @@ def readme_table(root: Path) -> str:
             [f"trained {', '.join(trained)}; evaluated {', '.join(evaluated)}"]
         for headline in found["headlines"]:
             unit = headline.get("unit", "accuracy")
-            baselines = "; ".join(f"{n} {spread(v, unit)}" for n, v in headline.get("baselines", {}).items())
             lines.append([f"`{found['spec']}`", found.get("description", ""), headline["label"],
                           f"**{spread(headline['value'], unit)}**", spread(headline.get("validation"), unit),
-                          baselines or "-", str(len(runs)), f"{wall / 60:.1f} min", ", ".join(commits)])
+                          baselines_text(headline), str(len(runs)), f"{wall / 60:.1f} min", ", ".join(commits)])
     return table(lines, README_COLUMNS) if lines else "No results published yet.\n"
 
 
