@@ -148,15 +148,22 @@ def run(
     seeds: Annotated[str | None, typer.Option(
         help="Run the spec once per seed, e.g. 0,1,2 (default: the spec's `seeds`, else its `seed`), and report "
              "each figure's mean and spread; a seed already trained and evaluated is kept.")] = None,
+    jobs: Annotated[int, typer.Option(
+        help="With several seeds: how many train at once, each in its own process (a GPU or many cores "
+             "shared); the cores are divided among them.")] = 1,
 ) -> None:
     """Every stage of a spec in one process: fetch, pretrain, evaluate, report."""
     from pipeline import stages
 
     loaded = _load(spec, set_)
+    if jobs != 1 and seeds is None and not loaded.seeds:
+        from pipeline.errors import PipelineError
+
+        raise PipelineError(f"--jobs runs seeds at once: give the seeds too, e.g. --seeds 0,1,2 --jobs {jobs}")
     if seeds is not None or loaded.seeds:
         from pipeline.stages.seeds import parse_seeds, run_seeds
 
-        run_seeds(loaded, spec, parse_seeds(seeds) if seeds is not None else loaded.seeds)
+        run_seeds(loaded, spec, parse_seeds(seeds) if seeds is not None else loaded.seeds, jobs)
         stages.report()  # reports/summary.md (reports/<name>.md is the DVC report stage's)
         return
     stages.fetch(loaded)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,8 +151,9 @@ def test_a_spec_runs_over_seeds_and_an_interrupted_sweep_continues(fmnist: Path)
         return subprocess.run([sys.executable, "-m", "pipeline", "run", "specs/t.yaml", *args], cwd=fmnist,
                               env=env, capture_output=True, text=True, timeout=600)
 
-    first = run("--seeds", "0,1")
+    first = run("--seeds", "0,1", "--jobs", "2")  # both seeds at once, each in a process of its own
     assert first.returncode == 0, first.stderr[-3000:]
+    assert re.search(r"2 seeds, 2 at a time, \d+ torch thread\(s\) each", first.stderr)
     second = run("--seeds", "0,1,2")  # seeds 0 and 1 are current: kept, only seed 2 runs
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stderr.count("is current") == 4  # two trainings and two evaluations kept
@@ -166,5 +168,6 @@ def test_a_spec_runs_over_seeds_and_an_interrupted_sweep_continues(fmnist: Path)
     assert "| 3 (0, 1, 2) |" in summary and "t-seed1 |" not in summary
     bad = run("--seeds", "0,x")
     assert bad.returncode == 1 and "--seeds takes distinct non-negative integers" in bad.stderr
+    assert "--jobs takes a positive number" in run("--seeds", "0,1", "--jobs", "0").stderr
     without_own = run("--seeds", "1,2")
     assert without_own.returncode == 1 and "must include the spec's own seed (0)" in without_own.stderr

@@ -3,7 +3,9 @@ spec that lists `seeds:`). Each seed is the spec with that seed; the spec's own 
 spec's name (its outputs are the ones `pipeline run SPEC` and DVC's stages write), every other seed
 s is named `<name>-seed<s>`, in the same MLflow experiment. A seed whose training and evaluation
 are current (same configuration, code and upstream runs) is kept, so an interrupted sweep
-continues where it stopped. `metrics/<name>/seeds.json` holds each seed's runs and, per downstream
+continues where it stopped. With `--jobs N`, N seeds train at once, each in a process of its own
+(one GPU or a many-core machine is shared; each process gets its share of torch's threads).
+`metrics/<name>/seeds.json` holds each seed's runs and, per downstream
 task, the mean and spread of its headline figure, its validation figure and its baselines."""
 
 from __future__ import annotations
@@ -65,30 +67,84 @@ def evaluation_is_current(spec: ExperimentSpec, spec_path: Path | None) -> dict 
     return evaluated
 
 
-def run_seeds(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int]) -> dict:
-    """Train (where the spec trains a model) and evaluate the spec once per seed, then write
-    metrics/<name>/seeds.json with the spread of every headline figure."""
+def parse_jobs(jobs: int, seeds: list[int]) -> int:
+    """How many seeds run at once: at least 1, at most one per seed."""
+    if jobs < 1:
+        raise PipelineError(f"--jobs takes a positive number of processes, e.g. --jobs 3 (got {jobs})")
+    return min(jobs, len(seeds))
+
+
+def run_one_seed(spec: ExperimentSpec, spec_path: Path | None, seed: int, index: int, total: int,
+                 threads: int | None = None) -> dict:
+    """Train (where the spec trains a model) and evaluate one seed's variant, keeping what is
+    current; its evaluate.json. `threads`: torch's intra-op threads for a worker process."""
     setup_logging()
     from pipeline import stages
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    run = variant(spec, seed)
+    log.info("seeds %s: seed %d (%d of %d) as %s", spec.name, seed, index, total, run.name)
+    if run.model is not None:
+        stages.pretrain(run, spec_path, auto_resume=True)
+    evaluated = evaluation_is_current(run, spec_path)
+    if evaluated is not None:
+        log.info("seeds %s: the evaluation of %s is current (run %s): kept", spec.name, run.name, evaluated["run_id"])
+        return evaluated
+    return stages.evaluate(run, spec_path)
+
+
+def _in_parallel(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int], jobs: int) -> list[dict]:
+    """Each seed in a worker process, `jobs` at a time. Every seed runs to its end even when
+    another fails (what they wrote is kept); then the first failure is raised."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    import torch
+
+    # The threads one process would use (OMP_NUM_THREADS, else the cores), shared among the jobs.
+    threads = max(1, min(cores, torch.get_num_threads()) // jobs)
+    log.info("seeds %s: %d seeds, %d at a time, %d torch thread(s) each", spec.name, len(seeds), jobs, threads)
+    # spawn: a fresh interpreter per worker (CUDA cannot be forked once initialised).
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_one_seed, spec, spec_path, seed, index, len(seeds), threads)
+                   for index, seed in enumerate(seeds, start=1)]
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except Exception as err:  # noqa: BLE001 - re-raised below, after the other seeds finish
+                outcomes.append(err)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes
+
+
+def run_seeds(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int], jobs: int = 1) -> dict:
+    """Train (where the spec trains a model) and evaluate the spec once per seed (`jobs` seeds at
+    once), then write metrics/<name>/seeds.json with the spread of every headline figure."""
+    setup_logging()
+    from pipeline import stages
+
+    jobs = parse_jobs(jobs, seeds)
     if spec.seed not in seeds:
         raise PipelineError(f"{spec.name}: the seeds must include the spec's own seed ({spec.seed}), whose outputs "
                             f"carry the spec's name and which DVC's stages train: e.g. --seeds "
                             f"{','.join(map(str, [spec.seed, *seeds]))}, or set the spec's seed to one of them")
     stages.fetch(spec)
-    evaluations = []
-    for index, seed in enumerate(seeds, start=1):
-        run = variant(spec, seed)
-        log.info("seeds %s: seed %d (%d of %d) as %s", spec.name, seed, index, len(seeds), run.name)
-        if run.model is not None:
-            stages.pretrain(run, spec_path, auto_resume=True)
-        evaluated = evaluation_is_current(run, spec_path)
-        if evaluated is not None:
-            log.info("seeds %s: the evaluation of %s is current (run %s): kept", spec.name, run.name,
-                     evaluated["run_id"])
-        else:
-            evaluated = stages.evaluate(run, spec_path)
-        evaluations.append((seed, run.name, evaluated))
+    if jobs > 1:
+        evaluated = _in_parallel(spec, spec_path, seeds, jobs)
+    else:
+        evaluated = [run_one_seed(spec, spec_path, seed, index, len(seeds)) for index, seed in enumerate(seeds, 1)]
+    evaluations = [(seed, variant(spec, seed).name, ev) for seed, ev in zip(seeds, evaluated, strict=True)]
     from pipeline.stages.report import spread
 
     summary = summarise_evaluations(spec.name, evaluations)
