@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.spec.load import load
-from pipeline.stages.report import BEGIN, END, publish, readme, report, spread
+from pipeline.stages.report import BEGIN, END, publish, readme, readme_table, report, spread
 from pipeline.stages.seeds import aggregate, parse_seeds, variant
 from tests.conftest import ROOT, needs_fashion_mnist, tiny_spec
 
@@ -121,6 +121,12 @@ def test_results_files_carry_the_provenance_and_the_readme_table_is_made_from_th
     assert ("| `a` | SwAV, tiny | linear probe | **90.4 ± 0.4%** | 90.6 ± 0.4% | raw input 84.5 ± 0.0% | 3 | "
             "3.0 min | abc1234 |") in text
     assert readme(check=True) is True
+    # A figure made on a GPU says so beside its time.
+    gpu_run = dict(published, runs=[{**r, "machine": {**r["machine"], "gpu": "NVIDIA H200"}}
+                                    for r in published["runs"]])
+    path.write_text(json.dumps(gpu_run))
+    assert "| 3 | 3.0 min (NVIDIA H200) | abc1234 |" in readme_table(project)
+    path.write_text(json.dumps(published))
     # Editing a result without regenerating the table is caught.
     published["headlines"][0]["value"]["mean"] = 0.95
     path.write_text(json.dumps(published))

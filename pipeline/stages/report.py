@@ -224,11 +224,13 @@ def readme_table(root: Path) -> str:
         evaluated = sorted({short(r.get("git_commit"), r.get("git_dirty")) for r in runs})
         commits = evaluated if not trained or trained == evaluated else \
             [f"trained {', '.join(trained)}; evaluated {', '.join(evaluated)}"]
+        gpus = sorted({r["machine"]["gpu"] for r in runs if (r.get("machine") or {}).get("gpu")})
+        time = f"{wall / 60:.1f} min" + (f" ({', '.join(gpus)})" if gpus else "")
         for headline in found["headlines"]:
             unit = headline.get("unit", "accuracy")
             lines.append([f"`{found['spec']}`", found.get("description", ""), headline["label"],
                           f"**{spread(headline['value'], unit)}**", spread(headline.get("validation"), unit),
-                          baselines_text(headline), str(len(runs)), f"{wall / 60:.1f} min", ", ".join(commits)])
+                          baselines_text(headline), str(len(runs)), time, ", ".join(commits)])
     return table(lines, README_COLUMNS) if lines else "No results published yet.\n"
 
 
