@@ -111,6 +111,28 @@ def lines(series: dict[str, list[tuple[float, float]]], title: str, xlabel: str,
     return path
 
 
+def free_running(trials: list[tuple[int, dict[str, tuple[np.ndarray, np.ndarray]]]], title: str,
+                 path: Path) -> Path:
+    """Forecasts that run free, one panel per trial (t0, {name: (steps, values)}): the first line
+    the true series (from before t0, what the forecasters read), the others their forecasts from
+    t0 on, dashed; a dotted line marks t0, where they start feeding their own predictions back."""
+    fig, axes = plt.subplots(len(trials), 1, figsize=(8, 2.4 * len(trials)), squeeze=False)
+    for ax, (start, series) in zip(axes[:, 0], trials, strict=True):
+        for index, (name, (steps, values)) in enumerate(series.items()):
+            ax.plot(steps, values, label=name, linewidth=1.6 if index == 0 else 1,
+                    color="black" if index == 0 else None, linestyle="-" if index == 0 else "--")
+        ax.axvline(start, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylabel("value")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, ncol=len(trials[0][1]), loc="lower left", bbox_to_anchor=(0, 1))  # above the data
+    axes[-1, 0].set_xlabel("time step of the test series")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # ---------------------------------------------------------------- spiking networks
 
 

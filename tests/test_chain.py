@@ -53,6 +53,10 @@ QUICK_CPC = {"cpc_fmnist_quick": "fashion_mnist", "cpc_mnist1d_quick": "mnist1d"
 # The spiking networks too: each is scored itself and logs its spikes, whatever its kind.
 QUICK_SPIKING = {"snn_conv_fmnist_quick": "fashion_mnist", "lsnn_mnist1d_quick": "mnist1d",
                  "snn_temporal_fmnist_quick": "fashion_mnist"}
+# Continuous-time and reservoir networks: a CT-RNN on irregular samples, an ESN forecasting a series,
+# a neural ODE, each scored by its tasks.
+QUICK_CONTINUOUS = {"ct_rnn_mnist1d_irregular_quick": "mnist1d_irregular", "esn_mackey_glass_quick": "mackey_glass",
+                    "neural_ode_mnist1d_quick": "mnist1d"}
 
 # A spec that trains nothing of its own: few-label fine-tuning on tiny_a's encoder.
 FEWLABEL = """\
@@ -86,7 +90,7 @@ def repo(tmp_path_factory) -> Path:
     for name in ("tiny_a", "tiny_b"):
         (repo / "specs" / f"{name}.yaml").write_text(TINY.format(name=name))
     (repo / "specs" / "tiny_fewlabel.yaml").write_text(FEWLABEL)
-    for name in (*QUICK_CPC, *QUICK_SPIKING):
+    for name in (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS):
         shutil.copy(ROOT / "specs" / f"{name}.yaml", repo / "specs")
     sh("pipeline", "dvc", cwd=repo)
     sh("pipeline", "dvc", "--check", cwd=repo)
@@ -172,6 +176,34 @@ def test_a_spiking_network_is_scored_itself_and_logs_its_spikes(repo: Path, name
     model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
     network = f"{100 * metrics['network/accuracy']:.1f}%"
     assert f"| {name} | {model} | {dataset} | network | the network itself: **{network}** |" in report
+
+
+@pytest.mark.parametrize(("name", "dataset"), QUICK_CONTINUOUS.items())
+def test_a_continuous_time_or_reservoir_network_is_scored_by_its_tasks(repo: Path, name: str, dataset: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    evaluate = runs["evaluate"]
+    assert evaluate.info.status == "FINISHED"
+    metrics = evaluate.data.metrics
+    assert metrics["network_stats/parameters"] > 0 and metrics["network_stats/inference_ms_per_sequence"] > 0
+    assert 0 < metrics["network_stats/synapses_used"] <= metrics["network_stats/synapses_dense"]
+    files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    if dataset == "mackey_glass":  # a series: forecast, against persistence and ridge on lagged values
+        for key in ("nrmse_one_step", "nrmse_free_running", "persistence_nrmse_one_step", "ridge_nrmse_one_step"):
+            assert metrics[f"forecast/{key}"] > 0, key
+        assert metrics["forecast/nrmse_one_step"] < metrics["forecast/persistence_nrmse_one_step"]
+        assert "val/nrmse" in runs["pretrain"].data.metrics
+        headline = "forecast | one-step NRMSE"
+    else:
+        assert metrics["network/accuracy"] > 0.15 and "confusion_network.png" in files  # chance is 0.1
+        assert "val/accuracy" in runs["pretrain"].data.metrics
+        headline = "network | the network itself"
+    if name.startswith("ct_rnn"):  # its time constants; its accuracy as noise grows
+        assert 0 < metrics["network_stats/tau_min"] <= metrics["network_stats/tau_max"]
+        assert "noise_robustness/accuracy_noise_0.5" in metrics and "noise_robustness.png" in files
+    if name.startswith("neural_ode"):
+        assert metrics["network_stats/nfe"] > 0
+    model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
+    assert f"| {name} | {model} | {dataset} | {headline}" in (repo / "reports" / f"{name}.md").read_text()
 
 
 def test_outputs_and_report(repo: Path):

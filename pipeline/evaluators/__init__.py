@@ -102,8 +102,50 @@ class ExportFeaturesSpec(Strict):
     kind: Literal["export_features"] = "export_features"
 
 
+class NetworkStatsSpec(Strict):
+    """What the network is made of and costs: parameters, synapses used against a dense network
+    of the same neurons, time-constant statistics, solver function evaluations (ODE kinds),
+    training wall time and inference time per sequence."""
+
+    kind: Literal["network_stats"] = "network_stats"
+    timing_repeats: int = Field(5, gt=0, description="Passes over the test split timed; the median is reported.")
+
+
+class NoiseRobustnessSpec(Strict):
+    """The network's test accuracy as Gaussian noise is added to its inputs (the values, never a
+    time channel), the noise's standard deviation a multiple of the training inputs' own: a curve
+    PNG, and the accuracy at the largest level as the headline."""
+
+    kind: Literal["noise_robustness"] = "noise_robustness"
+    levels: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0], min_length=2,
+                                description="Noise standard deviations, as multiples of the input's.")
+    repeats: int = Field(3, gt=0, description="Noise draws per level (seeded); their accuracies are averaged.")
+
+    @model_validator(mode="after")
+    def _check(self) -> NoiseRobustnessSpec:
+        if any(level < 0 for level in self.levels):
+            raise ValueError(f"levels must be >= 0 (got {self.levels})")
+        return self
+
+
+class ForecastSpec(Strict):
+    """Forecasting a series (data with a `target` field): the normalised root-mean-square error
+    (RMSE / standard deviation of the series) of one-step predictions on the test windows, and of
+    free-running predictions (the model's own outputs fed back) over `horizon` steps after
+    `warmup` true steps; against persistence (the last value) and ridge regression on `lags`
+    lagged values, computed the same way. Predicted and true trajectories as a PNG."""
+
+    kind: Literal["forecast"] = "forecast"
+    warmup: int = Field(100, gt=0, description="True steps the model reads before it runs free.")
+    horizon: int = Field(100, gt=0, description="Free-running steps scored.")
+    starts: int = Field(10, gt=0, description="Free-running trials, from evenly spaced points of the test series.")
+    lags: int = Field(20, gt=0, description="The ridge baseline's lagged inputs.")
+    ridge: float = Field(1e-6, ge=0, description="The ridge baseline's L2 strength.")
+
+
 DownstreamSpec = Annotated[
-    LinearProbeSpec | KnnSpec | EmbeddingSpec | NetworkSpec | SpikeStatsSpec | FinetuneSpec | ExportFeaturesSpec,
+    LinearProbeSpec | KnnSpec | EmbeddingSpec | NetworkSpec | SpikeStatsSpec | FinetuneSpec | ExportFeaturesSpec
+    | NetworkStatsSpec | NoiseRobustnessSpec | ForecastSpec,
     Field(discriminator="kind"),
 ]
 
@@ -120,6 +162,8 @@ class EvaluatorEntry:
     writes: str | None = None
     """The modality of the dataset it writes into artifacts/<spec>/evaluate/dataset/ for other
     specs to train on (`upstream: {data: <spec>}`), if it writes one."""
+    data: Literal["labelled", "series", "any"] = "labelled"
+    """The data it scores: labelled (class labels), series (a `target` field to forecast), any."""
 
     def load(self) -> Any:
         return importlib.import_module(self.module).run
@@ -142,13 +186,24 @@ EVALUATORS: dict[str, EvaluatorEntry] = {
                                       frozenset({"encoder"}),
                                       "writes the encoder's features as a dataset other specs train on",
                                       writes="vector"),
+    "network_stats": EvaluatorEntry(NetworkStatsSpec, "pipeline.evaluators.network_stats",
+                                    frozenset({"network_stats"}),
+                                    "parameters, synapses used vs dense, time constants, solver steps, inference time",
+                                    data="any"),
+    "noise_robustness": EvaluatorEntry(NoiseRobustnessSpec, "pipeline.evaluators.noise_robustness",
+                                       frozenset({"classifier"}), "the network's accuracy as input noise grows"),
+    "forecast": EvaluatorEntry(ForecastSpec, "pipeline.evaluators.forecast", frozenset({"forecaster"}),
+                               "one-step and free-running NRMSE against persistence and lagged ridge",
+                               data="series"),
 }
 
 FEATURE_TASKS = ("linear_probe", "knn", "embedding")
 
 
-def default_downstream(provides: frozenset[str]) -> list[dict]:
-    """The tasks a spec runs when it lists none: every default task its model can feed, in an
-    order that keeps evaluation deterministic (feature tasks, then the network's own pass)."""
-    order = ("linear_probe", "knn", "network", "spike_stats", "embedding")
-    return [{"kind": kind} for kind in order if EVALUATORS[kind].needs <= provides]
+def default_downstream(provides: frozenset[str], data: str = "labelled") -> list[dict]:
+    """The tasks a spec runs when it lists none: every default task its model can feed on its
+    data ("labelled" or "series"), in an order that keeps evaluation deterministic (feature
+    tasks, then the network's own pass)."""
+    order = ("linear_probe", "knn", "network", "spike_stats", "forecast", "network_stats", "embedding")
+    return [{"kind": kind} for kind in order
+            if EVALUATORS[kind].needs <= provides and EVALUATORS[kind].data in (data, "any")]

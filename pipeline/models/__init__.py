@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pipeline.models.continuous import CfCSpec, CTRNNSpec, ESNSpec, LTCSpec, NeuralODESpec, RNNSpec
 from pipeline.models.cpc import CPCImageSpec, CPCSequenceSpec
 from pipeline.models.spiking import LSNNSpec, SNNConvSpec, SNNTemporalSpec
 from pipeline.models.swav import SwAVSpec
@@ -29,7 +30,9 @@ class ModelEntry:
     another is rejected at validation."""
     provides: frozenset[str] = frozenset({"encoder"})
     """What its trained model offers downstream tasks (see EvaluatorEntry.needs): "encoder"
-    (features), "classifier" (its own predictions: `predict`), "spikes" (`spike_pass`)."""
+    (features), "classifier" (its own predictions: `predict`), "spikes" (`spike_pass`),
+    "network_stats" (`network_stats()`: parameters, synapses, time constants, solver steps),
+    "forecaster" (`predict_next` and `generate` on a series: the `forecast` task)."""
     takes_encoder: bool = False
     """Whether it can start from an upstream spec's trained encoder (`upstream.encoder`), which
     it then receives as the `encoder` keyword of its constructor."""
@@ -38,6 +41,8 @@ class ModelEntry:
         module_name, class_name = self.module.split(":")
         return getattr(importlib.import_module(module_name), class_name)
 
+
+_SEQUENCE_NET = frozenset({"encoder", "classifier", "network_stats", "forecaster"})
 
 REGISTRY: dict[str, ModelEntry] = {
     "swav": ModelEntry(
@@ -81,5 +86,48 @@ REGISTRY: dict[str, ModelEntry] = {
                 "term), sync pulses, first spike decides",
         modalities=("image",),
         provides=frozenset({"encoder", "classifier", "spikes"}),
+    ),
+    "rnn": ModelEntry(
+        spec=RNNSpec,
+        module="pipeline.models.continuous.module:RNN",
+        summary="GRU or LSTM (torch.nn): the discrete baseline of the continuous-time family, matched in parameters",
+        modalities=("sequence", "series"),
+        provides=_SEQUENCE_NET,
+    ),
+    "ct_rnn": ModelEntry(
+        spec=CTRNNSpec,
+        module="pipeline.models.continuous.module:CTRNN",
+        summary="Continuous-time RNN: learned time constants, Euler steps over each elapsed time",
+        modalities=("sequence", "series"),
+        provides=_SEQUENCE_NET,
+    ),
+    "ltc": ModelEntry(
+        spec=LTCSpec,
+        module="pipeline.models.continuous.module:LTC",
+        summary="Liquid time-constant network (Hasani et al. 2021, ncps): input-dependent time constants; dense or "
+                "NCP wiring",
+        modalities=("sequence", "series"),
+        provides=_SEQUENCE_NET,
+    ),
+    "cfc": ModelEntry(
+        spec=CfCSpec,
+        module="pipeline.models.continuous.module:CfC",
+        summary="Closed-form continuous-time network (Hasani et al. 2022, ncps): no ODE solver; dense or NCP wiring",
+        modalities=("sequence", "series"),
+        provides=_SEQUENCE_NET,
+    ),
+    "esn": ModelEntry(
+        spec=ESNSpec,
+        module="pipeline.models.continuous.esn:ESN",
+        summary="Echo state network (Jaeger 2001): fixed random reservoir, ridge-regression readout in closed form",
+        modalities=("sequence", "series"),
+        provides=_SEQUENCE_NET,
+    ),
+    "neural_ode": ModelEntry(
+        spec=NeuralODESpec,
+        module="pipeline.models.continuous.ode:NeuralODE",
+        summary="Neural ODE classifier (Chen et al. 2018, torchdiffeq): an ODE block, or the ResNet block it replaces",
+        modalities=("sequence",),
+        provides=frozenset({"encoder", "classifier", "network_stats"}),
     ),
 }

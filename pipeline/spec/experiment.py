@@ -159,12 +159,18 @@ class ExperimentSpec(Strict):
             raise ValueError(f"model kind {self.model.kind!r} trains an encoder of its own and cannot start from "
                              "upstream.encoder; drop `model` to run the downstream tasks on the upstream encoder")
         provides = self.provides
+        data = data_kind(self.data.dataset)
         for index, task in enumerate(self.downstream):
-            missing = EVALUATORS[task.kind].needs - provides
+            entry = EVALUATORS[task.kind]
+            missing = entry.needs - provides
             if missing:
                 what = f"model kind {self.model.kind!r}" if self.model else "an upstream encoder"
                 raise ValueError(f"downstream.{index}: {task.kind!r} needs a model that provides "
                                  f"{', '.join(sorted(missing))}; {what} provides {', '.join(sorted(provides))}")
+            if data is not None and entry.data not in (data, "any"):
+                needed = "class labels" if entry.data == "labelled" else "a series to forecast (a `target` field)"
+                raise ValueError(f"downstream.{index}: {task.kind!r} needs {needed}, which dataset "
+                                 f"{self.data.dataset!r} does not have")
         return self
 
     @property
@@ -218,11 +224,26 @@ def spec_hash(spec: ExperimentSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def data_kind(dataset: str | None) -> str | None:
+    """"series" for a dataset to forecast (it has a `target` field), "labelled" for one with class
+    labels, "unlabelled" otherwise; None where it is not known here (another spec's dataset)."""
+    source = DATASETS.get(dataset or "")
+    if source is None:
+        return None
+    if source.field("target") is not None:
+        return "series"
+    return "labelled" if source.labelled else "unlabelled"
+
+
 def downstream_defaults(data: dict) -> list[dict]:
-    """The downstream tasks of a spec (as plain data) that lists none: its model's defaults."""
+    """The downstream tasks of a spec (as plain data) that lists none: its model's defaults for
+    its data."""
     model = data.get("model")
     kind = model.get("kind") if isinstance(model, dict) else getattr(model, "kind", None)
-    return default_downstream(REGISTRY[kind].provides if kind in REGISTRY else frozenset({"encoder"}))
+    section = data.get("data")
+    dataset = section.get("dataset") if isinstance(section, dict) else getattr(section, "dataset", None)
+    kind_of_data = data_kind(dataset if dataset is not None else DataSpec().dataset) or "labelled"
+    return default_downstream(REGISTRY[kind].provides if kind in REGISTRY else frozenset({"encoder"}), kind_of_data)
 
 
 def training_hash(spec: ExperimentSpec) -> str:

@@ -20,9 +20,19 @@ HEADER = ("Test-split figures of each spec's downstream tasks (mean +- standard 
           "split, where settings are chosen.\n\n")
 
 
+COUNTS = ("synapses",)
+"""Units of whole counts: shown as integers ('12,288 synapses'), not to 3 significant digits."""
+
+STD_FORMATS = {"NRMSE": ".2g", **{unit: ",.0f" for unit in COUNTS}}
+"""How a spread over seeds is written where two decimals would blur it: errors well below 1
+('0.0123 NRMSE ± 0.0021'), counts; two decimals otherwise."""
+
+
 def figure(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit in COUNTS:
+        return f"{value:,.0f} {unit}"
     return f"{100 * value:.1f}%" if unit == "accuracy" else f"{value:.3g}{unit if unit == 'x' else ' ' + unit}"
 
 
@@ -34,7 +44,7 @@ def spread(stats: dict | None, unit: str) -> str:
         return figure(stats["mean"], unit)
     if unit == "accuracy":
         return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}%"
-    return f"{figure(stats['mean'], unit)} ± {stats['std']:.2f}"
+    return f"{figure(stats['mean'], unit)} ± {stats['std']:{STD_FORMATS.get(unit, '.2f')}}"
 
 
 def wall_per_seed(runs: list[dict]) -> float:
