@@ -38,6 +38,7 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     from pipeline.data.registry import DATASETS
     from pipeline.evaluators import EVALUATORS, FEATURE_TASKS
     from pipeline.evaluators.context import Context
+    from pipeline.stages.report import figure
     from pipeline.upstream import encoder_source, lineage
 
     started = time.perf_counter()
@@ -81,8 +82,9 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
             run.log_metrics({f"{key}/{name}": value for name, value in outcome.metrics.items()})
             if outcome.headline is not None:
                 headlines.append({"task": key, **outcome.headline.as_dict()})  # in the spec's order
-                baselines = ", ".join(f"{n} {v:.4g}" for n, v in outcome.headline.baselines.items())
-                log.info("  %-12s %s %.4f%s (%.0f s)", key, outcome.headline.label, outcome.headline.value,
+                unit = outcome.headline.unit
+                baselines = ", ".join(f"{n} {figure(v, unit)}" for n, v in outcome.headline.baselines.items())
+                log.info("  %-12s %s %s%s (%.0f s)", key, outcome.headline.label, figure(outcome.headline.value, unit),
                          f"; {baselines}" if baselines else "", time.perf_counter() - task_started)
         wall = time.perf_counter() - started
         trained_for = json.loads((source.folder / "metrics.json").read_text()) \
