@@ -74,7 +74,7 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
            "DVC_NO_ANALYTICS": "1"}
     env.pop("PIPELINE_ROOT", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=1800)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
