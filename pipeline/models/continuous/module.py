@@ -174,14 +174,10 @@ class RecurrentEncoder(nn.Module):
         self.time_scale = time_scale
         self.out_dim = core.out_dim
 
-    def _steps(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sequence(self, inputs: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         x = inputs.transpose(1, 2)  # [B, L, C]
         elapsed = x[..., -1:] if self.elapsed else x.new_ones(x.shape[0], x.shape[1], 1)
-        return x, elapsed * self.time_scale
-
-    def sequence(self, inputs: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        x, elapsed = self._steps(inputs)
-        return self.core(x, elapsed, state)
+        return self.core(x, elapsed * self.time_scale, state)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.sequence(inputs)[0][:, -1]
@@ -253,21 +249,27 @@ class SequenceNet(Supervised):
         return stats
 
 
-class RNN(SequenceNet):
-    def __init__(self, spec: RNNSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(GRUCore(spec, input_shape[0]), spec, train, num_classes)
+class _CoreKind(SequenceNet):
+    """A kind that is its `core_type` inside a SequenceNet, built as every family is:
+    Class(model_spec, train_spec, input_shape, num_classes)."""
+
+    core_type: type[Core]
+
+    def __init__(self, spec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(self.core_type(spec, input_shape[0]), spec, train, num_classes)
 
 
-class CTRNN(SequenceNet):
-    def __init__(self, spec: CTRNNSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(CTRNNCore(spec, input_shape[0]), spec, train, num_classes)
+class RNN(_CoreKind):
+    core_type = GRUCore
 
 
-class LTC(SequenceNet):
-    def __init__(self, spec: LTCSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(NCPSCore(spec, input_shape[0]), spec, train, num_classes)
+class CTRNN(_CoreKind):
+    core_type = CTRNNCore
 
 
-class CfC(SequenceNet):
-    def __init__(self, spec: CfCSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
-        super().__init__(NCPSCore(spec, input_shape[0]), spec, train, num_classes)
+class LTC(_CoreKind):
+    core_type = NCPSCore
+
+
+class CfC(_CoreKind):
+    core_type = NCPSCore
