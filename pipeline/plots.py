@@ -220,3 +220,91 @@ def potentials_to_spikes(grid: torch.Tensor, potentials: torch.Tensor, spikes: t
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------- videos
+
+
+def line_panels(panels: dict[str, dict[str, list[tuple[float, float]]]], title: str, xlabel: str,
+                path: Path) -> Path:
+    """One panel per metric, each with several named lines (e.g. a model and its baseline over
+    the frames of a video); whole-number ticks where every x is one."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, (name, series) in zip(axes[0], panels.items(), strict=True):
+        for label, points in series.items():
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=label)
+            if all(float(x).is_integer() for x in xs):
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _frame(image: np.ndarray) -> np.ndarray:
+    """A frame [C, H, W] as imshow takes it, clipped to [0, 1]: grey for one channel, RGB for
+    three, the channels' mean otherwise."""
+    if image.shape[0] == 3:
+        image = image.transpose(1, 2, 0)
+    else:
+        image = image[0] if image.shape[0] == 1 else image.mean(axis=0)
+    return np.clip(image, 0, 1)
+
+
+def frame_strip(true: np.ndarray, predicted: np.ndarray, first: int, title: str, path: Path) -> Path:
+    """One video's frames [T, C, H, W] (intensities in [0, 1]) as three rows, one column per frame:
+    the true frames, the predicted ones and their absolute error (averaged over channels; black 0,
+    bright 1). Columns before `first` show the true frame only (read, not predicted)."""
+    import textwrap
+
+    steps = len(true)
+    error = np.abs(predicted - true).mean(axis=1, keepdims=True)
+    width = 0.85 * steps + 0.9
+    fig, axes = plt.subplots(3, steps, figsize=(width, 3.3), squeeze=False)
+    for row, (name, frames) in enumerate((("true", true), ("predicted", predicted), ("|error|", error))):
+        for t in range(steps):
+            ax = axes[row, t]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0 or t >= first:
+                ax.imshow(_frame(frames[t]), cmap="gray" if row < 2 else "inferno", vmin=0, vmax=1)
+            else:
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    for t in range(steps):
+        axes[0, t].set_title(str(t), fontsize=7, color="black" if t >= first else "grey")
+    fig.suptitle(textwrap.fill(title, int(width * 13)), fontsize=9)  # about 13 characters an inch at 9 pt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def grouped_bars(groups: dict[str, list[float]], categories: tuple[str, ...], title: str, ylabel: str,
+                 path: Path) -> Path:
+    """One bar per category for each named group, the groups side by side (e.g. per-class
+    recall of several feature sets): fractions, on an axis from 0 to 1."""
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.3 * len(categories) * max(len(groups), 1) + 1.5), 4))
+    width = 0.8 / max(len(groups), 1)
+    positions = np.arange(len(categories))
+    for index, (name, values) in enumerate(groups.items()):
+        ax.bar(positions + (index - (len(groups) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(positions, categories, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.15)  # room for the legend above the bars
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, ncol=max(len(groups), 1), loc="upper center")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

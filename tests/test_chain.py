@@ -57,6 +57,10 @@ QUICK_SPIKING = {"snn_conv_fmnist_quick": "fashion_mnist", "lsnn_mnist1d_quick":
 # a neural ODE, each scored by its tasks.
 QUICK_CONTINUOUS = {"ct_rnn_mnist1d_irregular_quick": "mnist1d_irregular", "esn_mackey_glass_quick": "mackey_glass",
                     "neural_ode_mnist1d_quick": "mnist1d"}
+# Video prediction: PredNet and PreCNet on the 32x32 Moving Fashion-MNIST, each scored against
+# copying the last frame; and the predictive-coding learning rule on a feed-forward classifier.
+QUICK_VIDEO = {"prednet_moving_fmnist_quick": "moving_fmnist_32", "precnet_moving_fmnist_quick": "moving_fmnist_32"}
+QUICK_LEARNING_RULES = {"pc_mlp_fmnist_quick": "fashion_mnist"}
 
 # A spec that trains nothing of its own: few-label fine-tuning on tiny_a's encoder.
 FEWLABEL = """\
@@ -90,7 +94,7 @@ def repo(tmp_path_factory) -> Path:
     for name in ("tiny_a", "tiny_b"):
         (repo / "specs" / f"{name}.yaml").write_text(TINY.format(name=name))
     (repo / "specs" / "tiny_fewlabel.yaml").write_text(FEWLABEL)
-    for name in (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS):
+    for name in (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES):
         shutil.copy(ROOT / "specs" / f"{name}.yaml", repo / "specs")
     sh("pipeline", "dvc", cwd=repo)
     sh("pipeline", "dvc", "--check", cwd=repo)
@@ -204,6 +208,42 @@ def test_a_continuous_time_or_reservoir_network_is_scored_by_its_tasks(repo: Pat
         assert metrics["network_stats/nfe"] > 0
     model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
     assert f"| {name} | {model} | {dataset} | {headline}" in (repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize(("name", "dataset"), QUICK_VIDEO.items())
+def test_a_video_predictor_is_scored_against_copying_the_last_frame(repo: Path, name: str, dataset: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    assert {"val/mse_per_frame", "val/copy_last_mse_per_frame", "train/loss_epoch"} <= set(pretrain.data.metrics)
+    assert "next_frame_mse.png" in {a.path for a in client.list_artifacts(pretrain.info.run_id)}
+    metrics = evaluate.data.metrics
+    for task in ("next_frame", "extrapolation"):
+        for key in ("mse_per_frame", "copy_last_mse_per_frame", "mse_per_pixel", "psnr", "copy_last_psnr"):
+            assert metrics[f"{task}/{key}"] > 0, key
+        assert 0 < metrics[f"{task}/ssim"] <= 1 and 0 < metrics[f"{task}/copy_last_ssim"] <= 1
+        assert metrics[f"{task}/sequences"] == 50
+    for key in ("linear_encoder", "linear_random_encoder", "linear_raw_frames", "knn_encoder"):
+        assert 0 < metrics[f"object_probe/{key}"] <= 1, key
+    files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert {"next_frame_per_frame.png", "extrapolation_per_frame.png", "object_probe.png"} <= files
+    assert any(f.startswith("next_frame_sequence_") and f.endswith(".png") for f in files)
+    model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
+    report = (repo / "reports" / f"{name}.md").read_text()
+    assert f"| {name} | {model} | {dataset} | next_frame | next-frame MSE per frame: **" in report
+    assert "copy last frame" in report
+
+
+@pytest.mark.parametrize(("name", "dataset"), QUICK_LEARNING_RULES.items())
+def test_a_network_trained_by_predictive_coding_is_scored_itself(repo: Path, name: str, dataset: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    assert {"train/energy_start", "train/energy_end", "val/accuracy"} <= set(pretrain.data.metrics)
+    assert evaluate.data.metrics["network/accuracy"] > 0.3  # chance is 0.1
+    model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
+    assert f"| {name} | {model} | {dataset} | network | the network itself" in (
+        repo / "reports" / f"{name}.md").read_text()
 
 
 def test_outputs_and_report(repo: Path):

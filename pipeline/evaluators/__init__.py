@@ -143,9 +143,59 @@ class ForecastSpec(Strict):
     ridge: float = Field(1e-6, ge=0, description="The ridge baseline's L2 strength.")
 
 
+class _VideoPredictionSpec(Strict):
+    """Settings the two video-prediction tasks share."""
+
+    batch_size: int = Field(32, gt=0, description="Sequences the model rolls out at once.")
+    strips: int = Field(4, ge=0, description="Test sequences drawn (seeded) for the pictures of true frames, "
+                                             "predicted frames and their error.")
+    max_sequences: int | None = Field(None, gt=0, description="Score only the first this many sequences of the "
+                                                              "test (and validation) split; default: all.")
+
+
+class NextFrameSpec(_VideoPredictionSpec):
+    """Next-frame prediction on videos: each frame from t = 1 on predicted from the true frames
+    before it, scored by the MSE per frame (squared error summed over a frame's pixels,
+    intensities in [0, 1]), the MSE per pixel, PSNR and SSIM, against the copy-last-frame baseline
+    (frame t predicted by frame t - 1) scored the same way. Per-frame curves and frame strips as
+    PNGs."""
+
+    kind: Literal["next_frame"] = "next_frame"
+
+
+class ExtrapolationSpec(_VideoPredictionSpec):
+    """Multi-step extrapolation on videos: the model reads `context` true frames, then its own
+    predictions; the frames from `context` on are scored as next_frame scores them, against the
+    last true frame (frame context - 1) repeated."""
+
+    kind: Literal["extrapolation"] = "extrapolation"
+    context: int = Field(10, ge=1, description="True frames the model reads before it runs on its own predictions "
+                                               "(below the sequence length).")
+
+
+class ObjectProbeSpec(Strict):
+    """Which objects a video holds, read off the encoder's top representation: its items' classes
+    (several per sequence, so multi-label) by a one-vs-rest logistic regression (full-batch L-BFGS,
+    L2 chosen on validation) and a cosine kNN vote, each scored by object recall (the share of a
+    sequence's classes among its top-scored ones, as many as it has). On the trained encoder, the
+    same encoder untrained and the raw frames (the last one, pooled to at most 32x32)."""
+
+    kind: Literal["object_probe"] = "object_probe"
+    weight_decays: list[float] = Field(
+        [1e-3, 1e-4, 1e-5],
+        min_length=1,
+        description="L2 strengths tried; the one with the best validation object recall is kept.",
+    )
+    max_iter: int = Field(150, gt=0, description="L-BFGS iterations at most, per L2 strength.")
+    k: int = Field(20, gt=0)
+    temperature: float = Field(0.07, gt=0, description="kNN votes are weighted by exp(sim / T).")
+    train_subset: int | None = Field(None, gt=0, description="Fit on the first this many training sequences only; "
+                                                             "default: all.")
+
+
 DownstreamSpec = Annotated[
     LinearProbeSpec | KnnSpec | EmbeddingSpec | NetworkSpec | SpikeStatsSpec | FinetuneSpec | ExportFeaturesSpec
-    | NetworkStatsSpec | NoiseRobustnessSpec | ForecastSpec,
+    | NetworkStatsSpec | NoiseRobustnessSpec | ForecastSpec | NextFrameSpec | ExtrapolationSpec | ObjectProbeSpec,
     Field(discriminator="kind"),
 ]
 
@@ -157,13 +207,15 @@ class EvaluatorEntry:
     """`package.module` with `run(task_spec, context) -> TaskResult`."""
     needs: frozenset[str]
     """What the model must provide: "encoder" (features), "classifier" (its own predictions),
-    "spikes" (a spiking pass with per-layer counts)."""
+    "spikes" (a spiking pass with per-layer counts), "video_predictor" (`rollout`: its predictions
+    of each frame from the frames before it)."""
     summary: str
     writes: str | None = None
     """The modality of the dataset it writes into artifacts/<spec>/evaluate/dataset/ for other
     specs to train on (`upstream: {data: <spec>}`), if it writes one."""
-    data: Literal["labelled", "series", "any"] = "labelled"
-    """The data it scores: labelled (class labels), series (a `target` field to forecast), any."""
+    data: Literal["labelled", "series", "video", "any"] = "labelled"
+    """The data it scores: labelled (class labels), series (a `target` field to forecast), video
+    (frame sequences [T, C, H, W], with their items' classes as `labels`), any."""
 
     def load(self) -> Any:
         return importlib.import_module(self.module).run
@@ -195,6 +247,15 @@ EVALUATORS: dict[str, EvaluatorEntry] = {
     "forecast": EvaluatorEntry(ForecastSpec, "pipeline.evaluators.forecast", frozenset({"forecaster"}),
                                "one-step and free-running NRMSE against persistence and lagged ridge",
                                data="series"),
+    "next_frame": EvaluatorEntry(NextFrameSpec, "pipeline.evaluators.next_frame", frozenset({"video_predictor"}),
+                                 "next-frame MSE, PSNR, SSIM against copying the last frame", data="video"),
+    "extrapolation": EvaluatorEntry(ExtrapolationSpec, "pipeline.evaluators.extrapolation",
+                                    frozenset({"video_predictor"}),
+                                    "frames predicted from the model's own predictions, against the last true frame",
+                                    data="video"),
+    "object_probe": EvaluatorEntry(ObjectProbeSpec, "pipeline.evaluators.object_probe", frozenset({"encoder"}),
+                                   "multi-label probe and kNN of a video's object classes, against raw frames and "
+                                   "untrained", data="video"),
 }
 
 FEATURE_TASKS = ("linear_probe", "knn", "embedding")
@@ -202,8 +263,9 @@ FEATURE_TASKS = ("linear_probe", "knn", "embedding")
 
 def default_downstream(provides: frozenset[str], data: str = "labelled") -> list[dict]:
     """The tasks a spec runs when it lists none: every default task its model can feed on its
-    data ("labelled" or "series"), in an order that keeps evaluation deterministic (feature
-    tasks, then the network's own pass)."""
-    order = ("linear_probe", "knn", "network", "spike_stats", "forecast", "network_stats", "embedding")
+    data ("labelled", "series" or "video"), in an order that keeps evaluation deterministic
+    (feature tasks, then the network's own pass)."""
+    order = ("linear_probe", "knn", "network", "spike_stats", "forecast", "next_frame", "extrapolation",
+             "object_probe", "network_stats", "embedding")
     return [{"kind": kind} for kind in order
             if EVALUATORS[kind].needs <= provides and EVALUATORS[kind].data in (data, "any")]

@@ -14,8 +14,10 @@ from pydantic import BaseModel
 
 from pipeline.models.continuous import CfCSpec, CTRNNSpec, ESNSpec, LTCSpec, NeuralODESpec, RNNSpec
 from pipeline.models.cpc import CPCImageSpec, CPCSequenceSpec
+from pipeline.models.predictive_coding import FeedforwardSpec
 from pipeline.models.spiking import LSNNSpec, SNNConvSpec, SNNTemporalSpec
 from pipeline.models.swav import SwAVSpec
+from pipeline.models.video import PreCNetSpec, PredNetSpec
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class ModelEntry:
     """What its trained model offers downstream tasks (see EvaluatorEntry.needs): "encoder"
     (features), "classifier" (its own predictions: `predict`), "spikes" (`spike_pass`),
     "network_stats" (`network_stats()`: parameters, synapses, time constants, solver steps),
-    "forecaster" (`predict_next` and `generate` on a series: the `forecast` task)."""
+    "forecaster" (`predict_next` and `generate` on a series: the `forecast` task), "video_predictor"
+    (`rollout`: each frame predicted from those before it, or extrapolated: the video tasks)."""
     takes_encoder: bool = False
     """Whether it can start from an upstream spec's trained encoder (`upstream.encoder`), which
     it then receives as the `encoder` keyword of its constructor."""
@@ -45,6 +48,15 @@ class ModelEntry:
 _SEQUENCE_NET = frozenset({"encoder", "classifier", "network_stats", "forecaster"})
 
 REGISTRY: dict[str, ModelEntry] = {
+    "feedforward": ModelEntry(
+        spec=FeedforwardSpec,
+        module="pipeline.models.predictive_coding.module:Feedforward",
+        summary="MLP or small CNN classifier trained by backprop or by predictive coding (Whittington & Bogacz "
+                "2017; Millidge et al. 2020): inference over value nodes, local weight updates; optional fixed "
+                "prediction (= backprop exactly)",
+        modalities=("image",),
+        provides=frozenset({"encoder", "classifier"}),
+    ),
     "swav": ModelEntry(
         spec=SwAVSpec,
         module="pipeline.models.swav.module:SwAV",
@@ -122,6 +134,22 @@ REGISTRY: dict[str, ModelEntry] = {
         summary="Echo state network (Jaeger 2001): fixed random reservoir, ridge-regression readout in closed form",
         modalities=("sequence", "series"),
         provides=_SEQUENCE_NET,
+    ),
+    "prednet": ModelEntry(
+        spec=PredNetSpec,
+        module="pipeline.models.video.module:PredNet",
+        summary="PredNet (Lotter et al. 2016): ConvLSTM representations, error units split by sign, each layer's "
+                "target made from the error below; next-frame video prediction",
+        modalities=("video",),
+        provides=frozenset({"encoder", "video_predictor"}),
+    ),
+    "precnet": ModelEntry(
+        spec=PreCNetSpec,
+        module="pipeline.models.video.module:PreCNet",
+        summary="PreCNet (Straka et al. 2020): Rao-Ballard predictive coding, each layer predicting the pooled "
+                "representation below; top-down and bottom-up ConvLSTMs; next-frame video prediction",
+        modalities=("video",),
+        provides=frozenset({"encoder", "video_predictor"}),
     ),
     "neural_ode": ModelEntry(
         spec=NeuralODESpec,
