@@ -197,46 +197,43 @@ MACKEY_GLASS = DatasetSource(
     fix_hint="install the generator (pip install reservoirpy)",
 )
 
-MOVING_FMNIST = DatasetSource(
-    name="moving_fmnist",
-    description="Moving Fashion-MNIST: 3000/500 sequences of 20 frames on a 64x64 canvas, two Fashion-MNIST "
-                "items moving at constant velocity and bouncing off the edges (training items from the training "
-                "split, test items from the test split), generated",
-    files=(
-        RemoteFile("x_train.npy", "7b6d57794639316769e86be24cbbd1eeb6bda35e275e01923d10b824f2bad9fc"),
-        RemoteFile("y_train.npy", "b8418bc0f9dbb3c7b2ec904d507d43ebb35e68de6fc1feb470f6651fe83c81e7"),
-        RemoteFile("x_test.npy", "52430f4a349d5b311f2edcf2cd99f43ab804c2f8a4682d2e51cbf9635c8231c1"),
-        RemoteFile("y_test.npy", "b4382d906a87da70fea553821dc2842e0c0e5c9dcf93981180e751f3fa4a13dd"),
-    ),
-    reader="pipeline.data.video:read",
-    modality="video",
-    fields=(FieldSpec("input", "uint8", (20, 1, 64, 64), "20 grey frames"),
-            FieldSpec("labels", "int64", (2,), "the classes of the two moving items")),
-    mirror_env="MOVING_FMNIST_DIR",
-    generator="pipeline.data.video:generate_64",
-    derived_from=("fashion_mnist",),
-    fix_hint="it is generated from fashion_mnist: run `pipeline fetch fashion_mnist` first",
-)
+def _moving_fmnist(name: str, side: int, description: str, sha256s: tuple[str, str, str, str]) -> DatasetSource:
+    """A Moving Fashion-MNIST variant (pipeline.data.video.CANVASES[name]): its four files' sha256s
+    in the order x_train, y_train, x_test, y_test."""
+    names = ("x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy")
+    return DatasetSource(
+        name=name,
+        description=description,
+        files=tuple(RemoteFile(file, sha) for file, sha in zip(names, sha256s, strict=True)),
+        reader="pipeline.data.video:read",
+        modality="video",
+        fields=(FieldSpec("input", "uint8", (20, 1, side, side), "20 grey frames"),
+                FieldSpec("labels", "int64", (2,), "the classes of the two moving items")),
+        mirror_env=f"{name.upper()}_DIR",
+        generator=f"pipeline.data.video:generate_{side}",
+        derived_from=("fashion_mnist",),
+        fix_hint="it is generated from fashion_mnist: run `pipeline fetch fashion_mnist` first",
+    )
 
-MOVING_FMNIST_32 = DatasetSource(
-    name="moving_fmnist_32",
-    description="Moving Fashion-MNIST, the quick variant: 3000/500 sequences of 20 frames on a 32x32 canvas, "
-                "items shrunk to 14x14, generated",
-    files=(
-        RemoteFile("x_train.npy", "19db1704c85e638a312db6996d219e7cbb94bd2a8dcc15c69a9402d79080633e"),
-        RemoteFile("y_train.npy", "b8418bc0f9dbb3c7b2ec904d507d43ebb35e68de6fc1feb470f6651fe83c81e7"),
-        RemoteFile("x_test.npy", "e13ad3a57172c7f8622b836dcb548e9e3fe724e001fd90d0e4cdd15d2c3038f2"),
-        RemoteFile("y_test.npy", "b4382d906a87da70fea553821dc2842e0c0e5c9dcf93981180e751f3fa4a13dd"),
-    ),
-    reader="pipeline.data.video:read",
-    modality="video",
-    fields=(FieldSpec("input", "uint8", (20, 1, 32, 32), "20 grey frames"),
-            FieldSpec("labels", "int64", (2,), "the classes of the two moving items")),
-    mirror_env="MOVING_FMNIST_32_DIR",
-    generator="pipeline.data.video:generate_32",
-    derived_from=("fashion_mnist",),
-    fix_hint="it is generated from fashion_mnist: run `pipeline fetch fashion_mnist` first",
-)
+
+MOVING_FMNIST = _moving_fmnist(
+    "moving_fmnist", 64,
+    "Moving Fashion-MNIST: 3000/500 sequences of 20 frames on a 64x64 canvas, two Fashion-MNIST items moving at "
+    "constant velocity and bouncing off the edges (training items from the training split, test items from the "
+    "test split), generated",
+    ("7b6d57794639316769e86be24cbbd1eeb6bda35e275e01923d10b824f2bad9fc",
+     "b8418bc0f9dbb3c7b2ec904d507d43ebb35e68de6fc1feb470f6651fe83c81e7",
+     "52430f4a349d5b311f2edcf2cd99f43ab804c2f8a4682d2e51cbf9635c8231c1",
+     "b4382d906a87da70fea553821dc2842e0c0e5c9dcf93981180e751f3fa4a13dd"))
+
+MOVING_FMNIST_32 = _moving_fmnist(
+    "moving_fmnist_32", 32,
+    "Moving Fashion-MNIST, the quick variant: 3000/500 sequences of 20 frames on a 32x32 canvas, items shrunk to "
+    "14x14, generated",
+    ("19db1704c85e638a312db6996d219e7cbb94bd2a8dcc15c69a9402d79080633e",
+     "b8418bc0f9dbb3c7b2ec904d507d43ebb35e68de6fc1feb470f6651fe83c81e7",
+     "e13ad3a57172c7f8622b836dcb548e9e3fe724e001fd90d0e4cdd15d2c3038f2",
+     "b4382d906a87da70fea553821dc2842e0c0e5c9dcf93981180e751f3fa4a13dd"))
 
 DATASETS: dict[str, DatasetSource] = {
     source.name: source for source in (FASHION_MNIST, MNIST1D, MNIST1D_IRREGULAR, MACKEY_GLASS, MOVING_FMNIST,

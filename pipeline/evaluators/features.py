@@ -105,22 +105,28 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tens
 
 
 @torch.no_grad()
-def knn_predict(train: tuple[torch.Tensor, torch.Tensor], queries: torch.Tensor, num_classes: int,
-                k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
-    """Labels of `queries` by a vote of their k most cosine-similar training samples, each vote
-    weighted by exp(similarity / temperature) (Wu et al. 2018)."""
+def knn_scores(train: tuple[torch.Tensor, torch.Tensor], queries: torch.Tensor, k: int = 20,
+               temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
+    """Class scores [N, C] of `queries`: the target vectors [*, C] (one-hot, or multi-hot for
+    several labels) of their k most cosine-similar training samples, each weighted by
+    exp(similarity / temperature) (Wu et al. 2018), summed."""
     bank = F.normalize(train[0], dim=1)
-    labels = train[1]
-    k = min(k, len(labels))
+    k = min(k, len(bank))
     out = []
     for start in range(0, len(queries), chunk):
         sims = F.normalize(queries[start:start + chunk], dim=1) @ bank.T
         top_sims, top_idx = sims.topk(k, dim=1)
         weights = (top_sims / temperature).exp()
-        votes = torch.zeros(len(sims), num_classes)
-        votes.scatter_add_(1, labels[top_idx], weights)
-        out.append(votes.argmax(1))
-    return torch.cat(out)
+        out.append((weights[..., None] * train[1][top_idx]).sum(dim=1))
+    return torch.cat(out) if out else torch.zeros(0, train[1].shape[1])
+
+
+def knn_predict(train: tuple[torch.Tensor, torch.Tensor], queries: torch.Tensor, num_classes: int,
+                k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
+    """Labels of `queries` by the weighted vote of their k most cosine-similar training samples
+    (`knn_scores` with one-hot targets)."""
+    one_hot = F.one_hot(train[1], num_classes).float()
+    return knn_scores((train[0], one_hot), queries, k, temperature, chunk).argmax(1)
 
 
 def knn_accuracy(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],

@@ -27,7 +27,7 @@ from torch import nn
 from pipeline import plots
 from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import SPLITS, Context, Headline, TaskResult
-from pipeline.evaluators.features import extract_features
+from pipeline.evaluators.features import extract_features, knn_scores
 
 FEATURE_SETS = {"encoder": "trained encoder", "random_encoder": "untrained", "raw_frames": "raw frames"}
 """Each feature set's metric name and its name in the picture and the headline."""
@@ -122,22 +122,6 @@ def linear_multilabel(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch
     with torch.no_grad():
         scores = best[2](x_test)
     return MultiLabelProbe(object_recall(scores, test[1]), best[0], best[1], scores)
-
-
-@torch.no_grad()
-def knn_scores(train: tuple[torch.Tensor, torch.Tensor], queries: torch.Tensor, k: int = 20,
-               temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
-    """Class scores [N, C] of `queries`: the multi-hot vectors of their k most cosine-similar
-    training sequences, each weighted by exp(similarity / temperature), summed."""
-    bank = F.normalize(train[0], dim=1)
-    k = min(k, len(bank))
-    out = []
-    for start in range(0, len(queries), chunk):
-        sims = F.normalize(queries[start:start + chunk], dim=1) @ bank.T
-        top_sims, top_idx = sims.topk(k, dim=1)
-        weights = (top_sims / temperature).exp()
-        out.append((weights[..., None] * train[1][top_idx]).sum(dim=1))
-    return torch.cat(out) if out else torch.zeros(0, train[1].shape[1])
 
 
 def run(task, ctx: Context) -> TaskResult:
