@@ -308,3 +308,27 @@ def grouped_bars(groups: dict[str, list[float]], categories: tuple[str, ...], ti
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def accuracy_matrix(matrix: np.ndarray, row_names: list[str], column_names: list[str], title: str,
+                    path: Path) -> Path:
+    """A continual learner's accuracy matrix: row i after training on experiences 0..i, column j
+    the accuracy on experience j; the cells above the diagonal are experiences not yet seen."""
+    rows, columns = matrix.shape
+    fig, ax = plt.subplots(figsize=(1.1 * columns + 2.2, 0.8 * rows + 1.8))
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
+    for i in range(rows):
+        for j in range(columns):
+            if np.isfinite(matrix[i, j]):
+                ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                        color="black" if matrix[i, j] > 0.6 else "white")
+    ax.set_xticks(range(columns), column_names, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(rows), row_names, fontsize=8)
+    ax.set_xlabel("accuracy on experience (its classes)")
+    ax.set_ylabel("after training on")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -193,9 +193,20 @@ class ObjectProbeSpec(Strict):
                                                              "default: all.")
 
 
+class ContinualTaskSpec(Strict):
+    """A continual learner's stream: the accuracy matrix (accuracy on experience j's test examples
+    after training on experiences 0..i) as a heatmap, the accuracy over experiences as a curve, and
+    from it the average accuracy after the last experience, forgetting, backward and forward
+    transfer; the memory the strategy keeps, in samples and bytes. The same figures on validation
+    examples. Headline: the average accuracy, beside the network's before any training."""
+
+    kind: Literal["continual"] = "continual"
+
+
 DownstreamSpec = Annotated[
     LinearProbeSpec | KnnSpec | EmbeddingSpec | NetworkSpec | SpikeStatsSpec | FinetuneSpec | ExportFeaturesSpec
-    | NetworkStatsSpec | NoiseRobustnessSpec | ForecastSpec | NextFrameSpec | ExtrapolationSpec | ObjectProbeSpec,
+    | NetworkStatsSpec | NoiseRobustnessSpec | ForecastSpec | NextFrameSpec | ExtrapolationSpec | ObjectProbeSpec
+    | ContinualTaskSpec,
     Field(discriminator="kind"),
 ]
 
@@ -208,7 +219,7 @@ class EvaluatorEntry:
     needs: frozenset[str]
     """What the model must provide: "encoder" (features), "classifier" (its own predictions),
     "spikes" (a spiking pass with per-layer counts), "video_predictor" (`rollout`: its predictions
-    of each frame from the frames before it)."""
+    of each frame from the frames before it), "continual" (the accuracy matrices of a stream)."""
     summary: str
     writes: str | None = None
     """The modality of the dataset it writes into artifacts/<spec>/evaluate/dataset/ for other
@@ -256,6 +267,9 @@ EVALUATORS: dict[str, EvaluatorEntry] = {
     "object_probe": EvaluatorEntry(ObjectProbeSpec, "pipeline.evaluators.object_probe", frozenset({"encoder"}),
                                    "multi-label probe and kNN of a video's object classes, against raw frames and "
                                    "untrained", data="video"),
+    "continual": EvaluatorEntry(ContinualTaskSpec, "pipeline.evaluators.continual", frozenset({"continual"}),
+                                "accuracy matrix, average accuracy, forgetting, transfer and memory of a continual "
+                                "learner"),
 }
 
 FEATURE_TASKS = ("linear_probe", "knn", "embedding")
@@ -265,6 +279,9 @@ def default_downstream(provides: frozenset[str], data: str = "labelled") -> list
     """The tasks a spec runs when it lists none: every default task its model can feed on its
     data ("labelled", "series" or "video"), in an order that keeps evaluation deterministic
     (feature tasks, then the network's own pass)."""
+    if "continual" in provides:
+        # A continual learner is read by its stream; probes of its features run when listed.
+        return [{"kind": "continual"}]
     order = ("linear_probe", "knn", "network", "spike_stats", "forecast", "next_frame", "extrapolation",
              "object_probe", "network_stats", "embedding")
     return [{"kind": kind} for kind in order

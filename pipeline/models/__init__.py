@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pipeline.models.continual import ContinualSpec
 from pipeline.models.continuous import CfCSpec, CTRNNSpec, ESNSpec, LTCSpec, NeuralODESpec, RNNSpec
 from pipeline.models.cpc import CPCImageSpec, CPCSequenceSpec
 from pipeline.models.predictive_coding import FeedforwardSpec
@@ -35,7 +36,8 @@ class ModelEntry:
     (features), "classifier" (its own predictions: `predict`), "spikes" (`spike_pass`),
     "network_stats" (`network_stats()`: parameters, synapses, time constants, solver steps),
     "forecaster" (`predict_next` and `generate` on a series: the `forecast` task), "video_predictor"
-    (`rollout`: each frame predicted from those before it, or extrapolated: the video tasks)."""
+    (`rollout`: each frame predicted from those before it, or extrapolated: the video tasks),
+    "continual" (`matrix`, `summary`, `strategy.memory()`: the accuracy matrices of a stream)."""
     takes_encoder: bool = False
     """Whether it can start from an upstream spec's trained encoder (`upstream.encoder`), which
     it then receives as the `encoder` keyword of its constructor."""
@@ -48,6 +50,16 @@ class ModelEntry:
 _SEQUENCE_NET = frozenset({"encoder", "classifier", "network_stats", "forecaster"})
 
 REGISTRY: dict[str, ModelEntry] = {
+    "continual": ModelEntry(
+        spec=ContinualSpec,
+        module="pipeline.models.continual.module:Continual",
+        summary="Continual learner over a stream of experiences (class-, task- or domain-incremental): naive, joint, "
+                "cumulative, EWC, SI, LwF, replay, GDumb, latent replay / AR1*, REMIND, an energy-based classifier; "
+                "an MLP or an upstream spec's encoder",
+        modalities=("image", "sequence"),
+        provides=frozenset({"encoder", "classifier", "continual"}),
+        takes_encoder=True,
+    ),
     "feedforward": ModelEntry(
         spec=FeedforwardSpec,
         module="pipeline.models.predictive_coding.module:Feedforward",

@@ -210,10 +210,10 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
                 torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"] if checkpoint else 0)
             if not trainer.is_global_zero:
                 continue
+            measured = model.after_phase(index, phase)
+            if measured:
+                run.log_metrics(measured, step=index)
             if len(phases) > 1:
-                measured = model.after_phase(index, phase)
-                if measured:
-                    run.log_metrics(measured, step=index)
                 # The phase is done once its weights and the record say so: a kill from here on
                 # continues with the next phase.
                 save_torch_atomic(model.state_dict(), out / "phases" / f"{phase.name}.pt")

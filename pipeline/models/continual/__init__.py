@@ -1,0 +1,215 @@
+"""Continual learners: a network that learns a stream of experiences one after another, and the
+remedies for catastrophic forgetting (van de Ven & Tolias 2019; Lomonaco et al. 2021, Avalanche).
+The spec, pure pydantic; the scenarios are in `scenario.py`, the network and its training
+protocol (one fit per experience) in `module.py`, each strategy in `strategies/`.
+
+The network is `layers` (an MLP on the flattened input, or the encoder of an upstream spec, cut
+into its modules) followed by a linear head over every class. `latent_layer` k cuts it in two:
+the modules [0, k) are the lower network (frozen by the strategies that replay latents), those
+from k on and the head the upper, plastic one.
+
+Scenarios (Hsu et al. 2018; van de Ven & Tolias 2019):
+- class_incremental: the classes, in a seeded order, split into experiences; at test time every
+  class competes (no task identity);
+- task_incremental: the same split, but the experience is known at training and test time: the
+  logits are masked to its classes (equivalent to a head per task);
+- domain_incremental: every experience holds every class, its inputs under a fixed pixel
+  permutation of its own (Permuted MNIST, Goodfellow et al. 2013), seeded.
+
+Every strategy trains `train.max_epochs` epochs per experience, with a fresh optimiser.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.spec.components import Strict
+
+
+class ScenarioSpec(Strict):
+    """How the dataset becomes a stream of experiences."""
+
+    type: Literal["class_incremental", "task_incremental", "domain_incremental"] = Field(
+        "class_incremental",
+        description="class_incremental: disjoint classes per experience, no task identity at test; "
+                    "task_incremental: the same with the experience known (logits masked to its classes); "
+                    "domain_incremental: every class in every experience, inputs permuted per experience.")
+    experiences: int = Field(5, ge=2, description="Experiences in the stream (the split scenarios divide the "
+                                                  "classes evenly among them).")
+    class_order: list[int] | None = Field(
+        None, description="split scenarios: the classes in the order they arrive; default: a permutation seeded "
+                          "by the spec's seed.")
+    permute_first: bool = Field(
+        True, description="domain_incremental: permute the first experience's pixels too (as Avalanche's "
+                          "PermutedMNIST does); false keeps the original images first.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ScenarioSpec:
+        if self.class_order is not None and len(set(self.class_order)) != len(self.class_order):
+            raise ValueError(f"class_order repeats a class: {self.class_order}")
+        return self
+
+
+class MemorySpec(Strict):
+    """A memory budget: in samples or in bytes (exactly one). Raw inputs are stored as the dataset
+    holds them (uint8 pixels: one byte each), with a byte for the label."""
+
+    samples: int | None = Field(None, gt=0, description="Examples kept.")
+    bytes: int | None = Field(None, gt=0, description="Bytes of stored examples (codebooks and labels counted).")
+
+    @model_validator(mode="after")
+    def _one(self) -> MemorySpec:
+        if (self.samples is None) == (self.bytes is None):
+            raise ValueError("give the memory budget as `samples` or as `bytes`, exactly one")
+        return self
+
+
+class Naive(Strict):
+    """Fine-tuning on each experience in turn: the lower bound."""
+
+    name: Literal["naive"] = "naive"
+
+
+class Joint(Strict):
+    """One fit on every experience at once (not a continual learner): the upper bound."""
+
+    name: Literal["joint"] = "joint"
+
+
+class Cumulative(Strict):
+    """Experience i trains on experiences 0..i together, from the weights the last one left."""
+
+    name: Literal["cumulative"] = "cumulative"
+
+
+class EWC(Strict):
+    """Online elastic weight consolidation (Kirkpatrick et al. 2017; Schwarz et al. 2018): after each
+    experience, the diagonal Fisher information of its data is added to the running one (decayed by
+    `decay`) and the weights become the anchor; the loss adds lambda/2 sum F (theta - theta*)^2."""
+
+    name: Literal["ewc"] = "ewc"
+    ewc_lambda: float = Field(100.0, ge=0, description="Strength of the penalty.")
+    decay: float = Field(1.0, ge=0, le=1, description="Online EWC's gamma: how much of the earlier Fisher stays.")
+    fisher_samples: int | None = Field(None, gt=0, description="Examples the Fisher is estimated on; default: all of "
+                                                               "the experience.")
+
+
+class SI(Strict):
+    """Synaptic intelligence (Zenke et al. 2017): each weight's contribution to the loss's decrease,
+    the path integral of -g * dtheta over the experience, over its squared total change (plus xi),
+    summed over experiences, weights the penalty c sum Omega (theta - theta*)^2."""
+
+    name: Literal["si"] = "si"
+    si_lambda: float = Field(1.0, ge=0, description="c, the strength of the penalty.")
+    xi: float = Field(1e-3, gt=0, description="Damping of the squared total change.")
+
+
+class LwF(Strict):
+    """Learning without forgetting (Li & Hoiem 2016): the network as it was before the experience
+    is kept; the loss adds alpha * T^2 * KL between its softened outputs on the classes seen before
+    and the network's, on the current data."""
+
+    name: Literal["lwf"] = "lwf"
+    alpha: float = Field(1.0, ge=0, description="Weight of the distillation term.")
+    temperature: float = Field(2.0, gt=0)
+
+
+class Replay(Strict):
+    """Experience replay (Rolnick et al. 2019; Chaudhry et al. 2019): raw examples kept in a buffer;
+    each step trains on a batch of the current experience and a batch drawn from the buffer."""
+
+    name: Literal["replay"] = "replay"
+    memory: MemorySpec = MemorySpec(samples=1000)
+    policy: Literal["reservoir", "class_balanced"] = Field(
+        "class_balanced",
+        description="reservoir: every example of the stream kept with equal probability (Vitter's algorithm R); "
+                    "class_balanced: equal room per class seen, filled with random examples of each.")
+    batch_size: int | None = Field(None, gt=0, description="Examples drawn from the buffer per step; default: "
+                                                           "data.batch_size.")
+
+
+class GDumb(Strict):
+    """GDumb (Prabhu et al. 2020): a greedy class-balanced buffer; after each experience the network
+    is trained from its initial weights on the buffer alone."""
+
+    name: Literal["gdumb"] = "gdumb"
+    memory: MemorySpec = MemorySpec(samples=1000)
+
+
+class AR1(Strict):
+    """Latent replay with AR1* / CWR* (Lomonaco & Maltoni 2017; Pellegrini et al. 2020): the lower
+    network (modules below `latent_layer`) trains on the first experience, then stays frozen; its
+    activations at the latent layer are what the buffer keeps and replays through the upper
+    network. The head is CWR*'s: each experience trains its classes' weights from zero, which are
+    then merged into consolidated weights (a running mean weighted by the examples seen)."""
+
+    name: Literal["ar1"] = "ar1"
+    memory: MemorySpec = MemorySpec(samples=1000)
+    cwr_star: bool = Field(True, description="Consolidate the head with CWR*; false: a plain shared head.")
+    batch_size: int | None = Field(None, gt=0, description="Latents drawn from the buffer per step; default: "
+                                                           "data.batch_size.")
+
+
+class REMIND(Strict):
+    """REMIND (Hayes et al. 2020): the lower network (below `latent_layer`, an upstream spec's
+    trained encoder) frozen; its feature maps compressed by product quantisation (faiss), one code
+    of `subquantizers` x `bits` bits per spatial position, the quantiser fitted on the first
+    experience; the codes kept in a class-balanced buffer, decoded and replayed through the upper
+    network beside each new batch."""
+
+    name: Literal["remind"] = "remind"
+    memory: MemorySpec = MemorySpec(bytes=785_000)
+    subquantizers: int = Field(1, gt=0, description="M: sub-vectors per position (must divide the channels).")
+    bits: int = Field(8, ge=1, le=16, description="Bits per sub-quantiser's code: 2^bits centroids each.")
+    quantizer_samples: int = Field(5000, gt=0, description="Examples of the first experience the quantiser is fitted "
+                                                           "on.")
+    batch_size: int | None = Field(None, gt=0, description="Latents drawn from the buffer per step; default: "
+                                                           "data.batch_size.")
+
+
+class EnergyBased(Strict):
+    """An energy-based classifier (Li, Du & Mordatch 2022): an energy E(x, y) from the features of x
+    gated by a learnt embedding of y; training lowers the true label's energy against the labels of
+    the current experience only (a softmax over their negative energies), so new classes do not
+    push old ones up; a prediction is the label of lowest energy among every class seen."""
+
+    name: Literal["energy"] = "energy"
+    embedding_dim: int | None = Field(None, gt=0, description="Size of the label embedding; default: the feature "
+                                                              "size.")
+    hidden: int = Field(256, gt=0, description="Units of the energy network's hidden layer.")
+
+
+StrategySpec = Annotated[
+    Naive | Joint | Cumulative | EWC | SI | LwF | Replay | GDumb | AR1 | REMIND | EnergyBased,
+    Field(discriminator="name"),
+]
+
+
+class ContinualSpec(Strict):
+    """A continual learner: a network, a scenario and a strategy."""
+
+    kind: Literal["continual"]
+    scenario: ScenarioSpec = ScenarioSpec()
+    strategy: StrategySpec = Naive()  # type: ignore[valid-type]
+    hidden: list[int] = Field(
+        [400, 400], min_length=1,
+        description="Without an upstream encoder: the MLP's hidden layers (Linear -> ReLU) on the flattened input.")
+    latent_layer: int | None = Field(
+        None, ge=0,
+        description="Where the network is cut into lower and upper parts, as an index into its modules (an MLP's: "
+                    "one per Linear and per ReLU); the latent replay strategies need it (ar1, remind).")
+    freeze_lower: bool = Field(
+        False, description="Keep the modules below `latent_layer` frozen throughout (an upstream encoder's lower "
+                           "layers, say); ar1 and remind freeze them anyway.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ContinualSpec:
+        if any(h <= 0 for h in self.hidden):
+            raise ValueError(f"hidden must all be > 0 (got {self.hidden})")
+        if self.strategy.name in ("ar1", "remind") and self.latent_layer is None:
+            raise ValueError(f"strategy {self.strategy.name!r} replays activations at a layer: set `latent_layer`")
+        if self.freeze_lower and self.latent_layer is None:
+            raise ValueError("freeze_lower needs `latent_layer`, the index of the first plastic module")
+        return self

@@ -1,0 +1,258 @@
+"""The continual learner: a network (lower layers, upper layers, a head over every class), a
+scenario and a strategy, trained in one fit per experience. After each experience the network is
+scored on every experience's test and validation examples: the rows of the accuracy matrices,
+kept as buffers (saved with the weights) for the `continual` downstream task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.data.datamodule import Fields, TensorBatches, _as_batch, model_input
+from pipeline.models.base import Phase, Supervised
+from pipeline.models.continual import ContinualSpec
+from pipeline.models.continual import metrics as cl_metrics
+from pipeline.models.continual import scenario as cl_scenario
+from pipeline.models.continual import strategies
+from pipeline.spec.experiment import TrainSpec
+
+
+class LayerStack(nn.Module):
+    """The network's feature layers as one list of modules, so that it can be cut at any index
+    (`lower`, `upper`). `flatten`: the input is flattened first (an MLP)."""
+
+    def __init__(self, layers: list[nn.Module], out_dim: int, flatten: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.out_dim = out_dim
+        self.flatten = flatten
+
+    def run(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        if start == 0:
+            x = x.flatten(1) if self.flatten else x
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+        for layer in self.layers[start:stop]:
+            x = layer(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)
+
+
+def mlp_layers(in_features: int, hidden: list[int]) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), nn.ReLU()]
+        in_features = width
+    return layers
+
+
+def encoder_layers(encoder: nn.Module) -> list[nn.Module]:
+    """An upstream encoder's modules in order (its `net` Sequential where it has one)."""
+    net = getattr(encoder, "net", None)
+    return list(net.children()) if isinstance(net, nn.Sequential) else [encoder]
+
+
+class ExperienceData(pl.LightningDataModule):
+    """One phase's data: what the strategy trains on (asked for when the fit starts, since it may
+    depend on what the phases before left, a buffer say) and the validation examples of the
+    experiences it is checked on."""
+
+    def __init__(self, net: Continual, index: int, checked_on: list[int], batch_size: int, seed: int):
+        super().__init__()
+        self.net, self.index, self.checked_on = net, index, checked_on
+        self.batch_size, self.seed = batch_size, seed
+
+    def train_dataloader(self):
+        from pipeline.data.datamodule import EpochShuffle
+
+        self.net.phase = self.index
+        dataset = TensorBatches(self.net.strategy.train_fields(self.index))
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=self.batch_size, sampler=EpochShuffle(dataset, self.seed * 1009 + self.index),
+            drop_last=len(dataset) >= self.batch_size, collate_fn=_as_batch)
+
+    def val_dataloader(self):
+        fields = cl_scenario.union([self.net.experiences[i] for i in self.checked_on], "val")
+        return torch.utils.data.DataLoader(TensorBatches(fields), batch_size=self.batch_size, collate_fn=_as_batch)
+
+
+class Continual(Supervised):
+    """kind: continual. Built on an upstream encoder (`encoder`, its modules the network's layers)
+    or on an MLP of `hidden` layers."""
+
+    def __init__(self, spec: ContinualSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int,
+                 encoder: nn.Module | None = None):
+        if encoder is not None:
+            layers = LayerStack(encoder_layers(encoder), encoder.out_dim, flatten=False)
+        else:
+            layers = LayerStack(mlp_layers(int(np.prod(input_shape)), spec.hidden), spec.hidden[-1], flatten=True)
+        super().__init__(layers, train)
+        self.spec = spec
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        if spec.latent_layer is not None and spec.latent_layer > len(layers.layers):
+            raise ValueError(f"latent_layer {spec.latent_layer} is past the network's {len(layers.layers)} modules")
+        self.head = nn.Linear(layers.out_dim, num_classes)
+        count = spec.scenario.experiences
+        for split in ("test", "val"):
+            self.register_buffer(f"accuracy_{split}", torch.full((count, count), float("nan")))
+            self.register_buffer(f"initial_{split}", torch.full((count,), float("nan")))
+        self.register_buffer("rows", torch.zeros((), dtype=torch.int64))
+        # What the strategy kept after the last phase done (samples, bytes): measured when it was done.
+        self.register_buffer("memory_kept", torch.zeros(2, dtype=torch.float64))
+        self.register_buffer("class_order", torch.full((num_classes,), -1, dtype=torch.int64))
+        self.register_buffer("task_classes", torch.zeros(count, num_classes, dtype=torch.bool))
+        self.experiences: list[cl_scenario.Experience] = []
+        self.phase = 0
+        self.lower_frozen = False
+        self.set_lower_frozen(spec.freeze_lower)
+        self.strategy = strategies.build(spec.strategy, self)
+
+    # --- the network ---
+
+    @property
+    def cut(self) -> int:
+        return self.spec.latent_layer if self.spec.latent_layer is not None else 0
+
+    def lower(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations at the latent layer (the input as the layers read it where the cut is 0)."""
+        return self.encoder.run(model_input(x), 0, self.cut)
+
+    def upper(self, latents: torch.Tensor) -> torch.Tensor:
+        """Features from latent-layer activations."""
+        return self.encoder.run(latents, self.cut)
+
+    def set_lower_frozen(self, frozen: bool) -> None:
+        """Freeze (or free) the modules below the latent layer; frozen ones stay in eval mode."""
+        self.lower_frozen = frozen
+        for layer in self.encoder.layers[: self.cut]:
+            for parameter in layer.parameters():
+                parameter.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.lower_frozen:
+            for layer in self.encoder.layers[: self.cut]:
+                layer.eval()
+        return self
+
+    def mask(self, logits: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Task-incremental: each example's logits outside its experience's classes masked out."""
+        if task is None or self.spec.scenario.type != "task_incremental":
+            return logits
+        return logits.masked_fill(~self.task_classes[task], float("-inf"))
+
+    def logits(self, inputs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mask(self.head(self.encoder(model_input(inputs))), task)
+
+    def logits_from_latents(self, latents: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mask(self.head(self.upper(latents)), task)
+
+    def cross_entropy(self, logits: torch.Tensor, batch: Fields) -> torch.Tensor:
+        return F.cross_entropy(logits, batch["label"])
+
+    def classify(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.strategy.scores(inputs, None)
+
+    # --- the protocol ---
+
+    def build_stream(self, splits, seed: int) -> None:
+        """The scenario's experiences over `splits` (the training builds them, and the evaluation
+        again, from the same data and seed)."""
+        self.experiences = cl_scenario.build(self.spec.scenario, splits, seed)
+        order = [c for e in self.experiences for c in e.classes if self.spec.scenario.type != "domain_incremental"]
+        if order:
+            self.class_order.copy_(torch.tensor(order))
+        for experience in self.experiences:
+            self.task_classes[experience.index, list(experience.classes)] = True
+
+    def phases(self, spec, splits) -> list[Phase]:
+        self.build_stream(splits, spec.seed)
+        # b_j: the untrained network's accuracy on each experience (forward transfer's reference).
+        for split in ("test", "val"):
+            getattr(self, f"initial_{split}").copy_(torch.tensor(self.accuracies(split)))
+        return [Phase(name, ExperienceData(self, index, checked_on, spec.data.batch_size, spec.seed),
+                      spec.train.max_epochs)
+                for index, (name, checked_on) in enumerate(self.strategy.phases())]
+
+    @torch.no_grad()
+    def accuracies(self, split: str) -> list[float]:
+        """The network's accuracy on each experience's examples of `split` (with its task identity)."""
+        was_training = self.training
+        self.eval()
+        device = self.head.weight.device
+        out = []
+        for experience in self.experiences:
+            fields = experience.split(split)
+            if not len(fields["label"]):
+                out.append(float("nan"))
+                continue
+            correct = 0
+            for start in range(0, len(fields["label"]), 1024):
+                inputs = fields["input"][start:start + 1024].to(device)
+                task = fields["task"][start:start + 1024].to(device)
+                predicted = self.strategy.scores(inputs, task).argmax(dim=1).cpu()
+                correct += (predicted == fields["label"][start:start + 1024]).sum().item()
+            out.append(correct / len(fields["label"]))
+        self.train(was_training)
+        return out
+
+    def after_phase(self, index: int, phase: Phase) -> dict[str, float]:
+        self.strategy.end_experience(index)
+        measured = {}
+        for split in ("test", "val"):
+            row = self.accuracies(split)
+            getattr(self, f"accuracy_{split}")[index] = torch.tensor(row)
+            suffix = "" if split == "test" else "_val"
+            measured.update({f"continual/accuracy_experience_{j}{suffix}": a for j, a in enumerate(row)})
+            seen = self.seen(index)
+            measured[f"continual/average_accuracy_seen{suffix}"] = float(np.mean([row[j] for j in seen]))
+        self.rows.fill_(index + 1)
+        memory = self.strategy.memory()
+        self.memory_kept.copy_(torch.tensor([memory["memory_samples"], memory["memory_bytes"]], dtype=torch.float64))
+        measured.update({f"continual/{k}": v for k, v in memory.items()})
+        if index + 1 < len(self.strategy.phases()):
+            self.strategy.next_experience(index + 1)
+        return measured
+
+    def seen(self, index: int) -> list[int]:
+        """The experiences trained on once phase `index` is done."""
+        phases = self.strategy.phases()
+        return sorted({j for name, checked in phases[: index + 1] for j in checked})
+
+    def matrix(self, split: str = "test") -> np.ndarray:
+        """The accuracy matrix so far: a row per phase done."""
+        return getattr(self, f"accuracy_{split}")[: int(self.rows)].cpu().numpy()
+
+    def memory(self) -> dict[str, float]:
+        """What the strategy kept after the last phase done: `memory_samples`, `memory_bytes`."""
+        samples, size = self.memory_kept.tolist()
+        return {"memory_samples": samples, "memory_bytes": size}
+
+    def summary(self, split: str = "test") -> dict[str, float]:
+        return cl_metrics.summary(self.matrix(split), getattr(self, f"initial_{split}").cpu().numpy())
+
+    # --- Lightning ---
+
+    def training_step(self, batch: Fields, batch_idx: int) -> torch.Tensor:
+        loss = self.strategy.loss(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.strategy.after_step()
+
+    def validation_step(self, batch: Fields, batch_idx: int) -> None:
+        predicted = self.strategy.scores(batch["input"], batch["task"]).argmax(dim=1)
+        self.log("val/accuracy", (predicted == batch["label"]).float().mean(), on_epoch=True, prog_bar=True,
+                 batch_size=len(batch["label"]))
+
+    def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
+        return {"training_curves": ("training (steps continue across experiences)",
+                                    ["train/loss_epoch", "val/accuracy"])}
