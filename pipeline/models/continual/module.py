@@ -109,6 +109,7 @@ class Continual(Supervised):
         self.register_buffer("task_classes", torch.zeros(count, num_classes, dtype=torch.bool))
         self.experiences: list[cl_scenario.Experience] = []
         self.phase = 0
+        self.seed = 0
         self.lower_frozen = False
         self.set_lower_frozen(spec.freeze_lower)
         self.strategy = strategies.build(spec.strategy, self)
@@ -151,6 +152,9 @@ class Continual(Supervised):
     def logits(self, inputs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.mask(self.head(self.encoder(model_input(inputs))), task)
 
+    def forward(self, inputs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits(inputs, task)
+
     def logits_from_latents(self, latents: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.mask(self.head(self.upper(latents)), task)
 
@@ -165,6 +169,7 @@ class Continual(Supervised):
     def build_stream(self, splits, seed: int) -> None:
         """The scenario's experiences over `splits` (the training builds them, and the evaluation
         again, from the same data and seed)."""
+        self.seed = seed
         self.experiences = cl_scenario.build(self.spec.scenario, splits, seed)
         order = [c for e in self.experiences for c in e.classes if self.spec.scenario.type != "domain_incremental"]
         if order:

@@ -1,0 +1,166 @@
+"""Strategies that keep examples: experience replay (a reservoir or class-balanced buffer of raw
+inputs replayed beside every batch) and GDumb (a greedy class-balanced buffer the network is
+retrained on from scratch). Inputs are kept as the dataset stores them (uint8 pixels of images:
+one byte each), with a byte for the label."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.data.datamodule import Fields
+from pipeline.models.continual.strategies import Strategy
+
+
+def sample_bytes(fields: Fields) -> int:
+    """Bytes one stored example takes: its input as stored, and a byte for its label."""
+    inputs = fields["input"]
+    return inputs[0].numel() * inputs.element_size() + 1
+
+
+def capacity(memory, fields: Fields) -> int:
+    """A budget (MemorySpec) in examples of `fields`' kind."""
+    return memory.samples if memory.samples is not None else memory.bytes // sample_bytes(fields)
+
+
+class ExampleBuffer(Strategy):
+    """Keeps examples (`input`, `label`, `task`) as buffers that grow as the stream goes on."""
+
+    def __init__(self, spec, net):
+        super().__init__(spec, net)
+        for name in ("input", "label", "task"):
+            self.register_buffer(f"kept_{name}", None)
+
+    def stored(self) -> Fields:
+        if self.kept_label is None:
+            return {}
+        return {"input": self.kept_input, "label": self.kept_label, "task": self.kept_task}
+
+    def store(self, fields: Fields) -> None:
+        for name in ("input", "label", "task"):
+            self._buffers[f"kept_{name}"] = fields[name].clone()
+
+    def generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(int(self.net.seed) * 1_000_003 + 7 * index + 1)
+
+    def memory(self) -> dict[str, float]:
+        kept = self.stored()
+        if not kept:
+            return super().memory()
+        return {"memory_samples": len(kept["label"]), "memory_bytes": len(kept["label"]) * sample_bytes(kept)}
+
+
+def class_balanced(kept: Fields, new: Fields, room: int, generator: torch.Generator) -> Fields:
+    """Equal room for each class seen (the remainder to the first classes), each class's share
+    its first examples kept (old classes give up their last ones) or a random draw of the new."""
+    both = {name: torch.cat([kept[name], new[name]]) for name in new} if kept else new
+    old_count = len(kept["label"]) if kept else 0
+    classes = both["label"].unique()
+    share, extra = divmod(room, len(classes))
+    keep = []
+    for rank, c in enumerate(classes.tolist()):
+        quota = share + (1 if rank < extra else 0)
+        where = (both["label"] == c).nonzero().flatten()
+        old = where[where < old_count]
+        fresh = where[where >= old_count]
+        fresh = fresh[torch.randperm(len(fresh), generator=generator)]
+        keep.append(torch.cat([old, fresh])[:quota])
+    index = torch.cat(keep).sort().values
+    return {name: values[index] for name, values in both.items()}
+
+
+class Replay(ExampleBuffer):
+    """Experience replay. The buffer is updated once an experience's training is done; each step
+    of the experiences after the first trains on the batch and `batch_size` examples drawn at
+    random from the buffer (the same cross-entropy over both)."""
+
+    def __init__(self, spec, net):
+        super().__init__(spec, net)
+        self.register_buffer("stream_seen", torch.zeros((), dtype=torch.int64))
+
+    def loss(self, batch: Fields) -> torch.Tensor:
+        kept = self.stored()
+        if kept:
+            size = min(self.spec.batch_size or len(batch["label"]), len(kept["label"]))
+            index = torch.randint(len(kept["label"]), (size,), device=kept["label"].device)
+            batch = {name: torch.cat([batch[name], kept[name][index]]) for name in ("input", "label", "task")}
+        return super().loss(batch)
+
+    def end_experience(self, index: int) -> None:
+        new = self.experiences[index].train
+        device = self.net.head.weight.device
+        room = capacity(self.spec.memory, new)
+        generator = self.generator(index)
+        if self.spec.policy == "class_balanced":
+            kept = {name: v.cpu() for name, v in self.stored().items()}
+            chosen = class_balanced(kept, new, room, generator)
+        else:
+            chosen = self.reservoir(new, room, generator)
+        self.store({name: v.to(device) for name, v in chosen.items()})
+
+    def reservoir(self, new: Fields, room: int, generator: torch.Generator) -> Fields:
+        """Vitter's algorithm R over the stream: the n-th example seen replaces a random slot with
+        probability room / n, so that every example seen so far is kept with equal probability."""
+        kept = {name: v.cpu().clone() for name, v in self.stored().items()}
+        order = torch.randperm(len(new["label"]), generator=generator)
+        seen = int(self.stream_seen)
+        fill = max(0, min(room - (len(kept["label"]) if kept else 0), len(order)))
+        if fill:
+            head = {name: values[order[:fill]] for name, values in new.items()}
+            kept = {name: torch.cat([kept[name], head[name]]) for name in head} if kept else head
+        slots = torch.randint(0, 2**62, (len(order),), generator=generator)
+        for position in range(fill, len(order)):
+            n = seen + position + 1
+            slot = int(slots[position] % n)
+            if slot < room:
+                example = int(order[position])
+                for name in kept:
+                    kept[name][slot] = new[name][example]
+        self.stream_seen.fill_(seen + len(order))
+        return kept
+
+
+class GDumb(ExampleBuffer):
+    """GDumb. When experience i's phase starts, its examples enter a greedy class-balanced buffer
+    (an example is taken while there is room, or while its class holds fewer than room / classes
+    seen, in place of a random example of the largest class); the phase trains on the buffer
+    alone, from the network's initial weights (restored after each experience is measured)."""
+
+    def __init__(self, spec, net):
+        super().__init__(spec, net)
+        self.register_buffer("filled_through", torch.zeros((), dtype=torch.int64))
+        self.initial = {name: value.detach().clone() for name, value in net.state_dict().items()
+                        if name.startswith(("encoder.", "head."))}
+
+    def train_fields(self, index: int) -> Fields:
+        if int(self.filled_through) <= index:  # not yet filled with this experience (a resumed phase was)
+            self.store(self.greedy(self.experiences[index].train, index))
+            self.filled_through.fill_(index + 1)
+        return {name: v.cpu() for name, v in self.stored().items()}
+
+    def greedy(self, new: Fields, index: int) -> Fields:
+        room = capacity(self.spec.memory, new)
+        generator = self.generator(index)
+        kept = {name: list(v.cpu()) for name, v in self.stored().items()} or {name: [] for name in new}
+        slots: dict[int, list[int]] = {}  # class -> the buffer's slots holding it
+        for slot, y in enumerate(kept["label"]):
+            slots.setdefault(int(y), []).append(slot)
+        for example in torch.randperm(len(new["label"]), generator=generator).tolist():
+            label = int(new["label"][example])
+            if len(kept["label"]) < room:
+                slot = len(kept["label"])
+                for name in new:
+                    kept[name].append(new[name][example])
+            else:
+                classes = len(slots.keys() | {label})
+                if len(slots.get(label, [])) >= room // classes:
+                    continue
+                largest = max(slots, key=lambda c: len(slots[c]))
+                slot = slots[largest].pop(int(torch.randint(len(slots[largest]), (1,), generator=generator)))
+                for name in new:
+                    kept[name][slot] = new[name][example]
+            slots.setdefault(label, []).append(slot)
+        return {name: torch.stack(values) for name, values in kept.items()}
+
+    def next_experience(self, index: int) -> None:
+        own = {name: value for name, value in self.initial.items()}
+        self.net.load_state_dict({**self.net.state_dict(), **own})
