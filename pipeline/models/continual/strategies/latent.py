@@ -171,12 +171,15 @@ class LatentReplay(Strategy):
         none = torch.zeros(0, dtype=torch.int64)
         return torch.cat(kept + [none]).sort().values, torch.cat(taken + [none]).sort().values
 
-    def store(self, stored: torch.Tensor, kept: torch.Tensor, new_stored: torch.Tensor,
-              new_labels: torch.Tensor) -> None:
-        """The buffer becomes its rows `kept` of `stored` followed by `new_stored` (labels alike)."""
-        kept = kept.to(stored.device)
-        rows = torch.cat([stored[kept], new_stored.to(stored.device)]) if len(stored) else new_stored
-        self._set_stored(rows.to(self.device))
+    def store(self, kept: torch.Tensor, new_rows: torch.Tensor | None, new_labels: torch.Tensor) -> None:
+        """The buffer becomes its rows `kept` followed by `new_rows` (stored form; None: none), the
+        labels alike."""
+        stored = self._stored()
+        parts = [stored[kept.to(stored.device)]] if len(stored) else []
+        if new_rows is not None:
+            parts.append(new_rows.to(stored.device))
+        if parts:
+            self._set_stored(torch.cat(parts).to(self.device))
         self.labels = torch.cat([self.labels[kept.to(self.labels.device)],
                                  new_labels.to(self.labels.device, self.labels.dtype)]).to(self.device)
 
@@ -252,7 +255,7 @@ class AR1(LatentReplay):
     # --- the protocol ---
 
     def loss(self, batch: Fields) -> torch.Tensor:
-        if not self.net.lower_frozen or int(self.done) == 0:
+        if not self.net.lower_frozen:
             return super().loss(batch)  # experience 0: the whole network learns, plain cross-entropy
         return self.replay_loss(batch)
 
@@ -291,7 +294,7 @@ class AR1(LatentReplay):
             return
         capacity = self.capacity(self.latents(inputs[:1])[0])
         kept, taken = self.refill(labels, capacity)
-        self.store(self.stored_latents, kept, self.latents(inputs[taken]).float(), labels[taken])
+        self.store(kept, self.latents(inputs[taken]).float() if len(taken) else None, labels[taken])
 
     # --- CWR* ---
 
@@ -469,7 +472,8 @@ class REMIND(LatentReplay):
         fields = self.experiences[index].train
         if len(fields["label"]):
             kept, taken = self.refill(fields["label"], self.capacity())
-            self.store(self.codes, kept, self.encode(self.latents(fields["input"][taken])), fields["label"][taken])
+            codes = self.encode(self.latents(fields["input"][taken])) if len(taken) else None
+            self.store(kept, codes, fields["label"][taken])
         self.done.fill_(index + 1)
 
     def memory(self) -> dict[str, float]:
