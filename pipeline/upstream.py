@@ -45,9 +45,8 @@ class Finished:
         import pytorch_lightning as pl
         import torch
 
-        from pipeline.stages.common import build_model
-
         from pipeline.models import REGISTRY
+        from pipeline.stages.common import build_model
 
         extra = {}
         if "encoder" in self.spec.upstream and REGISTRY[self.spec.model.kind].takes_encoder:

@@ -44,7 +44,8 @@ def network(strategy: dict | None = None, scenario: dict | None = None, **model)
 
 def run_stream(net: Continual, data: Splits, epochs: int = 2, seed: int = 0) -> list[dict]:
     """The training stage's protocol without its files: one fit per phase, then after_phase."""
-    experiment = SimpleNamespace(seed=seed, data=SimpleNamespace(batch_size=16), train=SimpleNamespace(max_epochs=epochs))
+    experiment = SimpleNamespace(seed=seed, data=SimpleNamespace(batch_size=16),
+                                 train=SimpleNamespace(max_epochs=epochs))
     measured = []
     for index, phase in enumerate(net.phases(experiment, data)):
         pl.seed_everything(seed + index, verbose=False)

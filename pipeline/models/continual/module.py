@@ -13,10 +13,9 @@ from torch import nn
 
 from pipeline.data.datamodule import Fields, TensorBatches, _as_batch, model_input
 from pipeline.models.base import Phase, Supervised
-from pipeline.models.continual import ContinualSpec
+from pipeline.models.continual import ContinualSpec, strategies
 from pipeline.models.continual import metrics as cl_metrics
 from pipeline.models.continual import scenario as cl_scenario
-from pipeline.models.continual import strategies
 from pipeline.spec.experiment import TrainSpec
 
 
