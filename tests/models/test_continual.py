@@ -349,3 +349,29 @@ def test_energy_training_contrasts_only_the_current_experience_labels():
     current = set(net.experiences[1].classes)
     for c in range(10):
         assert (grads[c] > 0) == (c in current)
+
+
+def test_ewc_fisher_of_a_convolutional_network_matches_too():
+    """Not every layer linear: per-example gradients by torch.func rather than the closed form."""
+    from torch import nn
+
+    spec = ContinualSpec(kind="continual", strategy={"name": "ewc"})
+    torch.manual_seed(0)
+
+    class Small(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+            self.out_dim = 16
+
+    net = Continual(spec, TrainSpec(), (1, 8, 8), 10, encoder=Small())
+    net.build_stream(splits(n_train=40), 0)
+    fields = net.experiences[0].train
+    found = net.strategy.fisher(fields)
+    for name, p in net.strategy.plastic().items():
+        expected = torch.zeros_like(p)
+        for i in range(len(fields["label"])):
+            net.zero_grad()
+            torch.log_softmax(net.logits(fields["input"][i:i + 1]), dim=1)[0, fields["label"][i]].backward()
+            expected += dict(net.strategy.plastic())[name].grad ** 2 / len(fields["label"])
+        torch.testing.assert_close(found[name], expected, rtol=1e-4, atol=1e-7)

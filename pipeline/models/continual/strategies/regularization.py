@@ -11,6 +11,68 @@ from pipeline.data.datamodule import Fields, model_input
 from pipeline.models.continual.strategies import Strategy, distillation, safe, stored_bytes
 
 
+def _log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(label | x) of each example (a masked class's -inf never multiplies anything)."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    chosen = torch.arange(log_probs.shape[-1], device=labels.device) == labels[..., None]
+    return torch.where(chosen, log_probs, torch.zeros_like(log_probs)).sum(-1)
+
+
+def _linear_owners(net, params: dict[str, torch.nn.Parameter]) -> dict[str, torch.nn.Linear] | None:
+    """Parameter name -> its nn.Linear, where every trainable parameter belongs to one (an MLP):
+    then the squared per-example gradients have a closed form. None otherwise."""
+    owners = {}
+    for module_name, module in net.named_modules():
+        for kind, _ in module.named_parameters(recurse=False):
+            name = f"{module_name}.{kind}"
+            if name in params:
+                if not isinstance(module, torch.nn.Linear):
+                    return None
+                owners[name] = module
+    return owners if set(owners) == set(params) else None
+
+
+def _linear_squares(net, owners: dict[str, torch.nn.Linear], x, y, t) -> dict[str, torch.Tensor]:
+    """Sum over the batch of each example's squared gradient of its log-likelihood, for linear
+    layers: example i's gradient of W is d_i a_i^T (d_i the gradient at the layer's output, a_i its
+    input), so the sum of its squares is (d^2)^T (a^2), and the bias's is sum_i d_i^2."""
+    inputs, outputs, hooks = {}, {}, []
+    for module in set(owners.values()):
+        def keep(layer, args, output, module=module):
+            inputs[module] = args[0].detach()
+            outputs[module] = output
+        hooks.append(module.register_forward_hook(keep))
+    try:
+        with torch.enable_grad():
+            total = _log_likelihoods(net(x, t), y).sum()
+            total.backward(inputs=list(outputs.values()))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    out = {}
+    for name, module in owners.items():
+        d = outputs[module].grad
+        out[name] = d.pow(2).T @ inputs[module].pow(2) if name.endswith("weight") else d.pow(2).sum(0)
+    return out
+
+
+def _per_example_squares(net, params, x, y, t) -> dict[str, torch.Tensor]:
+    """The same for any network: per-example gradients by torch.func, 32 examples at a time."""
+    detached = {name: p.detach() for name, p in params.items()}
+    buffers = {name: b for name, b in net.named_buffers() if not name.startswith("strategy.")}
+
+    def log_likelihood(p, xi, yi, ti):
+        return _log_likelihoods(functional_call(net, {**p, **buffers}, (xi[None], ti[None]))[0], yi)
+
+    per_example = vmap(grad(log_likelihood), in_dims=(None, 0, 0, 0))
+    out = {name: torch.zeros_like(p) for name, p in params.items()}
+    for start in range(0, len(y), 32):
+        grads = per_example(detached, x[start:start + 32], y[start:start + 32], t[start:start + 32])
+        for name, g in grads.items():
+            out[name] += g.pow(2).sum(0)
+    return out
+
+
 class _ParameterStrategy(Strategy):
     """Keeps per-parameter tensors (an anchor, importances) as buffers named after the network's
     parameters (the encoder's and the head's; never its own)."""
@@ -66,19 +128,12 @@ class EWC(_ParameterStrategy):
 
     def fisher(self, fields: Fields) -> dict[str, torch.Tensor]:
         net = self.net
-        params = {name: p.detach() for name, p in self.plastic().items()}
-        buffers = {name: b for name, b in net.named_buffers() if not name.startswith("strategy.")}
         count = len(fields["label"]) if self.spec.fisher_samples is None else \
             min(self.spec.fisher_samples, len(fields["label"]))
         generator = torch.Generator().manual_seed(int(net.seed) * 7919 + int(net.rows))
         chosen = torch.randperm(len(fields["label"]), generator=generator)[:count]
-
-        def log_likelihood(p, x, y, t):
-            logits = functional_call(net, {**p, **buffers}, (x[None], t[None]))
-            log_probs = torch.log_softmax(logits[0], dim=0)
-            return (log_probs * (torch.arange(len(log_probs), device=y.device) == y)).sum()
-
-        per_example = vmap(grad(log_likelihood), in_dims=(None, 0, 0, 0))
+        params = self.plastic()
+        linear = _linear_owners(net, params)
         total = {name: torch.zeros_like(p) for name, p in params.items()}
         was_training = net.training
         net.eval()
@@ -86,9 +141,11 @@ class EWC(_ParameterStrategy):
         for start in range(0, count, 256):
             index = chosen[start:start + 256]
             x = model_input(fields["input"][index].to(device))
-            grads = per_example(params, x, fields["label"][index].to(device), fields["task"][index].to(device))
-            for name, g in grads.items():
-                total[name] += (g**2).sum(dim=0)
+            y, t = fields["label"][index].to(device), fields["task"][index].to(device)
+            squares = _linear_squares(net, linear, x, y, t) if linear is not None else \
+                _per_example_squares(net, params, x, y, t)
+            for name, value in squares.items():
+                total[name] += value
         net.train(was_training)
         return {name: value / max(count, 1) for name, value in total.items()}
 
