@@ -61,6 +61,11 @@ QUICK_CONTINUOUS = {"ct_rnn_mnist1d_irregular_quick": "mnist1d_irregular", "esn_
 # copying the last frame; and the predictive-coding learning rule on a feed-forward classifier.
 QUICK_VIDEO = {"prednet_moving_fmnist_quick": "moving_fmnist_32", "precnet_moving_fmnist_quick": "moving_fmnist_32"}
 QUICK_LEARNING_RULES = {"pc_mlp_fmnist_quick": "fashion_mnist"}
+# Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
+CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
+                        "energy")
+QUICK_CONTINUAL = {f"continual_split_fmnist_{s}_quick": s for s in CONTINUAL_STRATEGIES}
+QUICK_SSL = ("swav_fmnist_quick",)
 
 # A spec that trains nothing of its own: few-label fine-tuning on tiny_a's encoder.
 FEWLABEL = """\
@@ -94,7 +99,8 @@ def repo(tmp_path_factory) -> Path:
     for name in ("tiny_a", "tiny_b"):
         (repo / "specs" / f"{name}.yaml").write_text(TINY.format(name=name))
     (repo / "specs" / "tiny_fewlabel.yaml").write_text(FEWLABEL)
-    for name in (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES):
+    for name in (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_SSL,
+                 *QUICK_CONTINUAL):
         shutil.copy(ROOT / "specs" / f"{name}.yaml", repo / "specs")
     sh("pipeline", "dvc", cwd=repo)
     sh("pipeline", "dvc", "--check", cwd=repo)
@@ -243,6 +249,29 @@ def test_a_network_trained_by_predictive_coding_is_scored_itself(repo: Path, nam
     assert evaluate.data.metrics["network/accuracy"] > 0.3  # chance is 0.1
     model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
     assert f"| {name} | {model} | {dataset} | network | the network itself" in (
+        repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize(("name", "strategy"), QUICK_CONTINUAL.items())
+def test_a_continual_learner_chains_from_a_self_supervised_spec_and_reports_its_stream(repo: Path, name: str,
+                                                                                     strategy: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    # Built on the self-supervised spec's trained encoder: the lineage is in MLflow.
+    _, upstream_runs, _ = mlflow_runs(repo, "swav_fmnist_quick")
+    assert pretrain.data.tags["upstream.encoder.run_id"] == upstream_runs["pretrain"].info.run_id
+    history = client.get_metric_history(pretrain.info.run_id, "continual/average_accuracy_seen")
+    assert [m.step for m in history] == ([0] if strategy == "joint" else [0, 1, 2, 3, 4])
+    metrics = evaluate.data.metrics
+    assert 0 <= metrics["continual/average_accuracy"] <= 1 and "continual/memory_bytes" in metrics
+    if strategy != "joint":
+        assert "continual/forgetting" in metrics and "continual/backward_transfer" in metrics
+    keeps = {"replay", "gdumb", "ar1", "remind", "cumulative"}
+    assert (metrics["continual/memory_samples"] > 0) == (strategy in keeps)
+    files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert {"accuracy_matrix.png", "accuracy_over_experiences.png"} <= files
+    assert f"| {name} | continual | fashion_mnist | continual | {strategy}: average accuracy" in (
         repo / "reports" / f"{name}.md").read_text()
 
 

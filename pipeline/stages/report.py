@@ -120,6 +120,17 @@ def references(datasets: set[str]) -> str:
             + table(found, ("dataset", "model", "test accuracy", "source")))
 
 
+def _description(name: str) -> str:
+    """The spec's description (`<strategy>, <scenario>` for a continual learner), where its file is
+    in specs/."""
+    from pipeline.spec.load import SpecError, load
+
+    try:
+        return load(paths.project_root() / "specs" / f"{name}.yaml").description
+    except (SpecError, OSError):
+        return name
+
+
 def seed_variants(metrics_root: Path) -> set[str]:
     """Folders of the other seeds of a sweep (`<name>-seed<s>`): shown in their spec's row."""
     import re
@@ -147,12 +158,17 @@ def report(names: list[str] | None = None) -> str:
         if name not in evaluated:
             raise PipelineError(f"{name} has not been evaluated yet: run `pipeline evaluate specs/{name}.yaml`")
     by_spec, datasets = {}, {}
+    continual = []
     for name in evaluated:
         found = figures(name, metrics_root)
         by_spec[name] = rows(name, found)
         datasets[name] = found.get("dataset", "")
+        if "continual" in found.get("metrics", {}):
+            continual.append({"spec": name, "description": _description(name), **found})
     all_rows = [row for name in evaluated for row in by_spec[name]]
     summary = "# Summary\n\n" + HEADER + (table(all_rows) if all_rows else "No spec evaluated yet.\n")
+    if continual:
+        summary += "\n## Continual learners, side by side\n\n" + continual_table(continual)
     summary += references(set(datasets.values()))
     reports = paths.reports_dir()
     write_atomic(reports / "summary.md", lambda tmp: tmp.write_text(summary))
@@ -244,18 +260,67 @@ def readme_table(root: Path) -> str:
     return table(lines, README_COLUMNS) if lines else "No results published yet.\n"
 
 
+CONTINUAL_BEGIN = ("<!-- continual table: written by `pipeline report --readme` from results/continual_*.json; do not "
+                   "edit by hand -->")
+CONTINUAL_END = "<!-- end of continual table -->"
+CONTINUAL_COLUMNS = ("scenario", "strategy", "average accuracy", "forgetting", "backward transfer", "forward transfer",
+                     "memory kept", "time per seed", "seeds", "spec")
+
+
+def continual_table(results: list[dict]) -> str:
+    """Continual learners side by side, one row per spec (its `figures`), grouped by scenario and
+    best first: the figures of their accuracy matrices (mean +- std over seeds) and what each keeps."""
+    found = []
+    for result in results:
+        figures_ = result.get("metrics", {}).get("continual")
+        if not figures_:
+            continue
+        description = result.get("description", "")
+        strategy, _, scenario = description.partition(", ")
+        found.append((scenario, -(figures_["average_accuracy"]["mean"]), strategy, result, figures_))
+    lines = []
+    for scenario, _, strategy, result, figures_ in sorted(found, key=lambda row: row[:2]):
+        def cell(name: str, unit: str = "accuracy", figures_=figures_) -> str:
+            stats = figures_.get(name)
+            if stats is None:
+                return "-"
+            if unit == "points":
+                text = f"{100 * stats['mean']:+.1f}"
+                return text + (f" ± {100 * stats['std']:.1f}" if stats.get("std") is not None else "")
+            return spread(stats, unit)
+
+        samples = figures_.get("memory_samples", {}).get("mean", 0)
+        size = figures_.get("memory_bytes", {}).get("mean", 0)
+        memory = "-" if not size else (f"{samples:,.0f} samples, " if samples else "") + f"{size / 1e3:,.0f} kB"
+        lines.append([scenario, strategy, f"**{cell('average_accuracy')}**", cell("forgetting", "points"),
+                      cell("backward_transfer", "points"), cell("forward_transfer", "points"), memory,
+                      f"{wall_per_seed(result['runs']) / 60:.1f} min", str(len(result["runs"])), f"`{result['spec']}`"])
+    return table(lines, CONTINUAL_COLUMNS) if lines else "No continual results yet.\n"
+
+
+def published_continual(root: Path) -> list[dict]:
+    return [read_json(path, f"rewrite it with `pipeline report --publish specs/{path.stem}.yaml`")
+            for path in sorted((root / RESULTS_DIR).glob("continual_*.json"))]
+
+
+def _between(text: str, begin: str, end: str, body: str, target: Path) -> str:
+    if begin not in text or end not in text:
+        raise PipelineError(f"{target} has no table markers: put the lines\n{begin}\n{end}\nwhere the table goes, then "
+                            "run `pipeline report --readme`")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + begin + "\n" + body + end + tail
+
+
 def readme(check: bool = False) -> bool:
-    """Rewrite the README's results table from results/*.json (with `check`: only say whether it
-    is current)."""
+    """Rewrite the README's tables (every result; the continual learners side by side) from
+    results/*.json (with `check`: only say whether they are current)."""
     root = paths.project_root()
     target = root / "README.md"
     text = target.read_text()
-    if BEGIN not in text or END not in text:
-        raise PipelineError(f"{target} has no results table markers: put the lines\n{BEGIN}\n{END}\nwhere the "
-                            "table goes, then run `pipeline report --readme`")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = head + BEGIN + "\n" + readme_table(root) + END + tail
+    new = _between(text, BEGIN, END, readme_table(root), target)
+    if CONTINUAL_BEGIN in text:
+        new = _between(new, CONTINUAL_BEGIN, CONTINUAL_END, continual_table(published_continual(root)), target)
     if check:
         return new == text
     write_atomic(target, lambda tmp: tmp.write_text(new))

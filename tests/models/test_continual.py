@@ -325,7 +325,7 @@ def test_gdumb_buffer_is_class_balanced_and_training_restarts_from_the_initial_w
 
 
 def test_energy_prediction_is_the_lowest_energy_among_the_classes_seen():
-    net = network({"name": "energy", "hidden": 16})
+    net = network({"name": "energy", })
     net.build_stream(splits(), 0)
     strategy = net.strategy
     for index in range(2):
@@ -339,7 +339,7 @@ def test_energy_prediction_is_the_lowest_energy_among_the_classes_seen():
 
 
 def test_energy_training_contrasts_only_the_current_experience_labels():
-    net = network({"name": "energy", "hidden": 16})
+    net = network({"name": "energy", })
     net.build_stream(splits(), 0)
     net.phase = 1
     batch = net.experiences[1].train

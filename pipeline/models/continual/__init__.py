@@ -171,14 +171,16 @@ class REMIND(Strict):
 
 class EnergyBased(Strict):
     """An energy-based classifier (Li, Du & Mordatch 2022): an energy E(x, y) from the features of x
-    gated by a learnt embedding of y; training lowers the true label's energy against the labels of
-    the current experience only (a softmax over their negative energies), so new classes do not
-    push old ones up; a prediction is the label of lowest energy among every class seen."""
+    gated by a learnt embedding of y (multiplied by 1 + the unit-normalised embedding); training
+    lowers the true label's energy against the labels of the current experience only (a softmax
+    over their negative energies), so new classes do not push old ones up; a prediction is the
+    label of lowest energy among every class seen."""
 
     name: Literal["energy"] = "energy"
     embedding_dim: int | None = Field(None, gt=0, description="Size of the label embedding; default: the feature "
                                                               "size.")
-    hidden: int = Field(256, gt=0, description="Units of the energy network's hidden layer.")
+    hidden: int = Field(0, ge=0, description="Units of the energy network's hidden layer; 0: the gated features map "
+                                             "linearly to the energy.")
 
 
 StrategySpec = Annotated[

@@ -1,6 +1,7 @@
 """The energy-based classifier (Li, Du & Mordatch 2022, "Energy-Based Models for Continual
-Learning"). E(x, y) = g(f(x) * sigmoid(e_y)): the network's features f(x) gated by a learnt
-embedding e_y of the label, through a small network g to one number. Training lowers the true
+Learning"). E(x, y) = g(relu(f(x) * (1 + e_y / |e_y|))): the network's features f(x) gated by a
+learnt embedding e_y of the label (unit-normalised, around 1), through g (a linear map, or a
+hidden layer and one) to one number. Training lowers the true
 label's energy against the labels of the current experience only, a softmax over their negative
 energies: a new class never pushes an old one's energy up, which is what makes a softmax
 classifier forget in a class-incremental stream. A prediction is the label of lowest energy
@@ -20,10 +21,11 @@ class EnergyBased(Strategy):
     def __init__(self, spec, net):
         super().__init__(spec, net)
         features = net.encoder.out_dim
-        self.label_embedding = nn.Embedding(net.num_classes, spec.embedding_dim or features)
-        self.project = nn.Linear(features, spec.embedding_dim) if spec.embedding_dim else nn.Identity()
-        self.energy_net = nn.Sequential(nn.Linear(spec.embedding_dim or features, spec.hidden), nn.ReLU(),
-                                        nn.Linear(spec.hidden, 1))
+        width = spec.embedding_dim or features
+        self.label_embedding = nn.Embedding(net.num_classes, width)
+        self.project = nn.Linear(features, width) if spec.embedding_dim else nn.Identity()
+        self.energy_net = nn.Sequential(nn.Linear(width, spec.hidden), nn.ReLU(), nn.Linear(spec.hidden, 1)) \
+            if spec.hidden else nn.Linear(width, 1)
         self.register_buffer("seen_classes", torch.zeros(net.num_classes, dtype=torch.bool))
         # The network's own head is not used: it would only take weight decay.
         for parameter in net.head.parameters():
@@ -32,7 +34,8 @@ class EnergyBased(Strategy):
     def energies(self, inputs: torch.Tensor) -> torch.Tensor:
         """E(x, y) for every class y: [B, C]."""
         features = self.project(self.net.encoder(model_input(inputs)))
-        gated = features[:, None, :] * torch.sigmoid(self.label_embedding.weight)[None]
+        gate = 1 + F.normalize(self.label_embedding.weight, dim=1)
+        gated = F.relu(features[:, None, :] * gate[None])
         return self.energy_net(gated).squeeze(-1)
 
     def current_classes(self) -> torch.Tensor:
