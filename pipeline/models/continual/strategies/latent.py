@@ -99,9 +99,9 @@ class LatentReplay(Strategy):
     example (`labels` beside it), filled at the end of each experience, and steps that train the
     upper network on the current batch's latents with a random draw from the buffer.
 
-    Subclasses store the latents (`_stored`: a tensor whose first axis is the example) and say
-    how a stored row becomes the upper network's input (`_replayed`), and how a fresh latent is
-    seen by it (`_seen`, identity by default)."""
+    Subclasses keep the stored form (`_stored`, `_set_stored`: a buffer whose first axis is the
+    example) and say how a stored row becomes the upper network's input (`_replayed`) and how a
+    fresh latent is given to it (`_seen`, as it is by default)."""
 
     def __init__(self, spec, net: Continual):
         super().__init__(spec, net)
@@ -114,6 +114,9 @@ class LatentReplay(Strategy):
     # --- what the subclasses define ---
 
     def _stored(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _set_stored(self, rows: torch.Tensor) -> None:
         raise NotImplementedError
 
     def _replayed(self, rows: torch.Tensor) -> torch.Tensor:
@@ -183,9 +186,6 @@ class LatentReplay(Strategy):
         self.labels = torch.cat([self.labels[kept.to(self.labels.device)],
                                  new_labels.to(self.labels.device, self.labels.dtype)]).to(self.device)
 
-    def _set_stored(self, rows: torch.Tensor) -> None:
-        raise NotImplementedError
-
     def draw(self, count: int) -> torch.Tensor:
         """`count` random rows of the buffer (all of it, shuffled, if it holds fewer)."""
         return torch.randperm(len(self.labels), device=self.labels.device)[:count]
@@ -224,8 +224,8 @@ class LatentReplay(Strategy):
 
 
 class AR1(LatentReplay):
-    """AR1* with latent replay and (`cwr_star`) a CWR* head: see the module's docstring. Stores
-    latents in float32 (`latents` [N, *latent shape]), and `cw`, `past` for CWR*."""
+    """AR1* with latent replay and (`cwr_star`) a CWR* head: see the module's docstring. Keeps
+    the latents in float32 (`stored_latents` [N, *latent shape]), and `cw`, `past` for CWR*."""
 
     def __init__(self, spec, net: Continual):
         super().__init__(spec, net)
