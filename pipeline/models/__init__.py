@@ -42,6 +42,10 @@ class ModelEntry:
     """Whether it can start from an upstream spec's trained encoder (`upstream.encoder`), which
     it then receives as the `encoder` keyword of its constructor."""
 
+    single_process: bool = False
+    """Whether it trains in one process only (its protocol keeps state that one process updates
+    between fits, a continual learner's buffers say): a spec asking for DDP is rejected."""
+
     def load_class(self) -> Any:
         module_name, class_name = self.module.split(":")
         return getattr(importlib.import_module(module_name), class_name)
@@ -59,6 +63,7 @@ REGISTRY: dict[str, ModelEntry] = {
         modalities=("image", "sequence"),
         provides=frozenset({"encoder", "classifier", "continual"}),
         takes_encoder=True,
+        single_process=True,
     ),
     "feedforward": ModelEntry(
         spec=FeedforwardSpec,

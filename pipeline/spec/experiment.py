@@ -158,6 +158,12 @@ class ExperimentSpec(Strict):
         if self.model is not None and "encoder" in self.upstream and not REGISTRY[self.model.kind].takes_encoder:
             raise ValueError(f"model kind {self.model.kind!r} trains an encoder of its own and cannot start from "
                              "upstream.encoder; drop `model` to run the downstream tasks on the upstream encoder")
+        if self.model is not None and REGISTRY[self.model.kind].single_process and (
+                self.train.strategy != "auto" or self.train.num_nodes > 1
+                or self.train.devices != 1):
+            raise ValueError(f"model kind {self.model.kind!r} trains in one process (its strategy's state is updated "
+                             "between fits by that process): set train.strategy: auto, train.devices: 1 and "
+                             "train.num_nodes: 1")
         provides = self.provides
         data = data_kind(self.data.dataset)
         for index, task in enumerate(self.downstream):

@@ -375,3 +375,22 @@ def test_ewc_fisher_of_a_convolutional_network_matches_too():
             torch.log_softmax(net.logits(fields["input"][i:i + 1]), dim=1)[0, fields["label"][i]].backward()
             expected += dict(net.strategy.plastic())[name].grad ** 2 / len(fields["label"])
         torch.testing.assert_close(found[name], expected, rtol=1e-4, atol=1e-7)
+
+
+def test_a_continual_spec_is_validated_before_any_compute():
+    from pydantic import ValidationError
+
+    from pipeline.spec.experiment import ExperimentSpec
+
+    base = {"name": "c", "model": {"kind": "continual"}}
+    spec = ExperimentSpec.model_validate(base)
+    assert [task.kind for task in spec.downstream] == ["continual"]  # read by its stream by default
+    for wrong, message in (
+            ({"train": {"strategy": "ddp"}}, "trains in one process"),
+            ({"model": {"kind": "continual", "strategy": {"name": "remind"}}}, "set `latent_layer`"),
+            ({"model": {"kind": "continual", "strategy": {"name": "replay", "memory": {"samples": 5, "bytes": 9}}}},
+             "exactly one"),
+            ({"model": {"kind": "continual", "strategy": {"name": "dreaming"}}}, "dreaming"),
+            ({"model": {"kind": "continual", "scenario": {"class_order": [1, 1, 2]}}}, "repeats a class")):
+        with pytest.raises(ValidationError, match=message):
+            ExperimentSpec.model_validate({**base, **wrong})
