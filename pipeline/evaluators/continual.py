@@ -39,7 +39,8 @@ def run(task, ctx: Context) -> TaskResult:
         summary = model.summary(split)
         metrics.update({f"{name}{suffix}": value for name, value in summary.items() if not math.isnan(value)})
         metrics[f"untrained{suffix}"] = float(np.nanmean(getattr(model, f"initial_{split}").cpu().numpy()))
-        for i, value in enumerate(average_accuracies(matrix)):
+        seen = [model.seen(i) for i in range(len(matrix))]
+        for i, value in enumerate(average_accuracies(matrix, seen)):
             metrics[f"average_accuracy_after_{i}{suffix}"] = value
     metrics.update({name: float(value) for name, value in model.memory().items()})
     names = _names(ctx)
@@ -51,7 +52,8 @@ def run(task, ctx: Context) -> TaskResult:
     pictures = [plots.accuracy_matrix(model.matrix(), rows, names,
                                       f"{ctx.spec.name}: {strategy}, average {100 * average:.1f}%",
                                       ctx.out / "accuracy_matrix.png")]
-    curve = {"average over experiences seen": list(enumerate(average_accuracies(model.matrix()))),
+    seen = [model.seen(i) for i in range(len(model.matrix()))]
+    curve = {"average over experiences seen": list(enumerate(average_accuracies(model.matrix(), seen))),
              **{f"experience {j}": [(i, float(model.matrix()[i, j])) for i in range(len(model.matrix()))
                                     if j in model.seen(i)]
                 for j in range(len(model.experiences)) if len(model.matrix()) > 1}}

@@ -263,8 +263,24 @@ def readme_table(root: Path) -> str:
 CONTINUAL_BEGIN = ("<!-- continual table: written by `pipeline report --readme` from results/continual_*.json; do not "
                    "edit by hand -->")
 CONTINUAL_END = "<!-- end of continual table -->"
-CONTINUAL_COLUMNS = ("scenario", "strategy", "average accuracy", "forgetting", "backward transfer", "forward transfer",
-                     "memory kept", "time per seed", "seeds", "spec")
+CONTINUAL_COLUMNS = ("scenario", "spec", "what", "average accuracy", "forgetting", "backward transfer",
+                     "forward transfer", "memory kept", "time per seed", "seeds")
+SCENARIOS = {"class_incremental": "class-incremental", "task_incremental": "task-incremental",
+             "domain_incremental": "domain-incremental (permuted)"}
+
+
+def _scenario(name: str) -> str:
+    """`<scenario type> <dataset>` of a continual spec, read from specs/<name>.yaml."""
+    from pipeline.spec.load import SpecError, load
+
+    try:
+        spec = load(paths.project_root() / "specs" / f"{name}.yaml")
+    except (SpecError, OSError):
+        return "?"
+    model = spec.model
+    if model is None or getattr(model, "kind", None) != "continual":
+        return "?"
+    return f"{SCENARIOS[model.scenario.type]}, {spec.data.dataset} ({model.scenario.experiences} experiences)"
 
 
 def continual_table(results: list[dict]) -> str:
@@ -273,13 +289,10 @@ def continual_table(results: list[dict]) -> str:
     found = []
     for result in results:
         figures_ = result.get("metrics", {}).get("continual")
-        if not figures_:
-            continue
-        description = result.get("description", "")
-        strategy, _, scenario = description.partition(", ")
-        found.append((scenario, -(figures_["average_accuracy"]["mean"]), strategy, result, figures_))
+        if figures_:
+            found.append((_scenario(result["spec"]), -figures_["average_accuracy"]["mean"], result, figures_))
     lines = []
-    for scenario, _, strategy, result, figures_ in sorted(found, key=lambda row: row[:2]):
+    for scenario, _, result, figures_ in sorted(found, key=lambda row: row[:2]):
         def cell(name: str, unit: str = "accuracy", figures_=figures_) -> str:
             stats = figures_.get(name)
             if stats is None:
@@ -292,9 +305,10 @@ def continual_table(results: list[dict]) -> str:
         samples = figures_.get("memory_samples", {}).get("mean", 0)
         size = figures_.get("memory_bytes", {}).get("mean", 0)
         memory = "-" if not size else (f"{samples:,.0f} samples, " if samples else "") + f"{size / 1e3:,.0f} kB"
-        lines.append([scenario, strategy, f"**{cell('average_accuracy')}**", cell("forgetting", "points"),
+        lines.append([scenario, f"`{result['spec']}`", result.get("description", ""),
+                      f"**{cell('average_accuracy')}**", cell("forgetting", "points"),
                       cell("backward_transfer", "points"), cell("forward_transfer", "points"), memory,
-                      f"{wall_per_seed(result['runs']) / 60:.1f} min", str(len(result["runs"])), f"`{result['spec']}`"])
+                      f"{wall_per_seed(result['runs']) / 60:.1f} min", str(len(result["runs"]))])
     return table(lines, CONTINUAL_COLUMNS) if lines else "No continual results yet.\n"
 
 

@@ -210,7 +210,11 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
                 torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"] if checkpoint else 0)
             if not trainer.is_global_zero:
                 continue
+            consolidating = time.perf_counter()
             measured = model.after_phase(index, phase)
+            # What a protocol does between its fits (a continual learner's consolidation and
+            # scoring) is part of its training time.
+            trained_s += time.perf_counter() - consolidating
             if measured:
                 run.log_metrics(measured, step=index)
             if len(phases) > 1:

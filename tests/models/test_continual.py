@@ -394,3 +394,56 @@ def test_a_continual_spec_is_validated_before_any_compute():
             ({"model": {"kind": "continual", "scenario": {"class_order": [1, 1, 2]}}}, "repeats a class")):
         with pytest.raises(ValidationError, match=message):
             ExperimentSpec.model_validate({**base, **wrong})
+
+
+def test_task_incremental_lwf_distils_each_earlier_task_on_its_own_classes():
+    net = network({"name": "lwf"}, scenario={"type": "task_incremental"})
+    net.build_stream(splits(), 0)
+    for index in range(2):
+        net.strategy.end_experience(index)
+    net.phase = 2
+    batch = net.experiences[2].train
+    with torch.no_grad():
+        net.head.weight.add_(torch.randn_like(net.head.weight))
+    loss = net.strategy.loss(batch)
+    assert torch.isfinite(loss)  # the current task's mask leaves the earlier classes no logits
+    plain = net.cross_entropy(net.logits(batch["input"], batch["task"]), batch)
+    raw = net.head(net.encoder(batch["input"].float() / 255))
+    old = torch.func.functional_call(net, {n: net.strategy.kept("old_", n) for n in net.strategy.network_state()},
+                                     (batch["input"],))
+    from pipeline.models.continual.strategies import distillation
+
+    expected = sum(distillation(raw[:, list(net.experiences[t].classes)], old[:, list(net.experiences[t].classes)],
+                                2.0) for t in range(2))
+    assert loss.item() == pytest.approx((plain + expected).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("strategy", [{"name": "replay", "memory": {"samples": 60}},
+                                      {"name": "gdumb", "memory": {"samples": 60}}])
+def test_a_permuted_stream_keeps_examples_of_every_experience(strategy: dict):
+    net = network(strategy, scenario={"type": "domain_incremental", "experiences": 3})
+    net.build_stream(splits(n_train=400), 0)
+    for index in range(3):
+        if strategy["name"] == "replay":
+            net.strategy.end_experience(index)
+        else:
+            net.strategy.train_fields(index)
+    per_experience = torch.bincount(net.strategy.stored()["task"], minlength=3)
+    assert per_experience.tolist() == [20, 20, 20]
+
+
+@pytest.mark.parametrize("strategy", ["replay", "gdumb"])
+def test_a_budget_too_small_for_one_example_is_an_error_that_says_so(strategy: str):
+    net = network({"name": strategy, "memory": {"bytes": 10}})
+    net.build_stream(splits(), 0)
+    with pytest.raises(ValueError, match="holds no example"):
+        net.strategy.end_experience(0) if strategy == "replay" else net.strategy.train_fields(0)
+
+
+def test_a_loaded_energy_classifier_predicts_outside_the_stream():
+    net = network({"name": "energy"})
+    run_stream(net, splits(), epochs=1)
+    fresh = network({"name": "energy"})
+    fresh.load_state_dict(net.state_dict())
+    inputs = splits().test["input"]
+    assert torch.equal(fresh.predict(inputs), net.predict(inputs))  # no stream built: every class seen counts

@@ -34,8 +34,9 @@ def summary(matrix: np.ndarray, initial: np.ndarray | None = None) -> dict[str, 
     return out
 
 
-def average_accuracies(matrix: np.ndarray) -> list[float]:
-    """After each experience i, the mean accuracy over experiences 0..i (the curve a continual
-    learner is drawn by)."""
+def average_accuracies(matrix: np.ndarray, seen: list[list[int]] | None = None) -> list[float]:
+    """After each phase i, the mean accuracy over the experiences seen by then (`seen[i]`; default
+    0..i): the curve a continual learner is drawn by."""
     matrix = np.asarray(matrix, dtype=float)
-    return [float(np.mean(matrix[i, : i + 1])) for i in range(len(matrix))]
+    seen = seen or [list(range(i + 1)) for i in range(len(matrix))]
+    return [float(np.mean(matrix[i, seen[i]])) for i in range(len(matrix))]

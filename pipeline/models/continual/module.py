@@ -116,6 +116,10 @@ class Continual(Supervised):
     # --- the network ---
 
     @property
+    def domain_incremental(self) -> bool:
+        return self.spec.scenario.type == "domain_incremental"
+
+    @property
     def cut(self) -> int:
         return self.spec.latent_layer if self.spec.latent_layer is not None else 0
 
@@ -207,7 +211,12 @@ class Continual(Supervised):
         self.train(was_training)
         return out
 
+    def on_fit_start(self) -> None:
+        self.fit_device = self.device
+
     def after_phase(self, index: int, phase: Phase) -> dict[str, float]:
+        # Lightning leaves the module on the CPU after a fit: consolidate and score where it trained.
+        self.to(getattr(self, "fit_device", self.device))
         self.strategy.end_experience(index)
         measured = {}
         for split in ("test", "val"):

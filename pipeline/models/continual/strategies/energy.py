@@ -39,8 +39,10 @@ class EnergyBased(Strategy):
         return self.energy_net(gated).squeeze(-1)
 
     def current_classes(self) -> torch.Tensor:
+        """The classes of the experience being trained (none outside the stream: a loaded model)."""
         mask = torch.zeros_like(self.seen_classes)
-        mask[list(self.experiences[self.net.phase].classes)] = True
+        if self.experiences:
+            mask[list(self.experiences[self.net.phase].classes)] = True
         return mask
 
     def loss(self, batch: Fields) -> torch.Tensor:

@@ -94,6 +94,14 @@ def _pick(positions: torch.Tensor, count: int) -> torch.Tensor:
     return positions[torch.randperm(len(positions))[:count]].sort().values
 
 
+def _room(free: int, per_sample: int, budget: int, name: str) -> int:
+    """Samples a byte budget holds; a budget that holds none is an error, not a silent no-op."""
+    if free < per_sample:
+        raise ValueError(f"{name}: memory.bytes {budget:,} holds no sample ({per_sample:,} bytes each, after "
+                         f"{budget - free:,} bytes of fixed state): raise memory.bytes")
+    return free // per_sample
+
+
 class LatentReplay(Strategy):
     """What AR1 and REMIND share: a class-balanced buffer of one stored form of latents per
     example (`labels` beside it), filled at the end of each experience, and steps that train the
@@ -285,7 +293,7 @@ class AR1(LatentReplay):
         memory = self.spec.memory
         if memory.samples is not None:
             return memory.samples
-        return max(0, (memory.bytes - self.fixed_bytes()) // self.sample_bytes(latent))
+        return _room(memory.bytes - self.fixed_bytes(), self.sample_bytes(latent), memory.bytes, "ar1")
 
     def fill(self, fields: Fields) -> None:
         """Experience's examples into the buffer, as latents of the (now frozen) lower network."""
@@ -359,8 +367,8 @@ class REMIND(LatentReplay):
         return math.ceil(self.spec.subquantizers * self.spec.bits / 8)
 
     def positions(self) -> int:
-        shape = self.latent_shape.tolist()
-        return shape[1] * shape[2] if len(shape) == 3 else 1
+        """Positions a latent has: H * W of a map [C, H, W], L of a sequence's [C, L], 1 of a vector."""
+        return int(np.prod(self.latent_shape.tolist()[1:], dtype=np.int64))
 
     def sample_bytes(self) -> int:
         """Bytes one example takes in the buffer: its codes at every position, and its label."""
@@ -374,11 +382,12 @@ class REMIND(LatentReplay):
         memory = self.spec.memory
         if memory.samples is not None:
             return memory.samples
-        return max(0, (memory.bytes - self.codebook_bytes()) // self.sample_bytes())
+        return _room(memory.bytes - self.codebook_bytes(), self.sample_bytes(), memory.bytes, "remind")
 
     @staticmethod
     def as_vectors(latents: torch.Tensor) -> torch.Tensor:
-        """Latents [N, C, H, W] (or [N, D]) as the position vectors the quantiser reads: [N, H * W, C]."""
+        """Latents [N, C, *positions] (a map [N, C, H, W], a sequence's [N, C, L], or a vector [N, D]) as
+        the position vectors the quantiser reads: [N, positions, C]."""
         if latents.dim() == 2:
             return latents[:, None, :]
         return latents.flatten(2).transpose(1, 2)
@@ -386,7 +395,7 @@ class REMIND(LatentReplay):
     def from_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         """Inverse of `as_vectors` for this strategy's latent shape."""
         shape = self.latent_shape.tolist()
-        if len(shape) != 3:
+        if len(shape) == 1:
             return vectors[:, 0, :]
         return vectors.transpose(1, 2).reshape(len(vectors), *shape)
 

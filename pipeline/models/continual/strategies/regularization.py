@@ -163,7 +163,8 @@ class EWC(_ParameterStrategy):
 class SI(_ParameterStrategy):
     """Synaptic intelligence. Per step, omega += -g * (theta - theta_before_the_step), g the
     step's gradient (of the whole loss, penalty included); at the end of an experience,
-    Omega += omega / ((theta - theta*)^2 + xi), then theta* = theta and omega = 0. Keeps Omega,
+    Omega += max(omega, 0) / ((theta - theta*)^2 + xi) (a weight whose moves raised the loss on the
+    whole gets no importance), then theta* = theta and omega = 0. Keeps Omega,
     omega, theta* and the weights before the last step."""
 
     def __init__(self, spec, net):
@@ -208,8 +209,8 @@ class LwF(_ParameterStrategy):
         _declare(self, "old_", self.network_state())
 
     def network_state(self) -> dict[str, torch.Tensor]:
-        state = {n: p for n, p in self.net.named_parameters() if not n.startswith("strategy.")}
-        state.update({n: b for n, b in self.net.named_buffers() if not n.startswith("strategy.")})
+        state = {n: p for n, p in self.net.named_parameters() if n.startswith(("encoder.", "head."))}
+        state.update({n: b for n, b in self.net.named_buffers() if n.startswith(("encoder.", "head."))})
         return state
 
     def loss(self, batch: Fields) -> torch.Tensor:
@@ -223,8 +224,17 @@ class LwF(_ParameterStrategy):
             self.net.eval()
             old = functional_call(self.net, old_state, (batch["input"],))
             self.net.train(was_training)
-        seen = self.seen_classes
-        return loss + self.spec.alpha * distillation(logits[:, seen], old[:, seen], self.spec.temperature)
+        # Distilled on the logits unmasked: a task-incremental learner's are masked to the current
+        # task, where the earlier classes have none. Each earlier task's classes are distilled on their
+        # own there (a head per task); every class seen together otherwise.
+        raw = self.net.head(self.net.encoder(model_input(batch["input"])))
+        heads = [self.task_classes(t) for t in range(self.net.phase)] if self.net.spec.scenario.type == \
+            "task_incremental" else [self.seen_classes]
+        kept = sum(distillation(raw[:, classes], old[:, classes], self.spec.temperature) for classes in heads)
+        return loss + self.spec.alpha * kept
+
+    def task_classes(self, index: int) -> torch.Tensor:
+        return self.net.task_classes[index]
 
     def end_experience(self, index: int) -> None:
         self.keep("old_", {n: v for n, v in self.network_state().items()})

@@ -19,7 +19,20 @@ def sample_bytes(fields: Fields) -> int:
 
 def capacity(memory, fields: Fields) -> int:
     """A budget (MemorySpec) in examples of `fields`' kind."""
-    return memory.samples if memory.samples is not None else memory.bytes // sample_bytes(fields)
+    if memory.samples is not None:
+        return memory.samples
+    if memory.bytes < sample_bytes(fields):
+        raise ValueError(f"memory.bytes {memory.bytes:,} holds no example ({sample_bytes(fields):,} bytes each): "
+                         "raise memory.bytes")
+    return memory.bytes // sample_bytes(fields)
+
+
+def groups(fields: Fields, by_experience: bool) -> torch.Tensor:
+    """What a balanced buffer shares its room between: classes, or in a domain-incremental stream
+    (every class in every experience) each (class, experience) pair."""
+    if not by_experience:
+        return fields["label"]
+    return fields["label"] * 1_000_003 + fields["task"]
 
 
 class ExampleBuffer(Strategy):
@@ -49,17 +62,20 @@ class ExampleBuffer(Strategy):
         return {"memory_samples": len(kept["label"]), "memory_bytes": len(kept["label"]) * sample_bytes(kept)}
 
 
-def class_balanced(kept: Fields, new: Fields, room: int, generator: torch.Generator) -> Fields:
-    """Equal room for each class seen (the remainder to the first classes), each class's share
-    its first examples kept (old classes give up their last ones) or a random draw of the new."""
+def class_balanced(kept: Fields, new: Fields, room: int, generator: torch.Generator,
+                   by_experience: bool = False) -> Fields:
+    """Equal room for each class seen (the remainder to the first classes; with `by_experience`,
+    for each (class, experience)), each share its first examples kept (old classes give up their
+    last ones) or a random draw of the new."""
     both = {name: torch.cat([kept[name], new[name]]) for name in new} if kept else new
     old_count = len(kept["label"]) if kept else 0
-    classes = both["label"].unique()
+    keys = groups(both, by_experience)
+    classes = keys.unique()
     share, extra = divmod(room, len(classes))
     keep = []
     for rank, c in enumerate(classes.tolist()):
         quota = share + (1 if rank < extra else 0)
-        where = (both["label"] == c).nonzero().flatten()
+        where = (keys == c).nonzero().flatten()
         old = where[where < old_count]
         fresh = where[where >= old_count]
         fresh = fresh[torch.randperm(len(fresh), generator=generator)]
@@ -92,7 +108,7 @@ class Replay(ExampleBuffer):
         generator = self.generator(index)
         if self.spec.policy == "class_balanced":
             kept = {name: v.cpu() for name, v in self.stored().items()}
-            chosen = class_balanced(kept, new, room, generator)
+            chosen = class_balanced(kept, new, room, generator, by_experience=self.net.domain_incremental)
         else:
             chosen = self.reservoir(new, room, generator)
         self.store({name: v.to(device) for name, v in chosen.items()})
@@ -122,7 +138,8 @@ class Replay(ExampleBuffer):
 class GDumb(ExampleBuffer):
     """GDumb. When experience i's phase starts, its examples enter a greedy class-balanced buffer
     (an example is taken while there is room, or while its class holds fewer than room / classes
-    seen, in place of a random example of the largest class); the phase trains on the buffer
+    seen, in place of a random example of the largest class; in a domain-incremental stream, the
+    same over (class, experience) pairs); the phase trains on the buffer
     alone, from the network's initial weights (restored after each experience is measured)."""
 
     def __init__(self, spec, net):
@@ -141,11 +158,14 @@ class GDumb(ExampleBuffer):
         room = capacity(self.spec.memory, new)
         generator = self.generator(index)
         kept = {name: list(v.cpu()) for name, v in self.stored().items()} or {name: [] for name in new}
-        slots: dict[int, list[int]] = {}  # class -> the buffer's slots holding it
-        for slot, y in enumerate(kept["label"]):
-            slots.setdefault(int(y), []).append(slot)
+        by_experience = self.net.domain_incremental
+        slots: dict[int, list[int]] = {}  # class (or class and experience) -> the buffer's slots holding it
+        if kept["label"]:
+            for slot, key in enumerate(groups({n: torch.stack(v) for n, v in kept.items()}, by_experience).tolist()):
+                slots.setdefault(key, []).append(slot)
+        new_keys = groups(new, by_experience).tolist()
         for example in torch.randperm(len(new["label"]), generator=generator).tolist():
-            label = int(new["label"][example])
+            label = new_keys[example]
             if len(kept["label"]) < room:
                 slot = len(kept["label"])
                 for name in new:
