@@ -49,6 +49,7 @@ for, so every (class, experience) keeps about the same share.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -402,6 +403,8 @@ class REMIND(LatentReplay):
     def fit_quantizer(self, index: int = 0) -> None:
         """Fits the product quantiser (faiss k-means) on `quantizer_samples` random examples of
         experience `index` (the first one) and keeps its centroids."""
+        # faiss's loader logs each CPU-specific build it does not find before taking the generic one.
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
         import faiss
 
         spec = self.spec
