@@ -44,19 +44,17 @@ def run(task, ctx: Context) -> TaskResult:
             metrics[f"average_accuracy_after_{i}{suffix}"] = value
     metrics.update({name: float(value) for name, value in model.memory().items()})
     names = _names(ctx)
-    phases = model.strategy.phases()
+    matrix = model.matrix()
+    seen = [model.seen(i) for i in range(len(matrix))]
     rows = [f"{name} ({', '.join(str(j) for j in checked)})" if len(checked) > 1 else names[checked[0]]
-            for name, checked in phases[: len(model.matrix())]]
+            for name, checked in model.strategy.phases()[: len(matrix)]]
     strategy = model.spec.strategy.name
     average = metrics["average_accuracy"]
-    pictures = [plots.accuracy_matrix(model.matrix(), rows, names,
-                                      f"{ctx.spec.name}: {strategy}, average {100 * average:.1f}%",
+    pictures = [plots.accuracy_matrix(matrix, rows, names, f"{ctx.spec.name}: {strategy}, average {100 * average:.1f}%",
                                       ctx.out / "accuracy_matrix.png")]
-    seen = [model.seen(i) for i in range(len(model.matrix()))]
-    curve = {"average over experiences seen": list(enumerate(average_accuracies(model.matrix(), seen))),
-             **{f"experience {j}": [(i, float(model.matrix()[i, j])) for i in range(len(model.matrix()))
-                                    if j in model.seen(i)]
-                for j in range(len(model.experiences)) if len(model.matrix()) > 1}}
+    curve = {"average over experiences seen": list(enumerate(average_accuracies(matrix, seen))),
+             **{f"experience {j}": [(i, float(matrix[i, j])) for i in range(len(matrix)) if j in seen[i]]
+                for j in range(len(model.experiences)) if len(matrix) > 1}}
     pictures.append(plots.lines(curve, f"{ctx.spec.name}: test accuracy as the stream goes on",
                                 "after experience", "accuracy", ctx.out / "accuracy_over_experiences.png"))
     headline = Headline(f"{strategy}: average accuracy after the last experience", average,

@@ -16,7 +16,7 @@ from pipeline.models.continual import ContinualSpec, ScenarioSpec
 from pipeline.models.continual import metrics as cl_metrics
 from pipeline.models.continual import scenario as cl_scenario
 from pipeline.models.continual.module import Continual
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.experiment import DataSpec, TrainSpec
 
 
 def splits(n_train: int = 200, n_test: int = 100, classes: int = 10, seed: int = 0) -> Splits:
@@ -44,8 +44,7 @@ def network(strategy: dict | None = None, scenario: dict | None = None, **model)
 
 def run_stream(net: Continual, data: Splits, epochs: int = 2, seed: int = 0) -> list[dict]:
     """The training stage's protocol without its files: one fit per phase, then after_phase."""
-    experiment = SimpleNamespace(seed=seed, data=SimpleNamespace(batch_size=16),
-                                 train=SimpleNamespace(max_epochs=epochs))
+    experiment = SimpleNamespace(seed=seed, data=DataSpec(batch_size=16), train=SimpleNamespace(max_epochs=epochs))
     measured = []
     for index, phase in enumerate(net.phases(experiment, data)):
         pl.seed_everything(seed + index, verbose=False)

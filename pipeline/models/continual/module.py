@@ -6,17 +6,16 @@ kept as buffers (saved with the weights) for the `continual` downstream task."""
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.datamodule import Fields, TensorBatches, _as_batch, model_input
+from pipeline.data.datamodule import Fields, Splits, TensorDataModule, model_input
 from pipeline.models.base import Phase, Supervised
 from pipeline.models.continual import ContinualSpec, strategies
 from pipeline.models.continual import metrics as cl_metrics
 from pipeline.models.continual import scenario as cl_scenario
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.experiment import DataSpec, TrainSpec
 
 
 class LayerStack(nn.Module):
@@ -56,28 +55,19 @@ def encoder_layers(encoder: nn.Module) -> list[nn.Module]:
     return list(net.children()) if isinstance(net, nn.Sequential) else [encoder]
 
 
-class ExperienceData(pl.LightningDataModule):
-    """One phase's data: what the strategy trains on (asked for when the fit starts, since it may
-    depend on what the phases before left, a buffer say) and the validation examples of the
-    experiences it is checked on."""
+class ExperienceData(TensorDataModule):
+    """One phase's data, served as any spec's (`TensorDataModule`): what the strategy trains on,
+    asked for when the fit starts (it may depend on what the phases before left, a buffer say),
+    and the validation examples of the experiences it is checked on."""
 
-    def __init__(self, net: Continual, index: int, checked_on: list[int], batch_size: int, seed: int):
-        super().__init__()
+    def __init__(self, net: Continual, index: int, checked_on: list[int], data: DataSpec, seed: int):
+        super().__init__(data, seed * 1009 + index)
         self.net, self.index, self.checked_on = net, index, checked_on
-        self.batch_size, self.seed = batch_size, seed
 
-    def train_dataloader(self):
-        from pipeline.data.datamodule import EpochShuffle
-
+    def setup(self, stage: str | None = None) -> None:
         self.net.phase = self.index
-        dataset = TensorBatches(self.net.strategy.train_fields(self.index))
-        return torch.utils.data.DataLoader(
-            dataset, batch_size=self.batch_size, sampler=EpochShuffle(dataset, self.seed * 1009 + self.index),
-            drop_last=len(dataset) >= self.batch_size, collate_fn=_as_batch)
-
-    def val_dataloader(self):
-        fields = cl_scenario.union([self.net.experiences[i] for i in self.checked_on], "val")
-        return torch.utils.data.DataLoader(TensorBatches(fields), batch_size=self.batch_size, collate_fn=_as_batch)
+        val = cl_scenario.union([self.net.experiences[i] for i in self.checked_on], "val")
+        self.splits = Splits(train=self.net.strategy.train_fields(self.index), val=val, test={}, classes=None)
 
 
 class Continual(Supervised):
@@ -185,7 +175,7 @@ class Continual(Supervised):
         # b_j: the untrained network's accuracy on each experience (forward transfer's reference).
         for split in ("test", "val"):
             getattr(self, f"initial_{split}").copy_(torch.tensor(self.accuracies(split)))
-        return [Phase(name, ExperienceData(self, index, checked_on, spec.data.batch_size, spec.seed),
+        return [Phase(name, ExperienceData(self, index, checked_on, spec.data, spec.seed),
                       spec.train.max_epochs)
                 for index, (name, checked_on) in enumerate(self.strategy.phases())]
 
