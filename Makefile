@@ -22,10 +22,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-data: ## Install Debian's Fashion-MNIST package where apt-get can (the fetcher also downloads)
+data: ## Install Debian's Fashion-MNIST and WordNet (wordnet-base) packages where apt-get can
 	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
 	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -q && apt-get install -y -q dataset-fashion-mnist; fi
+	@if [ ! -f /usr/share/wordnet/data.noun ] \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && apt-get install -y -q wordnet-base; fi
 
 browser: ## Install Debian's chromium where apt-get can (the browser test of the MLflow UI drives it)
 	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

@@ -12,6 +12,7 @@ from pipeline.data.registry import FASHION_MNIST
 
 ROOT = Path(__file__).resolve().parent.parent
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
+WORDNET_SYSTEM = Path("/usr/share/wordnet")
 
 
 @pytest.fixture
@@ -49,6 +50,17 @@ def fashion_mnist_available() -> bool:
 needs_fashion_mnist = pytest.mark.skipif(
     not fashion_mnist_available(),
     reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist; make test does it)",
+)
+
+
+def wordnet_available() -> bool:
+    folder = os.environ.get("WORDNET_DIR")
+    return (Path(folder) if folder else WORDNET_SYSTEM).joinpath("data.noun").is_file()
+
+
+needs_wordnet = pytest.mark.skipif(
+    not wordnet_available(),
+    reason="WordNet is not installed (apt-get install wordnet-base; make test does it)",
 )
 
 

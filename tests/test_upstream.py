@@ -51,8 +51,19 @@ def test_a_cycle_is_refused_with_its_path(project: Path):
 def test_an_encoder_that_cannot_take_the_data_is_refused(project: Path):
     write(project, "images", BASE.format(name="images"))
     path = write(project, "signals", "name: signals\ndata: {dataset: mnist1d}\nupstream: {encoder: images}\n")
-    assert "images's encoder takes images of shape [1, 28, 28] (fashion_mnist), but data.dataset 'mnist1d' " \
-           "holds sequences of shape [1, 40]" in problem(path)
+    assert "images's encoder takes images of shape [1, 28, 28] (fashion_mnist), but it would be fed sequences of " \
+           "shape [1, 40] from data.dataset 'mnist1d'" in problem(path)
+
+
+def test_a_matcher_feeds_an_upstream_encoder_its_scenes_resized_or_is_refused(project: Path):
+    write(project, "images", BASE.format(name="images"))
+    matcher = ("name: m\ndata: {{dataset: fmnist_scenes}}\nupstream: {{encoder: images}}\n"
+               "model: {{kind: voken_matcher{extra}}}\n")
+    refused = write(project, "m", matcher.format(extra=""))
+    assert "but it would be fed images of shape [1, 56, 56] from data.dataset 'fmnist_scenes'" in problem(refused)
+    assert "model.upstream_side" in problem(refused)
+    fitting = write(project, "m", matcher.format(extra=", upstream_side: 28"))
+    assert load(fitting).model.upstream_side == 28
 
 
 def test_an_upstream_that_trains_nothing_is_refused(project: Path):
@@ -65,9 +76,9 @@ def test_an_upstream_that_trains_nothing_is_refused(project: Path):
 def test_a_task_the_model_cannot_feed_is_refused_and_unknown_tasks_list_the_tasks(project: Path):
     path = write(project, "s", BASE.format(name="s") + "downstream: [{kind: network}]\n")
     assert "'network' needs a model that provides classifier; model kind 'swav' provides encoder" in problem(path)
-    path = write(project, "t", BASE.format(name="t") + "downstream: [{kind: probe}]\n")
+    path = write(project, "t", BASE.format(name="t") + "downstream: [{kind: mystery}]\n")
     line = problem(path)
-    assert "unknown kind 'probe'; downstream task kinds: linear_probe, knn" in line and "swav" not in line
+    assert "unknown kind 'mystery'; downstream task kinds: linear_probe, knn" in line and "swav" not in line
 
 
 def test_an_upstream_not_run_not_finished_or_stale_says_what_to_run(project: Path):

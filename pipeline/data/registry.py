@@ -235,6 +235,104 @@ MOVING_FMNIST_32 = _moving_fmnist(
      "e13ad3a57172c7f8622b836dcb548e9e3fe724e001fd90d0e4cdd15d2c3038f2",
      "b4382d906a87da70fea553821dc2842e0c0e5c9dcf93981180e751f3fa4a13dd"))
 
+WORDNET_CORPUS = DatasetSource(
+    name="wordnet_corpus",
+    description="The vokenization chain's text: WordNet 3.0's glosses and example sentences (all four parts of "
+                "speech; no definition of a wordnet_supersense test synset) and 30k scene descriptions, shuffled, 2% "
+                "for test, as ids of the project's WordPiece tokenizer (4096 ids, trained on the training split: "
+                "tokenizer.json), 32 tokens; generated",
+    files=(
+        RemoteFile("tokenizer.json", "cc478530dc42205eb1145340957174e8d2049c2826884f218fcbddc6580a228d"),
+        RemoteFile("x_train.npy", "dc5d9532785f33775adbac63c054d84e07afba23a3e84718226f3dbb0b2d069e"),
+        RemoteFile("w_train.npy", "08c2f9c42836882af3c8c3e6ff03df10fff4efdef899f7839b260e454bfa5fcc"),
+        RemoteFile("x_test.npy", "12105db30a96f93727619dbabcc7396b5b28abcd09355b5d02f17835ab8ade4d"),
+        RemoteFile("w_test.npy", "b85b0598a7e40bf39c00004315ac081cb051704522507910e61a4251e0d800f7"),
+    ),
+    reader="pipeline.data.voken:read_corpus",
+    modality="text",
+    fields=(FieldSpec("input", "int64", (32,), "token ids: [CLS] sentence [SEP], cut to fit, padded with [PAD]"),
+            FieldSpec("word_class", "int64", (32,), "per token, the Fashion-MNIST class whose name or synonym it "
+                                                    "is (part of); -1 for any other token")),
+    mirror_env="WORDNET_CORPUS_DIR",
+    generator="pipeline.data.voken:generate_corpus",
+    fix_hint="install Debian's wordnet-base (apt-get install wordnet-base), or set WORDNET_DIR to a folder holding "
+             "WordNet 3.0's data.* files",
+)
+
+FMNIST_SCENES = DatasetSource(
+    name="fmnist_scenes",
+    description="Captioned Fashion-MNIST scenes: 20000/2000 pictures of 1-4 items (large or small, light or dark, "
+                "left/right/top/bottom/centre) on a 56x56 black canvas, training items from the training split, test "
+                "items from the test split, each with a caption naming every item's class in varied words (WordNet "
+                "synonyms); generated",
+    files=(
+        RemoteFile("x_train.npy", "9a20304ed991524e3f94740e482733de7d5b903d20979a90801ef21c7d7e2df5"),
+        RemoteFile("t_train.npy", "59e8743c2b0b649a7ff969e7748f3a45af91db9fbb70008564da33dbcb5e4727"),
+        RemoteFile("w_train.npy", "7ffdd5e85d60956840ea6873597aa40c9db01cc4038a38ef97e312946d4c3ca4"),
+        RemoteFile("i_train.npy", "dc25d0ec40d156ba559b68793c9bc4c8bb656b3008bca67381a27dc0a55ff34c"),
+        RemoteFile("x_test.npy", "130166e1dff550427429f5b0303e04ee909f369d58dcf10701f147c16bfbdb7d"),
+        RemoteFile("t_test.npy", "5e143003fa2dc468aeef9e7e50de8466e349431ca61a5603870f3c9ada6858cc"),
+        RemoteFile("w_test.npy", "4f6e8b915cd890eebafc6f5bcd3dc6a8059b93ce2ec945f893d6784449b5ee09"),
+        RemoteFile("i_test.npy", "b2b8b173eb6381986e3736f6145d5eb7a8f8b74c7b5ba232504c0b0429f5e68d"),
+    ),
+    reader="pipeline.data.voken:read_scenes",
+    modality="image-text",
+    fields=(FieldSpec("input", "uint8", (1, 56, 56), "grey picture"),
+            FieldSpec("tokens", "int64", (24,), "caption token ids: [CLS] caption [SEP], padded with [PAD]"),
+            FieldSpec("word_class", "int64", (24,), "per caption token, the class it names (part of); -1 for none"),
+            FieldSpec("items", "int64", (4,), "the classes of the scene's items; -1 after the last")),
+    mirror_env="FMNIST_SCENES_DIR",
+    generator="pipeline.data.voken:generate_scenes",
+    derived_from=("fashion_mnist", "wordnet_corpus"),
+    fix_hint="it is generated from fashion_mnist with wordnet_corpus's tokenizer: run `pipeline fetch fashion_mnist` "
+             "and `pipeline fetch wordnet_corpus` first",
+)
+
+WORDNET_SUPERSENSE = DatasetSource(
+    name="wordnet_supersense",
+    description="WordNet noun supersenses: a noun synset's definition (32 tokens) labelled with its lexicographer "
+                "file (26 classes); 20000/5000 synsets sampled, the test synsets a fixed ~10% by offset whose "
+                "definitions wordnet_corpus leaves out; generated",
+    files=(
+        RemoteFile("x_train.npy", "8b66fb2e1c632871a571f115721a30b22541b49f318c0d7496fc7b3ddd1f3418"),
+        RemoteFile("y_train.npy", "bf90c1500f5e9eff3c151a5303ece8b5694e5d5f0ceabf51c31cd0ec3461e65e"),
+        RemoteFile("x_test.npy", "26f114d59f3f8061eecbf6473a38bdd39d5c5625cce3eeee5b2e0817eb5159fc"),
+        RemoteFile("y_test.npy", "70e7398c3b0757cc486a884157578a7fab94ead6babb5467d96811951da71333"),
+    ),
+    reader="pipeline.data.voken:read_supersense",
+    modality="text",
+    fields=(FieldSpec("input", "int64", (32,), "definition token ids: [CLS] definition [SEP], padded"),
+            FieldSpec("label", "int64", (), "supersense")),
+    mirror_env="WORDNET_SUPERSENSE_DIR",
+    generator="pipeline.data.voken:generate_supersense",
+    derived_from=("wordnet_corpus",),
+    fix_hint="it is generated from WordNet with wordnet_corpus's tokenizer: install wordnet-base (apt-get install "
+             "wordnet-base) and run `pipeline fetch wordnet_corpus` first",
+)
+
+GROUNDED_FACTS = DatasetSource(
+    name="grounded_facts",
+    description="Grounded facts: sentences comparing two clothing classes' brightness or size (16 tokens), true or "
+                "false by the class statistics of Fashion-MNIST's training images, half of them true; the test "
+                "sentences compare class pairs no training sentence does; generated",
+    files=(
+        RemoteFile("x_train.npy", "c1eca115df7a63a0c951bb3f762467ecc3e6e49ac3da627f37494a38b505ce81"),
+        RemoteFile("y_train.npy", "b0e5c713ba99faae7b9e7e91eab736d5c39f54d239b52ea30639588d22c8c743"),
+        RemoteFile("x_test.npy", "b31575ed557211505fd830279ba3f31c9e5d0cd02bb50b3723628498934e5d58"),
+        RemoteFile("y_test.npy", "d9d8604f252c1b7e9044b97520ced153fedec8d5a69900c628d14f57fc0b93f7"),
+    ),
+    reader="pipeline.data.voken:read_facts",
+    modality="text",
+    fields=(FieldSpec("input", "int64", (16,), "sentence token ids: [CLS] sentence [SEP], padded"),
+            FieldSpec("label", "int64", (), "0 false, 1 true")),
+    mirror_env="GROUNDED_FACTS_DIR",
+    generator="pipeline.data.voken:generate_facts",
+    derived_from=("fashion_mnist", "wordnet_corpus"),
+    fix_hint="it is generated from fashion_mnist with wordnet_corpus's tokenizer: run `pipeline fetch fashion_mnist` "
+             "and `pipeline fetch wordnet_corpus` first",
+)
+
 DATASETS: dict[str, DatasetSource] = {
     source.name: source for source in (FASHION_MNIST, MNIST1D, MNIST1D_IRREGULAR, MACKEY_GLASS, MOVING_FMNIST,
-                                       MOVING_FMNIST_32)}
+                                       MOVING_FMNIST_32, WORDNET_CORPUS, FMNIST_SCENES, WORDNET_SUPERSENSE,
+                                       GROUNDED_FACTS)}

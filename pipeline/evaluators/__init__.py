@@ -203,12 +203,82 @@ class ContinualTaskSpec(Strict):
     kind: Literal["continual"] = "continual"
 
 
+class RetrievalSpec(Strict):
+    """Caption-to-image and image-to-caption retrieval on held-out scenes by a token-image matcher
+    (a caption's score for an image: the mean relevance of its tokens): recall@k, the share of
+    queries whose own image (caption) ranks in the top k of a gallery of `gallery` test scenes;
+    against the untrained matcher and chance (k / gallery). Pictures: captions with the images
+    they retrieve."""
+
+    kind: Literal["retrieval"] = "retrieval"
+    gallery: int = Field(1000, gt=1, description="Test (and validation) scenes ranked against each other.")
+    ks: list[int] = Field([1, 5], min_length=1, description="The k of each recall@k.")
+    examples: int = Field(6, ge=0, description="Test captions drawn (seeded) for the picture of retrieved images.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalSpec:
+        if any(k < 1 or k > self.gallery for k in self.ks):
+            raise ValueError(f"each k must be in [1, gallery={self.gallery}] (got {self.ks})")
+        return self
+
+
+class VokenizeSpec(Strict):
+    """Vokenization (Tan & Bansal 2020): every token of a text corpus, in its context, gets its
+    voken, the image of a fixed pool that the matcher scores highest for it (exact inner-product
+    search, faiss). The pool: `pool` scenes of this spec's training split (seeded). Writes the
+    vokenized corpus as a dataset (modality `text`: `input` token ids, `vokens` the voken of each
+    token, IGNORE at padding and special tokens; its classes are the pool's images, named by their
+    captions) into artifacts/<spec>/evaluate/dataset/, for a language model with
+    `upstream: {data: <this spec>}`. Reports the share of the pool used as vokens, and how often a
+    clothing word's voken shows an item of the class it names (against the untrained matcher and
+    chance)."""
+
+    kind: Literal["vokenize"] = "vokenize"
+    corpus: Literal["wordnet_corpus"] = Field("wordnet_corpus", description="The text corpus vokenized.")
+    pool: int = Field(1000, gt=1, description="Training scenes that make the voken pool.")
+    max_sentences: int | None = Field(
+        None, gt=0, description="Vokenize only the first this many training sentences of the corpus (all of its "
+                                "test sentences); default: all.")
+    batch_size: int = Field(512, gt=0, description="Sentences encoded at once.")
+
+    def datasets(self) -> tuple[str, ...]:
+        return (self.corpus,)
+
+
+class TextProbeSpec(Strict):
+    """A language model's sentence features (the mean of its last layer over the tokens) probed
+    by logistic regression on a labelled text task (L2 chosen on validation): WordNet noun
+    supersenses of glosses (26 classes), or grounded facts (whether a sentence comparing two
+    clothing items' brightness or size is true, by Fashion-MNIST's images; the test sentences
+    compare pairs of classes no training sentence does). Against the same network untrained and
+    the majority class."""
+
+    kind: Literal["text_probe"] = "text_probe"
+    dataset: Literal["wordnet_supersense", "grounded_facts"] = Field(description="The labelled text task.")
+    weight_decays: list[float] = Field([1e-2, 1e-3, 1e-4], min_length=1,
+                                       description="L2 strengths tried; the best on validation is kept.")
+    max_iter: int = Field(200, gt=0, description="L-BFGS iterations at most, per L2 strength.")
+    train_subset: int | None = Field(None, gt=0, description="Fit on only this many training sentences (seeded); "
+                                                             "default: all.")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Training sentences held out to choose the L2.")
+
+    def datasets(self) -> tuple[str, ...]:
+        return (self.dataset,)
+
+
 DownstreamSpec = Annotated[
     LinearProbeSpec | KnnSpec | EmbeddingSpec | NetworkSpec | SpikeStatsSpec | FinetuneSpec | ExportFeaturesSpec
     | NetworkStatsSpec | NoiseRobustnessSpec | ForecastSpec | NextFrameSpec | ExtrapolationSpec | ObjectProbeSpec
-    | ContinualTaskSpec,
+    | ContinualTaskSpec | RetrievalSpec | VokenizeSpec | TextProbeSpec,
     Field(discriminator="kind"),
 ]
+
+
+def task_datasets(task: BaseModel) -> tuple[str, ...]:
+    """The registered datasets a task reads besides its spec's own (a corpus to vokenize, a text
+    task to probe): fetched with the spec's, and dependencies of its DVC stages."""
+    datasets = getattr(task, "datasets", None)
+    return datasets() if datasets is not None else ()
 
 
 @dataclass(frozen=True)
@@ -219,14 +289,17 @@ class EvaluatorEntry:
     needs: frozenset[str]
     """What the model must provide: "encoder" (features), "classifier" (its own predictions),
     "spikes" (a spiking pass with per-layer counts), "video_predictor" (`rollout`: its predictions
-    of each frame from the frames before it), "continual" (the accuracy matrices of a stream)."""
+    of each frame from the frames before it), "continual" (the accuracy matrices of a stream),
+    "matcher" (token and image embeddings in one space), "language_model" (sentence features of
+    token ids)."""
     summary: str
     writes: str | None = None
     """The modality of the dataset it writes into artifacts/<spec>/evaluate/dataset/ for other
     specs to train on (`upstream: {data: <spec>}`), if it writes one."""
-    data: Literal["labelled", "series", "video", "any"] = "labelled"
+    data: Literal["labelled", "series", "video", "image-text", "any"] = "labelled"
     """The data it scores: labelled (class labels), series (a `target` field to forecast), video
-    (frame sequences [T, C, H, W], with their items' classes as `labels`), any."""
+    (frame sequences [T, C, H, W], with their items' classes as `labels`), image-text (images with
+    their captions' token ids as `tokens`), any (it reads a dataset of its own, or none)."""
 
     def load(self) -> Any:
         return importlib.import_module(self.module).run
@@ -270,6 +343,15 @@ EVALUATORS: dict[str, EvaluatorEntry] = {
     "continual": EvaluatorEntry(ContinualTaskSpec, "pipeline.evaluators.continual", frozenset({"continual"}),
                                 "accuracy matrix, average accuracy, forgetting, transfer and memory of a continual "
                                 "learner"),
+    "retrieval": EvaluatorEntry(RetrievalSpec, "pipeline.evaluators.retrieval", frozenset({"matcher"}),
+                                "caption-image retrieval recall@k on held-out scenes, against untrained and chance",
+                                data="image-text"),
+    "vokenize": EvaluatorEntry(VokenizeSpec, "pipeline.evaluators.vokenize", frozenset({"matcher"}),
+                               "writes a text corpus with each token's voken (its best-matching image) as a dataset",
+                               writes="text", data="image-text"),
+    "text_probe": EvaluatorEntry(TextProbeSpec, "pipeline.evaluators.text_probe", frozenset({"language_model"}),
+                                 "logistic regression on a language model's sentence features for a text task, "
+                                 "against untrained and the majority class", data="any"),
 }
 
 FEATURE_TASKS = ("linear_probe", "knn", "embedding")
@@ -282,7 +364,11 @@ def default_downstream(provides: frozenset[str], data: str = "labelled") -> list
     if "continual" in provides:
         # A continual learner is read by its stream; probes of its features run when listed.
         return [{"kind": "continual"}]
+    if "language_model" in provides:
+        # Its features are of token ids: probed on text tasks, not on its own (unlabelled) corpus.
+        return [{"kind": "text_probe", "dataset": "wordnet_supersense"},
+                {"kind": "text_probe", "dataset": "grounded_facts"}]
     order = ("linear_probe", "knn", "network", "spike_stats", "forecast", "next_frame", "extrapolation",
-             "object_probe", "network_stats", "embedding")
+             "object_probe", "retrieval", "vokenize", "network_stats", "embedding")
     return [{"kind": kind} for kind in order
             if EVALUATORS[kind].needs <= provides and EVALUATORS[kind].data in (data, "any")]

@@ -19,6 +19,7 @@ from pipeline.models.predictive_coding import FeedforwardSpec
 from pipeline.models.spiking import LSNNSpec, SNNConvSpec, SNNTemporalSpec
 from pipeline.models.swav import SwAVSpec
 from pipeline.models.video import PreCNetSpec, PredNetSpec
+from pipeline.models.voken import VokenLMSpec, VokenMatcherSpec
 
 
 @dataclass(frozen=True)
@@ -174,5 +175,22 @@ REGISTRY: dict[str, ModelEntry] = {
         summary="Neural ODE classifier (Chen et al. 2018, torchdiffeq): an ODE block, or the ResNet block it replaces",
         modalities=("sequence",),
         provides=frozenset({"encoder", "classifier", "network_stats"}),
+    ),
+    "voken_matcher": ModelEntry(
+        spec=VokenMatcherSpec,
+        module="pipeline.models.voken.matcher:VokenMatcher",
+        summary="Vokenization token-image matcher (Tan & Bansal 2020): caption transformer and image CNN (or an "
+                "upstream encoder) in a joint space, token-image hinge ranking loss over in-batch negatives",
+        modalities=("image-text",),
+        provides=frozenset({"encoder", "matcher"}),
+        takes_encoder=True,
+    ),
+    "voken_lm": ModelEntry(
+        spec=VokenLMSpec,
+        module="pipeline.models.voken.lm:VokenLM",
+        summary="Small BERT (Tan & Bansal 2020): masked language modelling plus voken classification of every "
+                "token (matched vokens, a random per-type control, or none)",
+        modalities=("text",),
+        provides=frozenset({"encoder", "language_model"}),
     ),
 }

@@ -175,7 +175,7 @@ class ExperimentSpec(Strict):
                                  f"{', '.join(sorted(missing))}; {what} provides {', '.join(sorted(provides))}")
             if data is not None and entry.data not in (data, "any"):
                 needed = {"labelled": "class labels", "series": "a series to forecast (a `target` field)",
-                          "video": "videos (frame sequences)"}[entry.data]
+                          "video": "videos (frame sequences)", "image-text": "captioned images"}[entry.data]
                 raise ValueError(f"downstream.{index}: {task.kind!r} needs {needed}, which dataset "
                                  f"{self.data.dataset!r} does not have")
         return self
@@ -233,13 +233,13 @@ def spec_hash(spec: ExperimentSpec) -> str:
 
 def data_kind(dataset: str | None) -> str | None:
     """"series" for a dataset to forecast (it has a `target` field), "video" for frame sequences,
-    "labelled" for one with class labels, "unlabelled" otherwise; None where it is not known here
-    (another spec's dataset)."""
+    "image-text" for captioned images, "labelled" for one with class labels, "unlabelled"
+    otherwise; None where it is not known here (another spec's dataset)."""
     source = DATASETS.get(dataset or "")
     if source is None:
         return None
-    if source.modality == "video":
-        return "video"
+    if source.modality in ("video", "image-text"):
+        return source.modality
     if source.field("target") is not None:
         return "series"
     return "labelled" if source.labelled else "unlabelled"

@@ -410,11 +410,16 @@ def _upstream_problems(spec: ExperimentSpec, folder: Path, positions: dict[Loc, 
         elif role == "encoder" and "upstream" not in (spec.data.dataset, upstream.data.dataset):
             # (On another spec's written data, the shapes are checked when the data is read.)
             theirs, ours = DATASETS[upstream.data.dataset], DATASETS[spec.data.dataset]
-            if (theirs.modality, theirs.input_shape) != (ours.modality, ours.input_shape):
+            # What the encoder is fed: the data as it is, or what the model makes of it (a matcher
+            # feeds it the scene images of image-text data, maybe resized).
+            adapt = getattr(spec.model, "upstream_encoder_input", None)
+            fed = adapt(ours.modality, ours.input_shape) if adapt else (ours.modality, ours.input_shape)
+            if (theirs.modality, theirs.input_shape) != tuple(fed):
                 problems.append(Problem(where, path, (
                     f"{ref}'s encoder takes {theirs.modality}s of shape {list(theirs.input_shape)} "
-                    f"({theirs.name}), but data.dataset {ours.name!r} holds {ours.modality}s of shape "
-                    f"{list(ours.input_shape)}; use a dataset its encoder can take")))
+                    f"({theirs.name}), but it would be fed {fed[0]}s of shape {list(fed[1])} from data.dataset "
+                    f"{ours.name!r}; use a dataset its encoder can take"
+                    + (" (or set model.upstream_side)" if adapt else ""))))
     return problems
 
 

@@ -137,17 +137,32 @@ def generate(folder: Path, project: Path | None = None) -> str:
 
     code = tracks_code(project or folder.parent)
     specs = _specs(folder)
-    datasets = {spec.data.dataset for spec in specs.values()} - {"upstream"}
-    for name in list(datasets):  # a derived dataset's parents are fetched too
-        datasets |= set(DATASETS[name].derived_from)
+    from pipeline.stages.fetch import datasets as datasets_of
+
+    read = {name: datasets_of(spec) for name, spec in specs.items()}
+    datasets = {dataset for names in read.values() for dataset in names}
+    pending = list(datasets)
+    while pending:  # a derived dataset's parents are fetched too, and theirs
+        parents = set(DATASETS[pending.pop()].derived_from) - datasets
+        datasets |= parents
+        pending += parents
     fetch = {name: {"code": module_file(DATASETS[name].generator or DATASETS[name].reader)}
              for name in sorted(datasets) if not DATASETS[name].derived_from}
-    derive = {name: {"code": module_file(DATASETS[name].generator), "parent": f"data/{DATASETS[name].derived_from[0]}"}
-              for name in sorted(datasets) if DATASETS[name].derived_from}
+    # Every entry of a foreach fills the same slots: as many parent slots as the most parents any
+    # derived dataset has, the last parent repeated where one has fewer.
+    most_parents = max((len(DATASETS[name].derived_from) for name in datasets), default=1)
+    derive = {name: {"code": module_file(DATASETS[name].generator),
+                     **{f"parent{i}": f"data/{parents[min(i, len(parents) - 1)]}" for i in range(most_parents)}}
+              for name in sorted(datasets) if (parents := DATASETS[name].derived_from)}
+    # Likewise the datasets a spec's downstream tasks read besides its own (a corpus, a text task).
+    task_datasets = {name: [d for d in read[name] if d != spec.data.dataset] for name, spec in specs.items()}
+    most_task_data = max(map(len, task_datasets.values()), default=0)
     pretrain, evaluate, seeds, report = {}, {}, {}, {}
     for name, spec in specs.items():
         # Data: a fetched dataset, or the one another spec's evaluate stage writes.
         data = f"artifacts/{spec.upstream['data']}/evaluate" if "data" in spec.upstream else f"data/{spec.data.dataset}"
+        task_data = [f"data/{dataset}" for dataset in task_datasets[name]] or [data]
+        tasks_read = {f"task_data{i}": task_data[min(i, len(task_data) - 1)] for i in range(most_task_data)}
         if spec.model is not None:
             upstream = spec.upstream.get("encoder")
             pretrain[name] = {"data": data, "family": family_folder(spec.model.kind) or "pipeline/models",
@@ -155,7 +170,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
         owner = encoder_owner(name, specs)
         evaluate[name] = {"data": data,
                           "family": (family_folder(specs[owner].model.kind) if owner else None) or "pipeline/models",
-                          "encoder": f"artifacts/{owner}/pretrain" if owner else data}
+                          "encoder": f"artifacts/{owner}/pretrain" if owner else data, **tasks_read}
         # A spec that lists seeds runs over them after its own seed's stages, and reports the spread.
         if spec.seeds:
             seeds[name] = {**evaluate[name], "seeds": ",".join(map(str, spec.seeds)),
@@ -166,6 +181,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
         return [*CODE[stage], *slots] if code else []
 
     params = [{"specs/${key}.yaml": None}]
+    task_slots = [f"${{item.task_data{i}}}" for i in range(most_task_data)]
     stages: dict = {
         "fetch": {"foreach": fetch, "do": {
             "cmd": "pipeline fetch ${key}",
@@ -174,7 +190,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
         # A dataset derived from another by a seeded generator: after its parent.
         "derive": {"foreach": derive, "do": {
             "cmd": "pipeline fetch ${key}",
-            "deps": ["${item.parent}", *code_deps("fetch", "${item.code}")],
+            "deps": [*(f"${{item.parent{i}}}" for i in range(most_parents)), *code_deps("fetch", "${item.code}")],
             "outs": [{"data/${key}": {"persist": True}}]}},
         "pretrain": {"foreach": pretrain, "do": {
             # A killed training continues when the stage reruns (its folder persists), and a finished
@@ -188,7 +204,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
         "evaluate": {"foreach": evaluate, "do": {
             "cmd": "pipeline evaluate specs/${key}.yaml",
             "params": params,
-            "deps": ["${item.data}", "${item.encoder}", *code_deps("evaluate", "${item.family}")],
+            "deps": ["${item.data}", "${item.encoder}", *task_slots, *code_deps("evaluate", "${item.family}")],
             "outs": ["artifacts/${key}/evaluate"],
             "metrics": [{"metrics/${key}/evaluate.json": {"cache": False}}]}},
         "seeds": {"foreach": seeds, "do": {
@@ -196,7 +212,8 @@ def generate(folder: Path, project: Path | None = None) -> str:
             # the stages above, are kept); metrics/<spec>/seeds.json holds each figure's spread.
             "cmd": "pipeline run specs/${key}.yaml --seeds ${item.seeds}",
             "params": params,
-            "deps": ["${item.data}", "${item.encoder}", "${item.evaluated}",
+            "deps": ["${item.data}", "${item.encoder}", "${item.evaluated}", *task_slots,
+
                      *code_deps("pretrain", *(p for p in CODE["evaluate"] if p not in CODE["pretrain"]),
                                 "pipeline/stages/seeds.py", "${item.family}")],
             "metrics": [{"metrics/${key}/seeds.json": {"cache": False}}]}},

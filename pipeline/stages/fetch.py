@@ -1,4 +1,5 @@
-"""The fetch stage: a spec's dataset into data/<name>/, checked (see pipeline.data.fetch)."""
+"""The fetch stage: a spec's dataset into data/<name>/, checked (see pipeline.data.fetch), and the
+datasets its downstream tasks read besides it (a corpus to vokenize, a text task to probe)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,21 @@ from pathlib import Path
 from pipeline.spec.experiment import ExperimentSpec
 
 
+def datasets(spec: ExperimentSpec) -> list[str]:
+    """Every registered dataset the spec's stages read, its own first (none of its own when
+    another spec's stage writes it: `data.dataset: upstream`)."""
+    from pipeline.evaluators import task_datasets
+
+    names = [] if spec.data.dataset == "upstream" else [spec.data.dataset]
+    for task in spec.downstream:
+        names += [name for name in task_datasets(task) if name not in names]
+    return names
+
+
 def fetch(spec: ExperimentSpec) -> Path | None:
-    """None for a dataset another spec's stage writes (`data.dataset: upstream`)."""
+    """The spec's own dataset's folder; None for a dataset another spec's stage writes."""
     from pipeline.data.fetch import fetch_dataset
     from pipeline.data.registry import DATASETS
 
-    if spec.data.dataset == "upstream":
-        return None
-    return fetch_dataset(DATASETS[spec.data.dataset])
+    folders = {name: fetch_dataset(DATASETS[name]) for name in datasets(spec)}
+    return folders.get(spec.data.dataset)

@@ -317,6 +317,83 @@ def published_continual(root: Path) -> list[dict]:
             for path in sorted((root / RESULTS_DIR).glob("continual_*.json"))]
 
 
+VOKEN_BEGIN = ("<!-- voken table: written by `pipeline report --readme` from results/voken_lm_*.json; do not edit "
+               "by hand -->")
+VOKEN_END = "<!-- end of voken table -->"
+VOKEN_TASKS = {"wordnet_supersense": "supersense (26 classes)", "grounded_facts": "grounded facts (true/false)"}
+VOKEN_MODES = {"none": "MLM alone", "matched": "MLM + vokens", "random": "MLM + random vokens"}
+
+
+def _voken_lm(name: str) -> tuple[str, dict[str, str]] | None:
+    """(its `vokens` setting, {task key: dataset}) of a voken_lm spec, read from specs/<name>.yaml."""
+    from pipeline.evaluators import TextProbeSpec
+    from pipeline.spec.load import SpecError, load
+    from pipeline.stages.evaluate import task_keys
+
+    try:
+        spec = load(paths.project_root() / "specs" / f"{name}.yaml")
+    except (SpecError, OSError):
+        return None
+    if spec.model is None or spec.model.kind != "voken_lm":
+        return None
+    return spec.model.vokens, {key: task.dataset for key, task in zip(task_keys(spec), spec.downstream, strict=True)
+                               if isinstance(task, TextProbeSpec)}
+
+
+def voken_table(results: list[dict]) -> str:
+    """Language models with and without vokens side by side: each text task's probe accuracy (mean
+    +- std over seeds), and its difference from MLM alone seed by seed (the same seeds: paired)."""
+    rows = []
+    for result in results:
+        found = _voken_lm(result["spec"])
+        if found is not None:
+            rows.append((list(VOKEN_MODES).index(found[0]), found[0], found[1], result))
+    rows.sort(key=lambda row: (row[0], row[3]["spec"]))
+    baseline = next((row for row in rows if row[1] == "none"), None)
+
+    def per_task(result: dict, tasks: dict[str, str]) -> dict[str, dict]:
+        return {tasks[h["task"]]: h for h in result["headlines"] if h["task"] in tasks}
+
+    reference = per_task(baseline[3], baseline[2]) if baseline else {}
+    reference_seeds = baseline[3]["seeds"] if baseline else []
+    lines = []
+    for _, mode, tasks, result in rows:
+        cells = []
+        headlines = per_task(result, tasks)
+        for dataset in VOKEN_TASKS:
+            headline = headlines.get(dataset)
+            if headline is None:
+                cells += ["-", "-"]
+                continue
+            untrained = spread(headline["baselines"]["untrained"], "accuracy")
+            cells.append(f"**{spread(headline['value'], 'accuracy')}** (untrained {untrained})")
+            other = reference.get(dataset)
+            if mode == "none" or other is None:
+                cells.append("-")
+                continue
+            mine = dict(zip(result["seeds"], headline["value"]["values"], strict=True))
+            theirs = dict(zip(reference_seeds, other["value"]["values"], strict=True))
+            shared = sorted(set(mine) & set(theirs))
+            differences = [100 * (mine[seed] - theirs[seed]) for seed in shared]
+            if not differences:
+                cells.append("-")
+                continue
+            mean = sum(differences) / len(differences)
+            std = (sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)) ** 0.5 \
+                if len(differences) > 1 else None
+            cells.append(f"{mean:+.1f}" + (f" ± {std:.1f}" if std is not None else "") + f" ({len(shared)} seeds)")
+        lines.append([f"`{result['spec']}`", VOKEN_MODES[mode], *cells,
+                      f"{wall_per_seed(result['runs']) / 60:.1f} min", str(len(result["runs"]))])
+    columns = ("spec", "language model", *(c for name in VOKEN_TASKS.values() for c in
+                                           (f"{name}, test", "vs MLM alone, points")), "time per seed", "seeds")
+    return table(lines, columns) if lines else "No voken results yet.\n"
+
+
+def published_voken(root: Path) -> list[dict]:
+    return [read_json(path, f"rewrite it with `pipeline report --publish specs/{path.stem}.yaml`")
+            for path in sorted((root / RESULTS_DIR).glob("voken_lm_*.json"))]
+
+
 def _between(text: str, begin: str, end: str, body: str, target: Path) -> str:
     if begin not in text or end not in text:
         raise PipelineError(f"{target} has no table markers: put the lines\n{begin}\n{end}\nwhere the table goes, then "
@@ -335,6 +412,8 @@ def readme(check: bool = False) -> bool:
     new = _between(text, BEGIN, END, readme_table(root), target)
     if CONTINUAL_BEGIN in text:
         new = _between(new, CONTINUAL_BEGIN, CONTINUAL_END, continual_table(published_continual(root)), target)
+    if VOKEN_BEGIN in text:
+        new = _between(new, VOKEN_BEGIN, VOKEN_END, voken_table(published_voken(root)), target)
     if check:
         return new == text
     write_atomic(target, lambda tmp: tmp.write_text(new))
