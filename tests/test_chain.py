@@ -66,6 +66,10 @@ CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "rep
                         "energy")
 QUICK_CONTINUAL = {f"continual_split_fmnist_{s}_quick": s for s in CONTINUAL_STRATEGIES}
 QUICK_SSL = ("swav_fmnist_quick",)
+# Vokenization: the matcher on swav_fmnist_quick's encoder vokenizes a corpus (its evaluate stage writes
+# it), three language models train on it, each probed on both text tasks.
+QUICK_VOKEN_LMS = {"voken_lm_mlm_quick": "none", "voken_lm_vokens_quick": "matched", "voken_lm_random_quick": "random"}
+QUICK_VOKEN = ("voken_matcher_fmnist_quick", *QUICK_VOKEN_LMS)
 
 # A spec that trains nothing of its own: few-label fine-tuning on tiny_a's encoder.
 FEWLABEL = """\
@@ -100,7 +104,7 @@ def repo(tmp_path_factory) -> Path:
         (repo / "specs" / f"{name}.yaml").write_text(TINY.format(name=name))
     (repo / "specs" / "tiny_fewlabel.yaml").write_text(FEWLABEL)
     for name in (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_SSL,
-                 *QUICK_CONTINUAL):
+                 *QUICK_CONTINUAL, *QUICK_VOKEN):
         shutil.copy(ROOT / "specs" / f"{name}.yaml", repo / "specs")
     sh("pipeline", "dvc", cwd=repo)
     sh("pipeline", "dvc", "--check", cwd=repo)
@@ -275,6 +279,43 @@ def test_a_continual_learner_chains_from_a_self_supervised_spec_and_reports_its_
         repo / "reports" / f"{name}.md").read_text()
 
 
+def test_the_vokenization_chain_runs_matcher_vokenize_language_models_and_text_probes(repo: Path):
+    import numpy as np
+
+    matcher = "voken_matcher_fmnist_quick"
+    client, runs, _ = mlflow_runs(repo, matcher)
+    _, ssl, _ = mlflow_runs(repo, "swav_fmnist_quick")
+    assert runs["pretrain"].data.tags["upstream.encoder.run_id"] == ssl["pretrain"].info.run_id
+    metrics = runs["evaluate"].data.metrics
+    for key in ("caption_to_image_r1_trained", "caption_to_image_r5_untrained", "image_to_caption_r1_trained"):
+        assert 0 <= metrics[f"retrieval/{key}"] <= 1, key
+    assert metrics["retrieval/r1_chance"] == 1 / 200
+    assert 0 < metrics["vokenize/pool_coverage"] <= 1 and metrics["vokenize/pool"] == 100
+    assert {"retrieval_examples.png", "vokens.png", "dataset.json"} <= {
+        a.path for a in client.list_artifacts(runs["evaluate"].info.run_id)}
+    # The vokenized corpus: integer token ids, each real token's voken in the pool, IGNORE elsewhere.
+    folder = repo / "artifacts" / matcher / "evaluate" / "dataset"
+    described = json.loads((folder / "dataset.json").read_text())
+    assert described["modality"] == "text" and len(described["classes"]) == 100
+    assert {f["name"]: f["dtype"] for f in described["fields"]} == {"input": "int64", "vokens": "int64",
+                                                                    "word_class": "int64"}
+    tokens, vokens = np.load(folder / "train.input.npy"), np.load(folder / "train.vokens.npy")
+    assert tokens.dtype == vokens.dtype == np.int64 and len(tokens) == 2000
+    special = np.isin(tokens, [0, 2, 3, 4])  # [PAD], [CLS], [SEP], [MASK]: no voken ([UNK] is a word)
+    assert (vokens[special] == -100).all() and ((vokens[~special] >= 0) & (vokens[~special] < 100)).all()
+    for name, mode in QUICK_VOKEN_LMS.items():
+        client, lm, _ = mlflow_runs(repo, name)
+        assert lm["pretrain"].data.tags["upstream.data.run_id"] == runs["evaluate"].info.run_id
+        assert ("train/voken_loss" in lm["pretrain"].data.metrics) == (mode != "none")
+        probes = lm["evaluate"].data.metrics
+        for task in ("text_probe_1", "text_probe_2"):
+            assert 0 < probes[f"{task}/trained"] <= 1 and 0 < probes[f"{task}/untrained"] <= 1
+        assert {"confusion_wordnet_supersense.png", "confusion_grounded_facts.png"} <= {
+            a.path for a in client.list_artifacts(lm["evaluate"].info.run_id)}
+        report = (repo / "reports" / f"{name}.md").read_text()
+        assert f"| {name} | voken_lm | wordnet_corpus_vokenized | text_probe_2 | grounded facts (probe)" in report
+
+
 def test_outputs_and_report(repo: Path):
     assert (repo / "artifacts" / "tiny_a" / "pretrain" / "encoder.pt").is_file()
     assert (repo / "artifacts" / "tiny_a" / "pretrain" / "checkpoints" / "last.ckpt").is_file()
@@ -424,3 +465,29 @@ def test_ui_in_a_real_browser_shows_the_runs_the_probe_accuracy_and_the_embeddin
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_change_to_the_vokenizer_reruns_the_language_models_but_keeps_the_matcher_training(repo: Path):
+    import numpy as np
+
+    matcher = "voken_matcher_fmnist_quick"
+    before = len(mlflow_runs(repo, matcher)[2])
+    spec = repo / "specs" / f"{matcher}.yaml"
+    spec.write_text(spec.read_text().replace("max_sentences: 2000", "max_sentences: 1500"))
+    changed = sh("dvc", "repro", cwd=repo)
+    ran = {line.split("'")[1] for line in changed.stdout.splitlines() if line.startswith("Running stage")}
+    lms = {f"{stage}@{name}" for name in QUICK_VOKEN_LMS for stage in ("pretrain", "evaluate", "report")}
+    assert ran == {f"pretrain@{matcher}", f"evaluate@{matcher}", f"report@{matcher}", *lms}
+    # Its training stage ran (the spec is its params) and kept the training: only a downstream task
+    # changed. One new MLflow run, the evaluation's; the corpus rewritten, and the models retrained on it.
+    assert "is current (same configuration, code and upstream): kept" in changed.stdout + changed.stderr
+    assert len(mlflow_runs(repo, matcher)[2]) == before + 1
+    folder = repo / "artifacts" / matcher / "evaluate" / "dataset"
+    assert len(np.load(folder / "train.input.npy")) == 1500
+
+    def newest(name: str, stage: str):
+        return max((r for r in mlflow_runs(repo, name)[2] if r.data.tags["stage"] == stage),
+                   key=lambda r: r.info.start_time)
+
+    for name in QUICK_VOKEN_LMS:
+        assert newest(name, "pretrain").data.tags["upstream.data.run_id"] == newest(matcher, "evaluate").info.run_id

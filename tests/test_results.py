@@ -177,3 +177,29 @@ def test_a_spec_runs_over_seeds_and_an_interrupted_sweep_continues(fmnist: Path)
     assert "--jobs takes a positive number" in run("--seeds", "0,1", "--jobs", "0").stderr
     without_own = run("--seeds", "1,2")
     assert without_own.returncode == 1 and "must include the spec's own seed (0)" in without_own.stderr
+
+
+def test_the_voken_table_sets_each_language_model_beside_mlm_alone_seed_by_seed(project: Path):
+    from pipeline.stages.report import voken_table
+
+    specs = project / "specs"
+    (specs / "m.yaml").write_text("name: m\ndata: {dataset: fmnist_scenes}\nmodel: {kind: voken_matcher}\n"
+                                  "downstream: [{kind: vokenize}]\n")
+    results = []
+    for name, mode, values in (("voken_lm_b", "matched", (0.52, 0.55, 0.50)),
+                               ("voken_lm_a", "none", (0.50, 0.52, 0.51)),
+                               ("voken_lm_c", "random", (0.49, 0.52, 0.50))):
+        (specs / f"{name}.yaml").write_text(f"name: {name}\nupstream: {{data: m}}\ndata: {{dataset: upstream}}\n"
+                                            f"model: {{kind: voken_lm, vokens: {mode}}}\n")
+        stats = aggregate([[{"task": "text_probe_2", "label": "grounded facts (probe)", "value": v, "unit": "accuracy",
+                             "validation": v, "baselines": {"untrained": 0.5, "majority class": 0.5},
+                             "baselines_validation": {}}] for v in values])
+        results.append({"spec": name, "seeds": [0, 1, 2], "headlines": stats,
+                        "runs": [{"wall_time_s": 60.0, "training_wall_time_s": 60.0}] * 3})
+    table = voken_table(results).splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| `voken_lm_a`", "| `voken_lm_b`", "| `voken_lm_c`"]
+    # MLM alone first; the others' differences from it per seed: +2, +3, -1 points (mean 1.3, std 2.1).
+    assert "| MLM + vokens | - | - | **52.3 ± 2.5%** (untrained 50.0 ± 0.0%) | +1.3 ± 2.1 (3 seeds) |" in table[3]
+    random = "| MLM + random vokens | - | - | **50.3 ± 1.5%** (untrained 50.0 ± 0.0%) | -0.7 ± 0.6 (3 seeds) |"
+    assert random in table[4]
+    assert "| MLM alone | - | - | **51.0 ± 1.0%** (untrained 50.0 ± 0.0%) | - |" in table[2]

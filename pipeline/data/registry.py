@@ -294,10 +294,10 @@ WORDNET_SUPERSENSE = DatasetSource(
                 "file (26 classes); 20000/5000 synsets sampled, the test synsets a fixed ~10% by offset whose "
                 "definitions wordnet_corpus leaves out; generated",
     files=(
-        RemoteFile("x_train.npy", "8b66fb2e1c632871a571f115721a30b22541b49f318c0d7496fc7b3ddd1f3418"),
-        RemoteFile("y_train.npy", "bf90c1500f5e9eff3c151a5303ece8b5694e5d5f0ceabf51c31cd0ec3461e65e"),
-        RemoteFile("x_test.npy", "26f114d59f3f8061eecbf6473a38bdd39d5c5625cce3eeee5b2e0817eb5159fc"),
-        RemoteFile("y_test.npy", "70e7398c3b0757cc486a884157578a7fab94ead6babb5467d96811951da71333"),
+        RemoteFile("x_train.npy", "1e23ae8147b0d31c1e441ac31745888b1f8fd08860fa019c7f54b5fdf39e62a7"),
+        RemoteFile("y_train.npy", "fe7240918d66b955f7a4817bdc6c808ab0deec18321e32ead84f7a597b8118e5"),
+        RemoteFile("x_test.npy", "e7294f4511b8008e93b5b4dbedd16c0b14d92b0f0e5c67a393f770fa2577d9e9"),
+        RemoteFile("y_test.npy", "104641370451660fab317e3755c1351fd8fc390c800301368e6bd1c1e2012f69"),
     ),
     reader="pipeline.data.voken:read_supersense",
     modality="text",
@@ -313,13 +313,13 @@ WORDNET_SUPERSENSE = DatasetSource(
 GROUNDED_FACTS = DatasetSource(
     name="grounded_facts",
     description="Grounded facts: sentences comparing two clothing classes' brightness or size (16 tokens), true or "
-                "false by the class statistics of Fashion-MNIST's training images, half of them true; the test "
-                "sentences compare class pairs no training sentence does; generated",
+                "false by the class statistics of Fashion-MNIST's training images, half of them true; each test "
+                "sentence names one of 3 classes (seeded) that no training sentence names; generated",
     files=(
-        RemoteFile("x_train.npy", "c1eca115df7a63a0c951bb3f762467ecc3e6e49ac3da627f37494a38b505ce81"),
-        RemoteFile("y_train.npy", "b0e5c713ba99faae7b9e7e91eab736d5c39f54d239b52ea30639588d22c8c743"),
-        RemoteFile("x_test.npy", "b31575ed557211505fd830279ba3f31c9e5d0cd02bb50b3723628498934e5d58"),
-        RemoteFile("y_test.npy", "d9d8604f252c1b7e9044b97520ced153fedec8d5a69900c628d14f57fc0b93f7"),
+        RemoteFile("x_train.npy", "9e01d0741ae30d46f290ac2da72588fb840bfe11fdc186730dd6c3d947c25610"),
+        RemoteFile("y_train.npy", "79fb55fdb55ead0db4e0910fbb7bab1c8820d8d7cc08a888ed1a14dc9f2fb395"),
+        RemoteFile("x_test.npy", "bb15b1318bb3b5a59491f842932f0eb24d23640b0ec3a6ff87c74b3068f60fc6"),
+        RemoteFile("y_test.npy", "7f9d5ed2a464dcea9e46933ae4def4235a4d1c4a1c3a2c00308a3bb1178f58e1"),
     ),
     reader="pipeline.data.voken:read_facts",
     modality="text",

@@ -215,6 +215,9 @@ class RetrievalSpec(Strict):
     ks: list[int] = Field([1, 5], min_length=1, description="The k of each recall@k.")
     examples: int = Field(6, ge=0, description="Test captions drawn (seeded) for the picture of retrieved images.")
 
+    def datasets(self) -> tuple[str, ...]:
+        return ("wordnet_corpus",)  # its tokenizer, to print the captions of the picture
+
     @model_validator(mode="after")
     def _check(self) -> RetrievalSpec:
         if any(k < 1 or k > self.gallery for k in self.ks):
@@ -225,7 +228,8 @@ class RetrievalSpec(Strict):
 class VokenizeSpec(Strict):
     """Vokenization (Tan & Bansal 2020): every token of a text corpus, in its context, gets its
     voken, the image of a fixed pool that the matcher scores highest for it (exact inner-product
-    search, faiss). The pool: `pool` scenes of this spec's training split (seeded). Writes the
+    search, faiss); a token of a type the matcher never read in its training captions gets none
+    (its embedding was never trained). The pool: `pool` scenes of this spec's training split (seeded). Writes the
     vokenized corpus as a dataset (modality `text`: `input` token ids, `vokens` the voken of each
     token, IGNORE at padding and special tokens; its classes are the pool's images, named by their
     captions) into artifacts/<spec>/evaluate/dataset/, for a language model with
@@ -249,9 +253,9 @@ class TextProbeSpec(Strict):
     """A language model's sentence features (the mean of its last layer over the tokens) probed
     by logistic regression on a labelled text task (L2 chosen on validation): WordNet noun
     supersenses of glosses (26 classes), or grounded facts (whether a sentence comparing two
-    clothing items' brightness or size is true, by Fashion-MNIST's images; the test sentences
-    compare pairs of classes no training sentence does). Against the same network untrained and
-    the majority class."""
+    clothing items' brightness or size is true, by Fashion-MNIST's images; each test sentence names
+    a class no training sentence names, so the probe must read that class's brightness or size off
+    the features). Against the same network untrained and the majority class."""
 
     kind: Literal["text_probe"] = "text_probe"
     dataset: Literal["wordnet_supersense", "grounded_facts"] = Field(description="The labelled text task.")

@@ -12,7 +12,8 @@ import torch
 from pipeline import plots
 from pipeline.data import written
 from pipeline.data.datamodule import model_input
-from pipeline.data.text import IGNORE, NO_CLASS
+from pipeline.data.fashion_mnist import CLASSES
+from pipeline.data.text import IGNORE, NO_CLASS, VOCAB_SIZE
 from pipeline.evaluators.context import Context, Headline, TaskResult
 
 
@@ -33,14 +34,18 @@ def image_embeddings(matcher, images: torch.Tensor, batch_size: int = 256, devic
 
 
 @torch.no_grad()
-def assign_vokens(matcher, tokens: torch.Tensor, index, batch_size: int = 512, device: str = "cpu") -> torch.Tensor:
+def assign_vokens(matcher, tokens: torch.Tensor, index, batch_size: int = 512, device: str = "cpu",
+                  known: torch.Tensor | None = None) -> torch.Tensor:
     """The voken of every token, int64 [N, L]: the pool image nearest its contextual embedding;
-    IGNORE at padding and special tokens."""
+    IGNORE at padding and special tokens, and at tokens of a type outside `known` (bool [vocab]:
+    the types the matcher read in training; its embedding of any other type is untrained)."""
     matcher.eval().to(device)
     vokens = torch.full(tokens.shape, IGNORE, dtype=torch.int64)
     for start in range(0, len(tokens), batch_size):
         chunk = tokens[start:start + batch_size]
         real = matcher.real_tokens(chunk.to(device)).cpu()
+        if known is not None:
+            real &= known[chunk]
         queries = matcher.token_embeddings(chunk.to(device)).float().cpu()[real]
         if len(queries):
             _, nearest = index.search(np.ascontiguousarray(queries.numpy()), 1)
@@ -57,7 +62,7 @@ def clothing_agreement(vokens: torch.Tensor, word_class: torch.Tensor, pool_item
     if not len(classes):
         return float("nan"), float("nan"), 0
     shows = (pool_items[chosen] == classes[:, None]).any(dim=1)
-    share = torch.stack([(pool_items == c).any(dim=1).float().mean() for c in range(int(pool_items.max()) + 1)])
+    share = torch.stack([(pool_items == c).any(dim=1).float().mean() for c in range(len(CLASSES))])
     return float(shows.float().mean()), float(share[classes].mean()), int(len(classes))
 
 
@@ -77,20 +82,27 @@ def run(task, ctx: Context) -> TaskResult:
     pool_ids = torch.randperm(len(ctx.splits.train["input"]),
                               generator=torch.Generator().manual_seed(ctx.spec.seed))[:task.pool]
     pool_images, pool_items = ctx.splits.train["input"][pool_ids], ctx.splits.train["items"][pool_ids]
-    metrics: dict[str, float] = {"pool": float(len(pool_ids))}
+    # The token types the matcher read in its training captions: only those have a trained
+    # embedding, so only their tokens get a voken (the rest would be noise from initial weights).
+    known = torch.zeros(VOCAB_SIZE, dtype=torch.bool)
+    known[ctx.splits.train["tokens"].unique()] = True
+    metrics: dict[str, float] = {"pool": float(len(pool_ids)), "known_token_types": float(known.sum())}
     vokens = {}
     for name, model in (("trained", ctx.trained), ("untrained", ctx.initial)):
         index = pool_index(image_embeddings(model, pool_images, device=ctx.device))
-        vokens[name, "test"] = assign_vokens(model, corpus.test["input"], index, task.batch_size, ctx.device)
+        vokens[name, "test"] = assign_vokens(model, corpus.test["input"], index, task.batch_size, ctx.device, known)
         agree, chance, named = clothing_agreement(vokens[name, "test"], corpus.test["word_class"], pool_items)
         metrics[f"clothing_voken_shows_class_{name}"] = agree
         metrics["clothing_voken_shows_class_chance"] = chance
         metrics["clothing_tokens_test"] = float(named)
         if name == "trained":
-            vokens[name, "train"] = assign_vokens(model, train_sentences, index, task.batch_size, ctx.device)
+            vokens[name, "train"] = assign_vokens(model, train_sentences, index, task.batch_size, ctx.device, known)
             agree_train, _, _ = clothing_agreement(vokens[name, "train"], train_classes, pool_items)
             metrics["clothing_voken_shows_class_trained_train"] = agree_train
     assigned = torch.cat([vokens["trained", "train"], vokens["trained", "test"]])
+    real = torch.cat([train_sentences, corpus.test["input"]])
+    real = ctx.trained.real_tokens(real)
+    metrics["tokens_with_a_voken_share"] = float((assigned != IGNORE).sum() / real.sum().clamp_min(1))
     assigned = assigned[assigned != IGNORE]
     counts = torch.bincount(assigned, minlength=len(pool_ids)).float()
     shares = counts / counts.sum()

@@ -26,7 +26,8 @@ import yaml
 from pipeline.errors import PipelineError
 
 CODE = {
-    "fetch": ["pipeline/data/fetch.py", "pipeline/data/registry.py"],
+    "fetch": ["pipeline/data/fetch.py", "pipeline/data/registry.py", "pipeline/data/text.py",
+              "pipeline/data/wordnet.py"],
     "pretrain": ["pipeline/stages/train.py", "pipeline/stages/resume.py", "pipeline/callbacks.py",
                  "pipeline/models/__init__.py", "pipeline/models/base.py", "pipeline/models/backbones.py",
                  "pipeline/data", "pipeline/spec/components.py", "pipeline/spec/experiment.py"],
@@ -213,7 +214,6 @@ def generate(folder: Path, project: Path | None = None) -> str:
             "cmd": "pipeline run specs/${key}.yaml --seeds ${item.seeds}",
             "params": params,
             "deps": ["${item.data}", "${item.encoder}", "${item.evaluated}", *task_slots,
-
                      *code_deps("pretrain", *(p for p in CODE["evaluate"] if p not in CODE["pretrain"]),
                                 "pipeline/stages/seeds.py", "${item.family}")],
             "metrics": [{"metrics/${key}/seeds.json": {"cache": False}}]}},

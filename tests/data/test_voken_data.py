@@ -261,8 +261,9 @@ def test_the_corpus_text_holds_no_definition_of_a_supersense_test_synset():
     held_out = supersense_test_definitions(noun_supersense_synsets())
     assert 0.08 < len(held_out) / 82_115 < 0.12
     assert held_out.isdisjoint(voken.wordnet_sentences())
-    test_texts, _ = voken.supersense_examples()["test"]
-    assert set(test_texts) <= held_out
+    examples = voken.supersense_examples()
+    assert set(examples["test"][0]) <= held_out
+    assert held_out.isdisjoint(examples["train"][0])  # nor its twins: synsets sharing a test definition
 
 
 def fact_meaning(text: str) -> tuple[int, int, int, bool]:
@@ -296,4 +297,9 @@ def test_grounded_facts_are_labelled_by_the_class_statistics(readouts: dict[str,
     assert pairs["train"].isdisjoint(pairs["test"])
     train_pairs, test_pairs = fact_pairs()
     assert pairs["test"] <= set(test_pairs) and pairs["train"] <= set(train_pairs)
-    assert len(test_pairs) == 15 and set(train_pairs).isdisjoint(test_pairs)
+    assert len(test_pairs) == 3 * 7 + 3 and set(train_pairs).isdisjoint(test_pairs)
+    # No training sentence names a held-out class; every test sentence names one.
+    held_out = set(voken.fact_test_classes())
+    assert len(held_out) == 3
+    assert not any(held_out & set(pair) for pair in pairs["train"])
+    assert all(held_out & set(pair) for pair in pairs["test"])

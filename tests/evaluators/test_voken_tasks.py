@@ -90,3 +90,15 @@ def test_faiss_index_is_exact_inner_product():
     queries = rng.normal(size=(20, 6)).astype(np.float32)
     _, found = pool_index(base).search(queries, 1)
     assert np.array_equal(found[:, 0], (queries @ base.numpy().T).argmax(1))
+
+
+def test_a_token_of_a_type_the_matcher_never_read_gets_no_voken():
+    torch.manual_seed(2)
+    matcher = TinyMatcher()
+    pool = torch.randint(0, 255, (10, 1, 4, 4), dtype=torch.uint8)
+    tokens = torch.tensor([[CLS, 7, 8, 9, SEP, PAD]])
+    known = torch.zeros(50, dtype=torch.bool)
+    known[[7, 9]] = True
+    vokens = assign_vokens(matcher, tokens, pool_index(image_embeddings(matcher, pool)), known=known)
+    assert vokens[0, 2] == IGNORE and (vokens[0, [1, 3]] >= 0).all()
+    assert (vokens[0, [0, 4, 5]] == IGNORE).all()

@@ -4,6 +4,7 @@ matcher and the language model (the matcher learning a tiny problem)."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pydantic
@@ -18,8 +19,15 @@ from pipeline.models import REGISTRY
 from pipeline.models.backbones import ConvNet
 from pipeline.models.voken import VokenLMSpec, VokenMatcherSpec
 from pipeline.models.voken.lm import VokenLM
-from pipeline.models.voken.losses import mask_tokens, random_voken_map, token_image_hinge, voken_loss
-from pipeline.models.voken.matcher import VokenMatcher
+from pipeline.models.voken.losses import (
+    mask_tokens,
+    random_voken_map,
+    randomised_vokens,
+    token_image_hinge,
+    true_negatives,
+    voken_loss,
+)
+from pipeline.models.voken.matcher import VokenMatcher, real_tokens
 from pipeline.spec.experiment import DataSpec, TrainSpec
 
 MATCHER = VokenMatcherSpec(kind="voken_matcher", dim=32, layers=1, heads=2, ffn=64, joint_dim=16,
@@ -195,16 +203,49 @@ def test_the_lm_sentence_features_ignore_appended_padding():
     assert model.encoder(ids).dtype == torch.float32
 
 
-def test_the_random_voken_map_is_seeded_and_draws_the_matched_vokens():
-    vokens = torch.tensor([[IGNORE, 3, 3, 7, 11, 3, IGNORE], [IGNORE, 7, 3, 3, 3, IGNORE, IGNORE]])
-    first, again, other = random_voken_map(vokens, 0), random_voken_map(vokens, 0), random_voken_map(vokens, 1)
-    assert first.shape == (VOCAB_SIZE,) and first.dtype == torch.long
-    assert torch.equal(first, again)
-    assert not torch.equal(first, other)
-    assert torch.all(first[:5] == IGNORE)
-    assert set(first[5:].tolist()) == {3, 7, 11}
-    # The empirical distribution: 3 holds 6 of the 9 real tokens.
-    assert (first[5:] == 3).float().mean() == pytest.approx(6 / 9, abs=0.03)
+def test_the_random_control_permutes_each_token_types_vokens_and_keeps_their_spread():
+    pool = 10
+    ids = torch.tensor([[CLS, 7, 7, 9, 7, 9, SEP], [CLS, 9, 7, 7, 7, SEP, PAD]])
+    vokens = torch.tensor([[IGNORE, 3, 3, 7, 1, 3, IGNORE], [IGNORE, 7, 3, 3, 2, IGNORE, IGNORE]])
+    first, again, other = (random_voken_map(vokens, seed, pool) for seed in (0, 0, 1))
+    assert first.shape == (VOCAB_SIZE, 2) and torch.equal(first, again) and not torch.equal(first, other)
+    assert torch.all(first[:5, 1] == IGNORE)
+    assert all(math.gcd(int(a), pool) == 1 for a in first[5:, 0])  # a_t coprime to the pool: one-to-one
+    mapped = randomised_vokens(ids, vokens, first, pool)
+    assert torch.equal(mapped == IGNORE, vokens == IGNORE) and mapped.max() < pool
+    # Per token type, the same matched voken always maps to the same random one, and different
+    # matched vokens to different ones: each type's spread over contexts is kept.
+    for token in (7, 9):
+        here = (ids == token) & (vokens != IGNORE)
+        pairs = set(zip(vokens[here].tolist(), mapped[here].tolist(), strict=True))
+        assert len({v for v, _ in pairs}) == len(pairs) == len({m for _, m in pairs})
+    with pytest.raises(ValueError, match="in \\[0, 10\\)"):
+        random_voken_map(torch.tensor([[12]]), 0, pool)
+
+
+def test_the_hinge_loss_takes_no_scene_showing_a_tokens_class_or_the_same_caption_as_a_negative():
+    tokens = torch.tensor([[CLS, 10, 11, SEP], [CLS, 12, SEP, PAD], [CLS, 10, 11, SEP]])
+    word_class = torch.tensor([[-1, 4, -1, -1], [-1, 2, -1, -1], [-1, 4, -1, -1]])
+    items = torch.tensor([[4, -1], [2, 4], [4, 7]])
+    allowed = true_negatives(tokens, word_class, items)
+    # Caption 0's class-4 token: scene 1 holds a 4 too, caption 2 is the same caption: no negative.
+    assert allowed[0, 1].tolist() == [False, False, False]
+    # Its other word (no class) may take scene 1, not the identical caption 2.
+    assert allowed[0, 2].tolist() == [False, True, False]
+    # Caption 1's class-2 token: neither scene 0 nor 2 holds a 2.
+    assert allowed[1, 1].tolist() == [True, False, True]
+    scores = torch.zeros(3, 4, 3)
+    real = real_tokens(tokens)
+    # With no negative left for caption 0's tokens but the one word against scene 1, only those count.
+    everything = token_image_hinge(scores, real, 0.5)
+    narrowed = token_image_hinge(scores, real, 0.5, allowed)
+    assert everything == pytest.approx(1.0) and narrowed == pytest.approx(1.0)  # each pair: 2 x 0.5
+    # A class-4 token scored high on scene 1, which shows a 4: not a wrong image once masked. It only
+    # raises caption 0's mean relevance to scene 1, r(0, 1) = 2.5, which caption 1's token (class 2)
+    # meets as a wrong caption: 0.5 + 3.0 for that pair, 1.0 for the three others: 6.5 / 4.
+    scores[0, 1, 1] = 5.0
+    assert token_image_hinge(scores, real, 0.5, allowed) == pytest.approx(6.5 / 4)
+    assert token_image_hinge(scores, real, 0.5) > 6.5 / 4
 
 
 def test_phases_builds_the_random_vokens_as_a_saved_buffer():
@@ -215,16 +256,25 @@ def test_phases_builds_the_random_vokens_as_a_saved_buffer():
         model.step({"input": splits.train["input"][:4], "vokens": splits.train["vokens"][:4]})
     phases = model.phases(_run_spec(3), splits)
     assert len(phases) == 1
-    assert torch.equal(model.random_vokens, random_voken_map(splits.train["vokens"], 3))
+    assert torch.equal(model.random_vokens, random_voken_map(splits.train["vokens"], 3, POOL))
     assert "random_vokens" in model.state_dict()
     ids, vokens = splits.train["input"][:4], splits.train["vokens"][:4]
     targets = model.voken_targets({"input": ids, "vokens": vokens})
-    real = vokens != IGNORE
-    assert torch.equal(targets[~real], vokens[~real])
-    assert torch.equal(targets[real], model.random_vokens[ids[real]])
+    assert torch.equal(targets, randomised_vokens(ids, vokens, model.random_vokens, POOL))
     other = VokenLM(spec, TrainSpec(), (32,), POOL)
     other.phases(_run_spec(4), splits)
     assert not torch.equal(other.random_vokens, model.random_vokens)
+
+
+def test_the_variants_of_one_seed_start_alike_whether_or_not_they_have_a_voken_head():
+    built = {}
+    for vokens in ("none", "matched"):
+        torch.manual_seed(5)
+        model = VokenLM(LM.model_copy(update={"vokens": vokens}), TrainSpec(), (32,), POOL)
+        built[vokens] = (model.encoder.state_dict(), torch.rand(3))  # the weights, then the next draw
+    assert all(torch.equal(a, b) for a, b in zip(built["none"][0].values(), built["matched"][0].values(),
+                                                  strict=True))
+    assert torch.equal(built["none"][1], built["matched"][1])
 
 
 @pytest.mark.parametrize("vokens", ["matched", "random", "none"])

@@ -13,7 +13,13 @@ from pipeline.data.datamodule import model_input
 from pipeline.data.text import IGNORE, VOCAB_SIZE
 from pipeline.models.base import Phase, Trainable
 from pipeline.models.voken import VokenLMSpec
-from pipeline.models.voken.losses import ignoring_cross_entropy, mask_tokens, random_voken_map, voken_loss
+from pipeline.models.voken.losses import (
+    ignoring_cross_entropy,
+    mask_tokens,
+    random_voken_map,
+    randomised_vokens,
+    voken_loss,
+)
 from pipeline.models.voken.text import TextTransformer, bert_init
 from pipeline.spec.experiment import TrainSpec
 
@@ -49,16 +55,21 @@ class VokenLM(Trainable):
         self.num_vokens = num_classes
         self.mlm_transform = Transform(spec.dim)
         self.mlm_decoder = nn.Linear(spec.dim, VOCAB_SIZE)
-        self.voken_head = (nn.Sequential(Transform(spec.dim), nn.Linear(spec.dim, num_classes))
-                           if spec.vokens != "none" else None)
+        # Built on a fork of the random state: the variants of one seed then draw the same
+        # initial weights elsewhere, the same masks and the same dropout, whether or not they
+        # have a voken head.
+        with torch.random.fork_rng():
+            torch.manual_seed(torch.initial_seed() + 1)
+            self.voken_head = (nn.Sequential(Transform(spec.dim), nn.Linear(spec.dim, num_classes))
+                               if spec.vokens != "none" else None)
+            if self.voken_head is not None:
+                bert_init(self.voken_head)
         bert_init(self.mlm_transform)
-        if self.voken_head is not None:
-            bert_init(self.voken_head)
         nn.init.zeros_(self.mlm_decoder.bias)
         self.mlm_decoder.weight = self.encoder.tokens.weight  # tied: the decoder reads the token embeddings
-        self.register_buffer("random_vokens", torch.full((VOCAB_SIZE,), IGNORE, dtype=torch.long))
-        """vokens: random: the voken of each token type (IGNORE for the special tokens); built by
-        `phases` from the training split, saved with the weights. All IGNORE otherwise."""
+        self.register_buffer("random_vokens", torch.tensor([[0, IGNORE]] * VOCAB_SIZE, dtype=torch.long))
+        """vokens: random: each token type's permutation of the pool, rows (a_t, b_t) (see
+        `losses.random_voken_map`); built by `phases`, saved with the weights. (0, IGNORE) otherwise."""
         self._random_checked = False
 
     # --- the protocol ---
@@ -66,11 +77,7 @@ class VokenLM(Trainable):
     def phases(self, spec, splits) -> list[Phase]:
         phases = super().phases(spec, splits)
         if self.spec.vokens == "random":
-            mapping = random_voken_map(splits.train["vokens"], spec.seed)
-            if int(mapping.max()) >= self.num_vokens:
-                raise ValueError(f"the training split's vokens reach {int(mapping.max())}, past the "
-                                 f"{self.num_vokens} vokens of the pool")
-            self.random_vokens.copy_(mapping)
+            self.random_vokens.copy_(random_voken_map(splits.train["vokens"], spec.seed, self.num_vokens))
         return phases
 
     # --- the network ---
@@ -85,17 +92,17 @@ class VokenLM(Trainable):
 
     def voken_targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The voken each token is trained to predict [B, L] (IGNORE where none), or None for
-        vokens: none. random: the token type's voken, at the positions the data gives a voken."""
+        vokens: none. random: each matched voken through its token type's permutation of the pool."""
         if self.voken_head is None:
             return None
         vokens = batch["vokens"]
         if self.spec.vokens == "random":
             if not self._random_checked:
-                if bool((self.random_vokens == IGNORE).all()):
+                if bool((self.random_vokens[:, 0] == 0).all()):
                     raise RuntimeError("vokens: random, but the map of random vokens is empty: build it with "
                                        "phases(spec, splits) (the training stage does) or load trained weights")
                 self._random_checked = True
-            vokens = torch.where(vokens != IGNORE, self.random_vokens[batch["input"]], IGNORE)
+            vokens = randomised_vokens(batch["input"], vokens, self.random_vokens, self.num_vokens)
         return vokens
 
     def step(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None

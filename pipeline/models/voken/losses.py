@@ -4,16 +4,31 @@ positions with a target (IGNORE elsewhere)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.text import CLS, IGNORE, MASK, PAD, SEP, SPECIAL_TOKENS, UNK, VOCAB_SIZE
+from pipeline.data.text import CLS, IGNORE, MASK, NO_CLASS, PAD, SEP, SPECIAL_TOKENS, UNK, VOCAB_SIZE
 
 FIRST_WORD = len(SPECIAL_TOKENS)
 """The first id that is not a special token: masking draws its random tokens from [FIRST_WORD, vocab)."""
 
 
-def token_image_hinge(scores: torch.Tensor, real: torch.Tensor, margin: float) -> torch.Tensor:
+def true_negatives(tokens: torch.Tensor, word_class: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Which other items of a batch may serve as negatives for each token [B, L, B] (bool): not the
+    token's own item, not an item whose caption is the very same, and, for a token naming a
+    clothing class, not an item whose scene holds that class too (a sneaker is as relevant to every
+    scene with a sneaker). tokens, word_class [B, L]; items [B, K] (class per item, NO_CLASS pad)."""
+    b = tokens.shape[0]
+    same_caption = (tokens[:, None, :] == tokens[None, :, :]).all(dim=-1)  # [B, B], the diagonal included
+    shows = (word_class[:, :, None, None] == items[None, None, :, :]).any(dim=-1)  # [B, L, B]
+    shows &= (word_class != NO_CLASS)[:, :, None]
+    return ~same_caption[:, None, :].expand(b, tokens.shape[1], b) & ~shows
+
+
+def token_image_hinge(scores: torch.Tensor, real: torch.Tensor, margin: float,
+                      negatives: torch.Tensor | None = None) -> torch.Tensor:
     """The token-image hinge ranking loss over in-batch negatives (Tan & Bansal 2020).
 
     scores [B, L, B]: scores[b, i, c] = s(t_bi, v_c), the relevance of token i of caption b to image
@@ -28,7 +43,9 @@ def token_image_hinge(scores: torch.Tensor, real: torch.Tensor, margin: float) -
       for every caption and is exactly the caption-to-image retrieval score).
 
     Loss = the mean of the first over the (real token, negative) pairs + the mean of the second
-    over the same pairs. Zero (with a graph) when the batch has no negatives or no real tokens."""
+    over the same pairs. Zero (with a graph) when the batch has no negatives or no real tokens.
+    `negatives` [B, L, B] (bool) narrows which c count for each token (see `true_negatives`);
+    default: every c != b."""
     b = scores.shape[0]
     if scores.shape != (b, real.shape[1], b):
         raise ValueError(f"scores must be [B, L, B] for real tokens [B, L] (got {tuple(scores.shape)} and "
@@ -36,8 +53,10 @@ def token_image_hinge(scores: torch.Tensor, real: torch.Tensor, margin: float) -
     items = torch.arange(b, device=scores.device)
     positive = scores[items, :, items]  # [B, L]: s(t_bi, v_b)
     caption = caption_scores(scores, real)  # [B, B]: r(c, b) at [c, b]
-    negative = ~torch.eye(b, dtype=torch.bool, device=scores.device)  # [b, c]: c != b
-    pairs = (real[:, :, None] & negative[:, None, :]).to(scores.dtype)  # [B, L, B]
+    negative = ~torch.eye(b, dtype=torch.bool, device=scores.device)[:, None, :]  # [b, 1, c]: c != b
+    if negatives is not None:
+        negative = negative & negatives
+    pairs = (real[:, :, None] & negative).to(scores.dtype)  # [B, L, B]
     count = pairs.sum()
     if count == 0:
         return scores.sum() * 0
@@ -93,18 +112,33 @@ def voken_loss(logits: torch.Tensor, vokens: torch.Tensor) -> torch.Tensor:
     return ignoring_cross_entropy(logits, vokens)
 
 
-def random_voken_map(vokens: torch.Tensor, seed: int, vocab_size: int = VOCAB_SIZE) -> torch.Tensor:
-    """The `vokens: random` control: one voken per token TYPE [vocab_size] (int64), drawn
-    independently (a generator seeded by `seed`) from the empirical distribution of the matched
-    vokens `vokens` (any shape; IGNORE entries skipped), i.e. each voken with probability its
-    share of the real tokens. The special tokens map to IGNORE."""
-    counted = vokens[vokens != IGNORE].long().cpu()
+def random_voken_map(vokens: torch.Tensor, seed: int, pool: int, vocab_size: int = VOCAB_SIZE) -> torch.Tensor:
+    """The `vokens: random` control: for each token TYPE t, a seeded random permutation of the
+    voken pool, v -> (a_t v + b_t) mod pool with a_t coprime to pool; returned as int64
+    [vocab_size, 2] rows (a_t, b_t), special tokens (0, IGNORE). Applied to the matched vokens
+    (see `randomised_vokens`), it keeps everything about them that one token type alone tells:
+    which positions have a voken, how many distinct vokens a type gets and how often, and how they
+    vary with context (given the type, the map is one-to-one). What it breaks is what grounds them:
+    that different words (synonyms; "dark" and a dark item) share images. `vokens` (the matched
+    ones) is checked to lie in the pool."""
+    counted = vokens[vokens != IGNORE]
     if counted.numel() == 0:
-        raise ValueError("no matched vokens to draw the random ones from (every target is IGNORE)")
-    if counted.min() < 0:
-        raise ValueError(f"voken ids must be >= 0 or IGNORE ({IGNORE}); got {int(counted.min())}")
-    frequency = torch.bincount(counted).double()
+        raise ValueError("no matched vokens to permute (every target is IGNORE)")
+    if counted.min() < 0 or counted.max() >= pool:
+        raise ValueError(f"voken ids must be in [0, {pool}) or IGNORE ({IGNORE}); got {int(counted.min())}.."
+                         f"{int(counted.max())}")
     generator = torch.Generator().manual_seed(seed)
-    drawn = torch.multinomial(frequency, vocab_size, replacement=True, generator=generator)
-    drawn[:FIRST_WORD] = IGNORE
-    return drawn
+    coprime = torch.tensor([a for a in range(1, max(pool, 2)) if math.gcd(a, pool) == 1] or [1])
+    multipliers = coprime[torch.randint(len(coprime), (vocab_size,), generator=generator)]
+    offsets = torch.randint(pool, (vocab_size,), generator=generator)
+    table = torch.stack([multipliers, offsets], dim=1).long()
+    table[:FIRST_WORD] = torch.tensor([0, IGNORE])
+    return table
+
+
+def randomised_vokens(ids: torch.Tensor, vokens: torch.Tensor, table: torch.Tensor, pool: int) -> torch.Tensor:
+    """The control's targets [B, L]: each matched voken v of a token of type t mapped to
+    (a_t v + b_t) mod pool (see `random_voken_map`); IGNORE stays IGNORE."""
+    rows = table[ids]
+    mapped = (rows[..., 0] * vokens.clamp_min(0) + rows[..., 1]) % pool
+    return torch.where(vokens != IGNORE, mapped, torch.full_like(vokens, IGNORE))

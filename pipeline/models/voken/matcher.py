@@ -4,7 +4,8 @@ dot product of their unit vectors. Trained with the token-image hinge ranking lo
 batch's other images and captions (see `losses.token_image_hinge`).
 
 Batches (fmnist_scenes): `input` uint8 [B, 1, 56, 56] scenes, `tokens` int64 [B, L] captions
-([CLS] ... [SEP], then PAD); the other fields are not read."""
+([CLS] ... [SEP], then PAD); `word_class` [B, L] and `items` [B, K], where present, keep a scene
+that shows the class a token names from serving as that token's negative."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pipeline.data.text import CLS, MASK, PAD, SEP
 from pipeline.models.backbones import ConvNet
 from pipeline.models.base import Trainable
 from pipeline.models.voken import VokenMatcherSpec
-from pipeline.models.voken.losses import caption_scores, token_image_hinge
+from pipeline.models.voken.losses import caption_scores, token_image_hinge, true_negatives
 from pipeline.models.voken.text import TextTransformer
 from pipeline.spec.experiment import TrainSpec
 
@@ -84,16 +85,26 @@ class VokenMatcher(Trainable):
         """Caption-to-image retrieval scores [Nc, Ni]: the mean relevance of the caption's real tokens."""
         return caption_scores(self.token_image_scores(tokens, images), real_tokens(tokens))
 
-    def loss(self, tokens: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hinge loss, token-image relevances [B, L, B]) of a batch of matching captions and images."""
+    def loss(self, tokens: torch.Tensor, images: torch.Tensor, negatives: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hinge loss, token-image relevances [B, L, B]) of a batch of matching captions and images;
+        `negatives` [B, L, B]: which other items count as each token's negatives (default: all)."""
         scores = self.token_image_scores(tokens, images)
-        return token_image_hinge(scores, real_tokens(tokens), self.spec.margin), scores
+        return token_image_hinge(scores, real_tokens(tokens), self.spec.margin, negatives), scores
+
+    @staticmethod
+    def negatives(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The batch's true negatives per token (see `losses.true_negatives`), where it says which
+        classes its captions name and its scenes hold; None (every other item) otherwise."""
+        if "word_class" not in batch or "items" not in batch:
+            return None
+        return true_negatives(batch["tokens"], batch["word_class"], batch["items"])
 
     # --- Lightning ---
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         tokens = batch["tokens"]
-        loss, _ = self.loss(tokens, model_input(batch["input"]))
+        loss, _ = self.loss(tokens, model_input(batch["input"]), self.negatives(batch))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(tokens),
                  sync_dist=True)
         return loss
@@ -102,7 +113,7 @@ class VokenMatcher(Trainable):
         """val/r1: the share of captions whose own image scores highest among the validation
         batch's images (a batch of B holds B candidates; averaged over batches weighted by size)."""
         tokens = batch["tokens"]
-        loss, scores = self.loss(tokens, model_input(batch["input"]))
+        loss, scores = self.loss(tokens, model_input(batch["input"]), self.negatives(batch))
         retrieval = caption_scores(scores, real_tokens(tokens))
         hits = (retrieval.argmax(dim=1) == torch.arange(len(tokens), device=tokens.device)).float().mean()
         self.log("val/loss", loss, on_epoch=True, batch_size=len(tokens), sync_dist=True)
