@@ -188,7 +188,8 @@ def test_the_voken_table_sets_each_language_model_beside_mlm_alone_seed_by_seed(
     results = []
     for name, mode, values in (("voken_lm_b", "matched", (0.52, 0.55, 0.50)),
                                ("voken_lm_a", "none", (0.50, 0.52, 0.51)),
-                               ("voken_lm_c", "random", (0.49, 0.52, 0.50))):
+                               ("voken_lm_c", "random", (0.49, 0.52, 0.50)),
+                               ("voken_lm_d", "matched, voken_weight: 0.1", (0.50, 0.52, 0.51))):
         (specs / f"{name}.yaml").write_text(f"name: {name}\nupstream: {{data: m}}\ndata: {{dataset: upstream}}\n"
                                             f"model: {{kind: voken_lm, vokens: {mode}}}\n")
         stats = aggregate([[{"task": "text_probe_2", "label": "grounded facts (probe)", "value": v, "unit": "accuracy",
@@ -197,9 +198,12 @@ def test_the_voken_table_sets_each_language_model_beside_mlm_alone_seed_by_seed(
         results.append({"spec": name, "seeds": [0, 1, 2], "headlines": stats,
                         "runs": [{"wall_time_s": 60.0, "training_wall_time_s": 60.0}] * 3})
     table = voken_table(results).splitlines()
-    assert [row.split(" | ")[0] for row in table[2:]] == ["| `voken_lm_a`", "| `voken_lm_b`", "| `voken_lm_c`"]
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| `voken_lm_a`", "| `voken_lm_b`", "| `voken_lm_d`",
+                                                          "| `voken_lm_c`"]
+    assert "| MLM + vokens, weight 0.1 | - | - | **51.0 ± 1.0%** (untrained 50.0 ± 0.0%) | +0.0 ± 0.0 (3 seeds) |" \
+        in table[4]
     # MLM alone first; the others' differences from it per seed: +2, +3, -1 points (mean 1.3, std 2.1).
     assert "| MLM + vokens | - | - | **52.3 ± 2.5%** (untrained 50.0 ± 0.0%) | +1.3 ± 2.1 (3 seeds) |" in table[3]
     random = "| MLM + random vokens | - | - | **50.3 ± 1.5%** (untrained 50.0 ± 0.0%) | -0.7 ± 0.6 (3 seeds) |"
-    assert random in table[4]
+    assert random in table[5]
     assert "| MLM alone | - | - | **51.0 ± 1.0%** (untrained 50.0 ± 0.0%) | - |" in table[2]

@@ -324,8 +324,9 @@ VOKEN_TASKS = {"wordnet_supersense": "supersense (26 classes)", "grounded_facts"
 VOKEN_MODES = {"none": "MLM alone", "matched": "MLM + vokens", "random": "MLM + random vokens"}
 
 
-def _voken_lm(name: str) -> tuple[str, dict[str, str]] | None:
-    """(its `vokens` setting, {task key: dataset}) of a voken_lm spec, read from specs/<name>.yaml."""
+def _voken_lm(name: str) -> tuple[str, str, dict[str, str]] | None:
+    """(its `vokens` setting, its row's label, {task key: dataset}) of a voken_lm spec, read from
+    specs/<name>.yaml."""
     from pipeline.evaluators import TextProbeSpec
     from pipeline.spec.load import SpecError, load
     from pipeline.stages.evaluate import task_keys
@@ -336,8 +337,11 @@ def _voken_lm(name: str) -> tuple[str, dict[str, str]] | None:
         return None
     if spec.model is None or spec.model.kind != "voken_lm":
         return None
-    return spec.model.vokens, {key: task.dataset for key, task in zip(task_keys(spec), spec.downstream, strict=True)
-                               if isinstance(task, TextProbeSpec)}
+    label = VOKEN_MODES[spec.model.vokens] + (f", weight {spec.model.voken_weight:g}"
+                                              if spec.model.vokens != "none" and spec.model.voken_weight != 1 else "")
+    return spec.model.vokens, label, {key: task.dataset for key, task in zip(task_keys(spec), spec.downstream,
+                                                                             strict=True)
+                                      if isinstance(task, TextProbeSpec)}
 
 
 def voken_table(results: list[dict]) -> str:
@@ -347,7 +351,7 @@ def voken_table(results: list[dict]) -> str:
     for result in results:
         found = _voken_lm(result["spec"])
         if found is not None:
-            rows.append((list(VOKEN_MODES).index(found[0]), found[0], found[1], result))
+            rows.append((list(VOKEN_MODES).index(found[0]), found[0], found[2], result, found[1]))
     rows.sort(key=lambda row: (row[0], row[3]["spec"]))
     baseline = next((row for row in rows if row[1] == "none"), None)
 
@@ -357,7 +361,7 @@ def voken_table(results: list[dict]) -> str:
     reference = per_task(baseline[3], baseline[2]) if baseline else {}
     reference_seeds = baseline[3]["seeds"] if baseline else []
     lines = []
-    for _, mode, tasks, result in rows:
+    for _, mode, tasks, result, label in rows:
         cells = []
         headlines = per_task(result, tasks)
         for dataset in VOKEN_TASKS:
@@ -382,7 +386,7 @@ def voken_table(results: list[dict]) -> str:
             std = (sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)) ** 0.5 \
                 if len(differences) > 1 else None
             cells.append(f"{mean:+.1f}" + (f" ± {std:.1f}" if std is not None else "") + f" ({len(shared)} seeds)")
-        lines.append([f"`{result['spec']}`", VOKEN_MODES[mode], *cells,
+        lines.append([f"`{result['spec']}`", label, *cells,
                       f"{wall_per_seed(result['runs']) / 60:.1f} min", str(len(result["runs"]))])
     columns = ("spec", "language model", *(c for name in VOKEN_TASKS.values() for c in
                                            (f"{name}, test", "vs MLM alone, points")), "time per seed", "seeds")
