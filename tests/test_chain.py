@@ -67,8 +67,9 @@ CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "rep
 QUICK_CONTINUAL = {f"continual_split_fmnist_{s}_quick": s for s in CONTINUAL_STRATEGIES}
 QUICK_SSL = ("swav_fmnist_quick",)
 # Vokenization: the matcher on swav_fmnist_quick's encoder vokenizes a corpus (its evaluate stage writes
-# it), three language models train on it, each probed on both text tasks.
-QUICK_VOKEN_LMS = {"voken_lm_mlm_quick": "none", "voken_lm_vokens_quick": "matched", "voken_lm_random_quick": "random"}
+# it), a language model trains on it and is probed on both text tasks. (Its MLM-alone and random-voken
+# twins differ only in `vokens`, tested in tests/models/test_voken.py: the chain runs one, for time.)
+QUICK_VOKEN_LMS = {"voken_lm_vokens_quick": "matched"}
 QUICK_VOKEN = ("voken_matcher_fmnist_quick", *QUICK_VOKEN_LMS)
 
 # A spec that trains nothing of its own: few-label fine-tuning on tiny_a's encoder.
@@ -482,7 +483,9 @@ def test_a_change_to_the_vokenizer_reruns_the_language_models_but_keeps_the_matc
     changed = sh("dvc", "repro", cwd=repo)
     ran = {line.split("'")[1] for line in changed.stdout.splitlines() if line.startswith("Running stage")}
     lms = {f"{stage}@{name}" for name in QUICK_VOKEN_LMS for stage in ("pretrain", "evaluate", "report")}
-    assert ran == {f"pretrain@{matcher}", f"evaluate@{matcher}", f"report@{matcher}", *lms}
+    # (Stages of specs other tests left changed may run too; of the vokenization chain, exactly these.)
+    assert {stage for stage in ran if "voken" in stage} == {f"pretrain@{matcher}", f"evaluate@{matcher}",
+                                                            f"report@{matcher}", *lms}
     # Its training stage ran (the spec is its params) and kept the training: only a downstream task
     # changed. One new MLflow run, the evaluation's; the corpus rewritten, and the models retrained on it.
     assert "is current (same configuration, code and upstream): kept" in changed.stdout + changed.stderr
