@@ -8,6 +8,7 @@ import torch
 from pipeline import plots
 from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import Context, Headline, TaskResult
+from pipeline.models.voken.losses import caption_scores
 
 
 @torch.no_grad()
@@ -21,10 +22,8 @@ def score_matrix(matcher, tokens: torch.Tensor, images: torch.Tensor, batch_size
     rows = []
     for start in range(0, len(tokens), batch_size):
         chunk = tokens[start:start + batch_size].to(device)
-        token_embeddings = matcher.token_embeddings(chunk)
-        real = matcher.real_tokens(chunk).float()
-        per_token = torch.einsum("bld,nd->bln", token_embeddings, image_embeddings)
-        rows.append(((per_token * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp(min=1)).cpu())
+        per_token = torch.einsum("bld,nd->bln", matcher.token_embeddings(chunk), image_embeddings)
+        rows.append(caption_scores(per_token, matcher.real_tokens(chunk)).cpu())
     matcher.train(was_training)
     return torch.cat(rows)
 
