@@ -570,9 +570,14 @@ def generate_supersense(folder: Path, parents: dict[str, Path]) -> None:
 
 def read_supersense(folder: Path) -> Readout:
     """Definition ids (`input`, int64 [N, 32]) and supersense (`label`, 0..25 of wordnet.SUPERSENSES)."""
-    arrays = _load(folder, ("x_train", "y_train", "x_test", "y_test"), "wordnet_supersense")
+    return _labelled_text(folder, "wordnet_supersense", SUPERSENSES)
+
+
+def _labelled_text(folder: Path, name: str, classes: tuple[str, ...]) -> Readout:
+    """A labelled text dataset's splits: ids x_<split> as `input`, labels y_<split> as `label`."""
+    arrays = _load(folder, ("x_train", "y_train", "x_test", "y_test"), name)
     return Readout({"input": arrays["x_train"], "label": arrays["y_train"]},
-                   {"input": arrays["x_test"], "label": arrays["y_test"]}, SUPERSENSES)
+                   {"input": arrays["x_test"], "label": arrays["y_test"]}, classes)
 
 
 # --- grounded_facts ------------------------------------------------------------------------------
@@ -702,6 +707,4 @@ def generate_facts(folder: Path, parents: dict[str, Path]) -> None:
 
 def read_facts(folder: Path) -> Readout:
     """Sentence ids (`input`, int64 [N, 16]) and truth (`label`: 0 false, 1 true)."""
-    arrays = _load(folder, ("x_train", "y_train", "x_test", "y_test"), "grounded_facts")
-    return Readout({"input": arrays["x_train"], "label": arrays["y_train"]},
-                   {"input": arrays["x_test"], "label": arrays["y_test"]}, FACT_CLASSES)
+    return _labelled_text(folder, "grounded_facts", FACT_CLASSES)
