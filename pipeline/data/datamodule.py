@@ -51,6 +51,23 @@ class Splits:
         """Splits of a labelled dataset from (inputs, labels) pairs."""
         return cls(*({"input": x, "label": y} for x, y in (train, val, test)), classes)
 
+    def with_eval_subset(self, examples: int | None, seed: int) -> Splits:
+        """These splits with at most `examples` validation and as many test examples
+        (`data.eval_subset`): a seeded choice from each, kept in the split's order (a series'
+        windows stay in time order)."""
+        if examples is None:
+            return self
+        rng = np.random.default_rng([seed, examples])
+
+        def limited(fields: Fields) -> Fields:
+            size = len(fields["input"])
+            if size <= examples:
+                return fields
+            keep = torch.from_numpy(np.sort(rng.choice(size, examples, replace=False)))
+            return {name: values[keep] for name, values in fields.items()}
+
+        return Splits(train=self.train, val=limited(self.val), test=limited(self.test), classes=self.classes)
+
     def pair(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, labels) of a labelled split."""
         fields = getattr(self, split)
@@ -124,12 +141,15 @@ def _as_batch(batch: Fields) -> Fields:
 
 
 class TensorDataModule(pl.LightningDataModule):
-    """The splits of the spec's dataset, shuffled per epoch by a (seed, epoch) permutation."""
+    """The splits of the spec's dataset, shuffled per epoch by a (seed, epoch) permutation. Training
+    drops the last incomplete batch (every step sees a full batch); `drop_last=False` keeps it, for
+    a fit that must see every training example (a closed-form readout)."""
 
-    def __init__(self, spec: DataSpec, seed: int, splits: Splits | None = None):
+    def __init__(self, spec: DataSpec, seed: int, splits: Splits | None = None, drop_last: bool = True):
         super().__init__()
         self.spec, self.seed = spec, seed
         self.splits = splits
+        self.drop_last = drop_last
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
@@ -141,7 +161,7 @@ class TensorDataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.spec.batch_size,
             sampler=EpochShuffle(dataset, self.seed) if train else None,
-            drop_last=train and len(dataset) >= self.spec.batch_size,
+            drop_last=self.drop_last and train and len(dataset) >= self.spec.batch_size,
             num_workers=self.spec.num_workers,
             persistent_workers=self.spec.num_workers > 0,
             collate_fn=_as_batch,

@@ -29,6 +29,12 @@ class DataSpec(Strict):
         None, gt=0,
         description="Train downstream probes on only this many training images; null: all.",
     )
+    eval_subset: int | None = Field(
+        None, gt=0,
+        description="Score downstream tasks on only this many validation and this many test examples (a "
+                    "seeded choice, kept in the splits' order); null: all. For quick specs, whose figures "
+                    "are smoke tests: a spec that reports results scores every test example.",
+    )
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Fraction of the training images held out for validation."
     )
@@ -261,7 +267,8 @@ def training_hash(spec: ExperimentSpec) -> str:
     sections. Downstream tasks, the probes' data and the tracking destination do not change the
     trained weights, so changing them keeps a pretraining current (and resumable)."""
     body = spec.model_dump(mode="json", include={"seed", "data", "model", "train", "upstream"})
-    body["data"].pop("probe_subset", None)
+    for downstream_only in ("probe_subset", "eval_subset"):
+        body["data"].pop(downstream_only, None)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

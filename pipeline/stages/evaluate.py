@@ -48,8 +48,10 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     builds_on.update(lineage(spec, folder))
     # `train_subset` limits training; downstream tasks train on `probe_subset` (default: all) examples.
     data = builds_on.get("data")
+    # `eval_subset` (quick specs) scores them on fewer validation and test examples.
     splits = load_splits(spec.data.model_copy(update={"train_subset": spec.data.probe_subset}), spec.seed,
-                         written=(data.source, data.folder) if data else None)
+                         written=(data.source, data.folder) if data else None
+                         ).with_eval_subset(spec.data.eval_subset, spec.seed)
     stale = {role: f.run_id for role, f in builds_on.items() if role != "training"}
     if spec.model is not None and source.upstream != stale:
         raise PipelineError(f"{spec.name} was trained from other runs of its upstream specs ({source.upstream}, now "

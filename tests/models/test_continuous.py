@@ -20,7 +20,7 @@ from pipeline.models import REGISTRY
 from pipeline.models.continuous import ESNSpec, NeuralODESpec
 from pipeline.models.continuous.esn import ESN, ReservoirCore, RidgeRegression
 from pipeline.models.continuous.ode import NeuralODE, ODEBlock, ResBlock
-from pipeline.spec.experiment import DataSpec, TrainSpec
+from pipeline.spec.experiment import DataSpec, ExperimentSpec, TrainSpec
 
 TRAINER = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
 
@@ -272,6 +272,27 @@ def test_the_esn_trains_through_lightning_as_a_classifier(tmp_path: Path):
     stats = model.network_stats()
     assert stats["parameters"] == 3 * 60 * 3 + 3
     assert stats["spectral_radius"] == pytest.approx(0.9, rel=1e-6)
+
+
+def test_the_esn_fits_its_readout_on_every_training_example_the_last_incomplete_batch_too():
+    """Its training phase (what the training stage runs) keeps the batch a gradient fit drops: 100
+    examples in batches of 32 give 4 batches, and the readout is the least-squares one of all 100."""
+    pl.seed_everything(0, verbose=False)
+    spec = ESNSpec(kind="esn", units=30, ridge=1e-3, features="last")
+    model = ESN(spec, TrainSpec(max_epochs=1), (1, 12), 3)
+    train = _labelled(100, 12, 3)
+    splits = Splits.of_pairs(train, train, train, ("a", "b", "c"))
+    (phase,) = model.phases(ExperimentSpec(name="e", data=DataSpec(dataset="mnist1d", batch_size=32), model=spec),
+                            splits)
+    trainer = pl.Trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0, enable_checkpointing=False,
+                         **TRAINER)
+    trainer.fit(model, datamodule=phase.data)
+    assert trainer.global_step == 4
+    readout = torch.cat([model.head.weight.T, model.head.bias[None]]).double()
+    fields = {"input": train[0], "label": train[1]}
+    torch.testing.assert_close(readout, _least_squares_readout(model, fields, 1e-3), rtol=1e-4, atol=1e-5)
+    # A gradient-trained kind's phase drops it, as before.
+    assert len(TensorDataModule(DataSpec(batch_size=32), 0, splits).train_dataloader()) == 3
 
 
 def test_an_esn_resumed_mid_epoch_fits_its_readout_on_the_batches_left(tmp_path: Path):

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.datamodule import model_input
+from pipeline.data.datamodule import TensorDataModule, model_input
+from pipeline.models.base import Phase
 from pipeline.models.continuous import ESNSpec
 from pipeline.models.continuous.module import Core, RecurrentEncoder, SequenceNet, State
 from pipeline.spec.experiment import TrainSpec
@@ -109,7 +110,8 @@ class ReservoirEncoder(RecurrentEncoder):
 
 class RidgeRegression:
     """Least squares with an L2 penalty, from sums over the data: the rows X (with a column of
-    ones for the bias, penalised like the weights, as in reservoirpy) and targets Y arrive in
+    ones for the bias, penalised like the weights; reservoirpy 0.4's Ridge centres X and Y and
+    leaves the bias unpenalised instead) and targets Y arrive in
     batches, and X^T X, X^T Y, the sum of Y^2 and the row count accumulate in float64 (on the
     CPU for a device without float64, MPS). The solution of (X^T X + ridge I) W = X^T Y is the
     same however the rows were batched. float64 keeps the sums of many batches exact enough for
@@ -203,6 +205,11 @@ class ESN(SequenceNet):
             targets = model_input(batch["target"])[:, 0, self.washout:]  # [B, steps]
             return states[:, self.washout:].flatten(0, 1), targets.reshape(-1, 1)
         return self.encoder(inputs), F.one_hot(batch["label"], self.head.out_features).float()
+
+    def phases(self, spec, splits) -> list[Phase]:
+        """One fit, on every training example: the last incomplete batch too, which a gradient fit
+        drops (up to a tenth of the Mackey-Glass windows at batch size 16)."""
+        return [Phase("fit", TensorDataModule(spec.data, spec.seed, splits, drop_last=False), spec.train.max_epochs)]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """No gradient ever reaches the readout: this optimiser (learning rate 0, over weights
