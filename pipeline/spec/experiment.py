@@ -56,6 +56,12 @@ class TrainSpec(Strict):
     num_nodes: int = Field(1, gt=0)
     deterministic: bool = True
     log_every_n_steps: int = Field(10, gt=0)
+    gradient_clip_norm: float | None = Field(
+        None, gt=0,
+        description="Rescale the gradients so that their global L2 norm is at most this before each optimizer "
+                    "step (Lightning's gradient_clip_val, by norm); null: no clipping. Recurrent networks over "
+                    "long sequences are the usual users. Not for kinds that step their optimiser themselves (esn).",
+    )
     checkpoint_every_n_steps: int | None = Field(
         None, gt=0,
         description="Write checkpoints/last.ckpt every N optimizer steps; null: at each epoch end.",

@@ -44,6 +44,8 @@ def build_trainer(spec: ExperimentSpec, **overrides):
         # failing on the few CUDA kernels that have none.
         deterministic="warn" if t.deterministic else False,
         log_every_n_steps=t.log_every_n_steps,
+        gradient_clip_val=t.gradient_clip_norm,
+        gradient_clip_algorithm="norm",
         enable_model_summary=False,
         plugins=[AtomicCheckpointIO()],
     )

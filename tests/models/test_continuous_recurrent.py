@@ -20,19 +20,46 @@ KINDS = [
 ]
 
 
+def _connections_computed_through(cell, in_dim: int) -> int:
+    """Brute force: for each layer of a wired CfC cell, the (input or own neuron, neuron) pairs
+    whose entry of the Jacobian of the layer's new state with respect to [layer input, its state]
+    is nonzero at random points; summed over the layers."""
+    torch.manual_seed(1)
+    used, width = 0, in_dim
+    for layer in cell._layers:
+        hidden = layer.ff1.out_features
+        seen = torch.zeros(hidden, width + hidden, dtype=torch.bool)
+        for _ in range(3):
+            point = torch.randn(width + hidden)
+
+            def step(x, layer=layer, width=width):
+                return layer(x[None, :width], x[None, width:], torch.ones(1, 1))[0][0]
+
+            seen |= torch.autograd.functional.jacobian(step, point) != 0
+        used += int(seen.sum())
+        width = hidden
+    return used
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate", "pure"])
 @pytest.mark.parametrize(("sparsity", "units"), [(0.5, 19), (0.75, 32)])
-def test_an_ncp_wiring_has_the_synapses_its_spec_asks_for(sparsity: float, units: int):
+def test_an_ncp_counts_the_synapses_it_computes_through(sparsity: float, units: int, mode: str):
+    """The count is of the connections through which a neuron's next state depends on an input
+    or a neuron, found by the Jacobian; the wiring's diagram (inter-layer masks) is fewer: ncps'
+    wired CfC connects the neurons of a layer densely, and its time gates ignore the mask."""
     from ncps.wirings import AutoNCP
 
-    spec = CfCSpec(kind="cfc", units=units, wiring={"kind": "ncp", "outputs": 4, "sparsity": sparsity})
+    spec = CfCSpec(kind="cfc", units=units, mode=mode, wiring={"kind": "ncp", "outputs": 4, "sparsity": sparsity})
     net = CfC(spec, TrainSpec(), (1, 20), 10)
     used, dense = net.network_stats()["synapses_used"], net.network_stats()["synapses_dense"]
+    cell = net.encoder.core.cell
+    assert used == _connections_computed_through(cell, 1)
+    assert dense == (1 + units) * units and used < dense
     wiring = AutoNCP(units, 4, sparsity_level=sparsity, seed=spec.wiring.seed)
     wiring.build(1)
-    assert used == wiring.synapse_count + wiring.sensory_synapse_count
-    assert dense == (1 + units) * units and used < (1 - sparsity + 0.15) * dense
-    # The mask is applied: the weights of absent synapses get no gradient.
-    cell = net.encoder.core.cell
+    diagram = wiring.synapse_count + wiring.sensory_synapse_count
+    assert used > diagram
+    # The mask is applied to the masked maps: their weights of absent synapses get no gradient.
     x = torch.randn(4, 1, 20)
     net.classify(x).sum().backward()
     masked = [(layer.sparsity_mask == 0, layer.ff1.weight.grad) for layer in cell._layers]
@@ -41,6 +68,26 @@ def test_an_ncp_wiring_has_the_synapses_its_spec_asks_for(sparsity: float, units
     # A fully connected network of the same neurons uses all its synapses.
     dense_net = CfC(CfCSpec(kind="cfc", units=units), TrainSpec(), (1, 20), 10)
     assert dense_net.network_stats()["synapses_used"] == dense_net.network_stats()["synapses_dense"] == dense
+
+
+def test_an_ncp_wired_ltc_computes_through_its_wiring_alone():
+    from ncps.wirings import AutoNCP
+
+    spec = LTCSpec(kind="ltc", units=19, ode_unfolds=1, wiring={"kind": "ncp", "outputs": 4, "sparsity": 0.5})
+    net = LTC(spec, TrainSpec(), (1, 20), 10)
+    wiring = AutoNCP(19, 4, sparsity_level=0.5, seed=spec.wiring.seed)
+    wiring.build(1)
+    assert net.network_stats()["synapses_used"] == wiring.synapse_count + wiring.sensory_synapse_count
+    # One solver step: a neuron's next state depends on the neurons and inputs wired to it, and itself.
+    cell = net.encoder.core.cell
+    point = torch.randn(20)
+    jacobian = torch.autograd.functional.jacobian(
+        lambda x: cell(x[None, :1], x[None, 1:], torch.ones(1, 1))[1][0], point)
+    wired = torch.cat([torch.as_tensor(abs(wiring.sensory_adjacency_matrix)),
+                       torch.as_tensor(abs(wiring.adjacency_matrix))]).T != 0
+    itself = torch.zeros(19, 20, dtype=torch.bool)
+    itself[:, 1:] = torch.eye(19, dtype=torch.bool)
+    assert torch.equal(jacobian != 0, wired | itself)
 
 
 @pytest.mark.parametrize(("cls", "spec"), KINDS)

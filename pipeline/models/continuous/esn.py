@@ -181,6 +181,9 @@ class ESN(SequenceNet):
         if num_classes and spec.features == "concat" and spec.concat_points > length - spec.washout:
             raise ValueError(f"concat_points {spec.concat_points} exceeds the {length - spec.washout} steps after "
                              f"the washout")
+        if train.gradient_clip_norm is not None:
+            raise ValueError("an ESN fits its readout in closed form, without gradients: remove "
+                             "train.gradient_clip_norm")
         core = ReservoirCore(spec, channels)
         super().__init__(core, spec, train, num_classes)
         if not self.forecasting:

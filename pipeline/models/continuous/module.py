@@ -144,12 +144,25 @@ class NCPSCore(Core):
         return torch.stack(outputs, dim=1), ((h, c) if self.lstm is not None else h)
 
     def synapses(self) -> tuple[int, int]:
-        """An NCP's own synapses; a mixed-memory LSTM cell connects every input and neuron to every
-        neuron, so with it the network is dense whatever its wiring."""
+        """The connections the cell computes through (a mixed-memory LSTM cell connects every input
+        and neuron to every neuron, so with it the network is dense whatever its wiring).
+
+        An NCP-wired LTC masks its weights by the wiring's adjacency, so those are its synapses. A
+        NCP-wired CfC (ncps' WiredCfCCell) is a stack of CfC cells, one per NCP layer (inter,
+        command, motor), each reading the layer below and its own neurons: its `ff1`/`ff2` maps
+        are masked by the wiring between layers but connect the neurons of a layer densely, and in
+        the `default` and `no_gate` modes its time gates (`time_a`, `time_b`) are not masked at
+        all, so every input of a layer reaches every neuron of it; only `pure` mode (no time gate)
+        computes through the mask alone. Counted as computed, not as the wiring's diagram."""
         dense = (self.in_dim + self.neurons) * self.neurons
         if self.wiring is None or self.lstm is not None:
             return dense, dense
-        used = int(abs(self.wiring.adjacency_matrix).sum() + abs(self.wiring.sensory_adjacency_matrix).sum())
+        layers = getattr(self.cell, "_layers", None)
+        if layers is None:
+            used = int(abs(self.wiring.adjacency_matrix).sum() + abs(self.wiring.sensory_adjacency_matrix).sum())
+            return used, dense
+        used = sum(int(layer.sparsity_mask.count_nonzero()) if layer.mode == "pure" else layer.sparsity_mask.numel()
+                   for layer in layers)
         return used, dense
 
     def time_constants(self) -> torch.Tensor | None:
