@@ -135,17 +135,22 @@ def projects(tmp_path_factory) -> dict[str, Path]:
     made = {name: new_project(tmp_path_factory.mktemp(name), specs, tiny=name == "families")
             for name, specs in PROJECTS.items()}
     env = {**environment(), "OMP_NUM_THREADS": "1"}
-    running = {name: subprocess.Popen(["dvc", "repro"], cwd=folder, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
-               for name, folder in made.items()}
+    # Each writes to a file: a pipe read only after the other process ends would fill and stall it.
+    logs = {name: tmp_path_factory.mktemp("logs") / f"{name}.log" for name in made}
+    running = {}
     try:
-        outputs = {name: process.communicate(timeout=1800)[0] for name, process in running.items()}
+        for name, folder in made.items():
+            with open(logs[name], "w") as log:
+                running[name] = subprocess.Popen(["dvc", "repro"], cwd=folder, env=env, stdout=log,
+                                                 stderr=subprocess.STDOUT)
+        for process in running.values():
+            process.wait(timeout=1800)
     finally:
         for process in running.values():
             if process.poll() is None:
                 process.kill()
     for name, process in running.items():
-        assert process.returncode == 0, f"dvc repro of the {name} project failed:\n{outputs[name][-6000:]}"
+        assert process.returncode == 0, f"dvc repro of the {name} project failed:\n{logs[name].read_text()[-6000:]}"
     return made
 
 

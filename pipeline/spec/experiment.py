@@ -167,6 +167,9 @@ class ExperimentSpec(Strict):
         if self.model is None and "encoder" not in self.upstream:
             raise ValueError("a spec needs a model (`model.kind`) or an upstream encoder to evaluate "
                              "(`upstream: {encoder: <spec>}`)")
+        needs_encoder = getattr(self.model, "requires_upstream_encoder", None)
+        if needs_encoder and "encoder" not in self.upstream:
+            raise ValueError(f"{needs_encoder}: name the spec that trained it, `upstream: {{encoder: <spec>}}`")
         if self.model is not None and "encoder" in self.upstream and not REGISTRY[self.model.kind].takes_encoder:
             raise ValueError(f"model kind {self.model.kind!r} trains an encoder of its own and cannot start from "
                              "upstream.encoder; drop `model` to run the downstream tasks on the upstream encoder")

@@ -387,6 +387,8 @@ def test_a_continual_spec_is_validated_before_any_compute():
     for wrong, message in (
             ({"train": {"strategy": "ddp"}}, "trains in one process"),
             ({"model": {"kind": "continual", "strategy": {"name": "remind"}}}, "set `latent_layer`"),
+            ({"model": {"kind": "continual", "latent_layer": 2, "strategy": {"name": "remind"}}},
+             "REMIND freezes its lower network from the start: it must be a trained encoder"),
             ({"model": {"kind": "continual", "strategy": {"name": "replay", "memory": {"samples": 5, "bytes": 9}}}},
              "exactly one"),
             ({"model": {"kind": "continual", "strategy": {"name": "dreaming"}}}, "dreaming"),

@@ -215,3 +215,11 @@ class ContinualSpec(Strict):
         if self.freeze_lower and self.latent_layer is None:
             raise ValueError("freeze_lower needs `latent_layer`, the index of the first plastic module")
         return self
+
+    @property
+    def requires_upstream_encoder(self) -> str | None:
+        """Why this model cannot start from scratch, if it cannot: REMIND's lower network is a
+        trained encoder, frozen from the start (a random one would quantise noise)."""
+        if self.strategy.name == "remind":
+            return "REMIND freezes its lower network from the start: it must be a trained encoder"
+        return None
