@@ -181,6 +181,9 @@ class ExperimentSpec(Strict):
                              "train.num_nodes: 1")
         provides = self.provides
         data = data_kind(self.data.dataset)
+        if data == "series" and self.data.eval_subset is not None:
+            raise ValueError("data.eval_subset: a series' test windows are scored as one contiguous series (free "
+                             "running, lagged ridge), which a subset of them would break; remove it")
         for index, task in enumerate(self.downstream):
             entry = EVALUATORS[task.kind]
             missing = entry.needs - provides

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pipeline.data.datamodule import Splits
@@ -48,3 +49,11 @@ def test_eval_subset_does_not_change_what_training_computes():
     spec = ExperimentSpec(name="x", model={"kind": "swav"})
     quick = spec.model_copy(update={"data": DataSpec(eval_subset=100, probe_subset=500)})
     assert training_hash(spec) == training_hash(quick)
+
+
+def test_eval_subset_is_refused_for_a_series_whose_windows_are_scored_as_one():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="contiguous series"):
+        ExperimentSpec(name="x", data=DataSpec(dataset="mackey_glass", eval_subset=10), model={"kind": "esn"})
+    ExperimentSpec(name="x", data=DataSpec(dataset="mnist1d", eval_subset=10), model={"kind": "esn"})
