@@ -8,7 +8,7 @@ classification (specs/esn_mnist1d.yaml), several seeds, in one run.
 The data, both sides alike. Per seed, the spec's data section with `seed` set, split as the pipeline
 splits it (`load_splits`: the validation windows or signals carved out by the seeded permutation),
 and the training batches of the first epoch exactly as our datamodule serves them to the ESN's one
-training epoch (`ESN.phases`: seeded shuffle, every training example, the last incomplete batch
+training epoch (`ESN.drop_last`: seeded shuffle, every training example, the last incomplete batch
 included: all 89 Mackey-Glass training windows, all 3600 MNIST-1D signals). Both sides
 fit on those windows (reservoirpy: the same windows in the same order, as float64 arrays
 [N, L, 1]); each window is run from a zero state.
@@ -134,12 +134,13 @@ def load_spec(task: str, seed: int):
 
 def training_batches(spec, splits, seed: int) -> list[dict[str, torch.Tensor]]:
     """The first epoch's training batches as the training stage serves them to the ESN's fit (its
-    phase's datamodule, `ESN.phases`, which keeps the last incomplete batch)."""
+    phase's datamodule, which keeps the last incomplete batch: `ESN.drop_last`)."""
+    from pipeline.data.datamodule import TensorDataModule
     from pipeline.models.continuous.esn import ESN
 
-    (phase,) = ESN.phases(None, spec, splits)  # reads nothing of the model
-    phase.data.setup()
-    return list(phase.data.train_dataloader())
+    module = TensorDataModule(spec.data, seed, splits, drop_last=ESN.drop_last)
+    module.setup()
+    return list(module.train_dataloader())
 
 
 def as_series(inputs: torch.Tensor) -> np.ndarray:

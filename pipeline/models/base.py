@@ -54,13 +54,18 @@ class Trainable(pl.LightningModule):
 
     # --- the training protocol ---
 
+    drop_last = True
+    """Whether training drops the last incomplete batch (every step sees a full batch); a fit that
+    must see every example (a closed-form readout) sets it False."""
+
     def phases(self, spec, splits) -> list[Phase]:
         """The fits the training stage runs, in order, in one MLflow run (steps continue from one
         to the next); each is resumable, and a killed run continues with the phase it was in.
         Default: one fit on the training split."""
         from pipeline.data.datamodule import TensorDataModule
 
-        return [Phase("fit", TensorDataModule(spec.data, spec.seed, splits), spec.train.max_epochs)]
+        return [Phase("fit", TensorDataModule(spec.data, spec.seed, splits, drop_last=self.drop_last),
+                      spec.train.max_epochs)]
 
     def after_phase(self, index: int, phase: Phase) -> dict[str, float]:
         """Measurements after phase `index` (e.g. accuracy on every experience seen so far),

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.datamodule import TensorDataModule, model_input
-from pipeline.models.base import Phase
+from pipeline.data.datamodule import model_input
 from pipeline.models.continuous import ESNSpec
 from pipeline.models.continuous.module import Core, RecurrentEncoder, SequenceNet, State
 from pipeline.spec.experiment import TrainSpec
@@ -174,6 +173,10 @@ class ESN(SequenceNet):
     fits it on all of them. `parameters` in network_stats counts the readout's weights, the only
     learned ones; the reservoir's are fixed buffers, counted as synapses."""
 
+    drop_last = False
+    """The readout is fitted on every training example: the last incomplete batch too, which a
+    gradient fit drops (up to a tenth of the Mackey-Glass windows at batch size 16)."""
+
     def __init__(self, spec: ESNSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
         channels, length = input_shape
         if spec.washout >= length:
@@ -208,11 +211,6 @@ class ESN(SequenceNet):
             targets = model_input(batch["target"])[:, 0, self.washout:]  # [B, steps]
             return states[:, self.washout:].flatten(0, 1), targets.reshape(-1, 1)
         return self.encoder(inputs), F.one_hot(batch["label"], self.head.out_features).float()
-
-    def phases(self, spec, splits) -> list[Phase]:
-        """One fit, on every training example: the last incomplete batch too, which a gradient fit
-        drops (up to a tenth of the Mackey-Glass windows at batch size 16)."""
-        return [Phase("fit", TensorDataModule(spec.data, spec.seed, splits, drop_last=False), spec.train.max_epochs)]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """No gradient ever reaches the readout: this optimiser (learning rate 0, over weights
