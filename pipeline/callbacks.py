@@ -11,10 +11,18 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from pipeline.errors import PipelineError
 from pipeline.fsutil import save_torch_atomic
+
+
+def flush_loggers(trainer: pl.Trainer) -> None:
+    """Writes what the trainer's loggers queued (the stage's MLflow logger logs asynchronously)."""
+    for logger in trainer.loggers:
+        if callable(flush := getattr(logger, "flush", None)):
+            flush()
 
 
 class FiniteLoss(pl.Callback):
@@ -46,10 +54,44 @@ class CheckpointOnException(pl.Callback):
         if trainer.global_step == 0:
             return
         try:
+            flush_loggers(trainer)
             trainer.save_checkpoint(self.path)
         except OSError as err:  # e.g. the disk is full: the error being handled matters more
             print(f"could not save {self.path} ({err.strerror}); the checkpoints before it are kept",
                   file=sys.stderr)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`<dirpath>/last.ckpt` and no other file, rewritten (atomically, by AtomicCheckpointIO) at each
+    epoch end, or every `every_n_train_steps` steps, unless the one there is younger than
+    `min_interval_s`; the end of the fit is always written. A kill loses at most that long of
+    training, while a run of one-second epochs does not spend its time writing checkpoints
+    (Lightning's own `save_last` would also write each checkpoint twice: the epoch's file and
+    last.ckpt)."""
+
+    def __init__(self, dirpath: Path, every_n_train_steps: int | None = None, min_interval_s: float = 0.0):
+        super().__init__(dirpath=dirpath, filename="last", every_n_train_steps=every_n_train_steps,
+                         save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
+        self.min_interval_s = min_interval_s
+        self._saved_at = time.monotonic()
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._saved_at = time.monotonic()
+
+    def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
+        return (super()._should_skip_saving_checkpoint(trainer)
+                or time.monotonic() - self._saved_at < self.min_interval_s)
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        flush_loggers(trainer)  # what the checkpoint stands for is in the store first
+        super()._save_checkpoint(trainer, filepath)
+        self.last_model_path = filepath
+        self._saved_at = time.monotonic()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The fit's final state, whenever the interval skipped its last epoch end.
+        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -47,13 +47,51 @@ def test_an_exception_ends_the_run_failed_and_keeps_earlier_results(fmnist: Path
     assert encoder.read_bytes() == before
 
 
-def test_checkpoints_every_n_steps(fmnist: Path):
-    spec = load_text(tiny_spec("steps", max_epochs=2, checkpoint_every_n_steps=3))
+def _saved_steps(monkeypatch) -> list[int]:
+    """The global step of every checkpoint the training writes, in order."""
+    from pipeline.callbacks import AtomicCheckpointIO
+
+    steps: list[int] = []
+    real = AtomicCheckpointIO.save_checkpoint
+
+    def recording(self, checkpoint, path, storage_options=None):
+        steps.append(checkpoint["global_step"])
+        return real(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", recording)
+    return steps
+
+
+def test_checkpoints_every_n_steps_and_at_the_end(fmnist: Path, monkeypatch):
+    saved = _saved_steps(monkeypatch)
+    spec = load_text(tiny_spec("steps", max_epochs=2, checkpoint_every_n_steps=3, checkpoint_min_interval_s=0))
     stages.pretrain(spec)  # 256 images, batch 64: 4 steps an epoch, 8 in all
     folder = fmnist / "artifacts" / "steps" / "pretrain" / "checkpoints"
-    assert sorted(p.name for p in folder.glob("step*.ckpt")) == ["step0000006.ckpt"]
+    assert [p.name for p in folder.iterdir()] == ["last.ckpt"]  # one file, rewritten
+    assert saved == [3, 6, 8]  # every 3 steps, and the end of the fit
     last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
-    assert last["global_step"] == 6  # the last multiple of 3
+    assert last["global_step"] == 8
+
+
+def test_checkpoints_at_each_epoch_end_unless_the_last_is_younger_than_the_interval(fmnist: Path, monkeypatch):
+    saved = _saved_steps(monkeypatch)
+    stages.pretrain(load_text(tiny_spec("every", max_epochs=3, checkpoint_min_interval_s=0)))
+    assert saved == [4, 8, 12]
+    saved.clear()
+    # An interval longer than the training: only its end is written.
+    stages.pretrain(load_text(tiny_spec("sparse", max_epochs=3, checkpoint_min_interval_s=3600)))
+    assert saved == [12]
+    last = torch.load(fmnist / "artifacts" / "sparse" / "pretrain" / "checkpoints" / "last.ckpt",
+                      map_location="cpu", weights_only=False)
+    assert last["global_step"] == 12 and last["epoch"] == 3  # after the fit: its 3 epochs done
+
+
+def test_the_checkpoint_interval_changes_neither_hash():
+    from pipeline.spec.experiment import spec_hash, training_hash
+
+    often, rarely = (load_text(tiny_spec("h", checkpoint_min_interval_s=s)) for s in (0, 600))
+    assert spec_hash(often) == spec_hash(rarely) and training_hash(often) == training_hash(rarely)
+    assert training_hash(often) != training_hash(load_text(tiny_spec("h", max_epochs=2)))
 
 
 def test_an_unreadable_encoder_is_a_clear_error(fmnist: Path):
@@ -66,7 +104,7 @@ def test_an_unreadable_encoder_is_a_clear_error(fmnist: Path):
 
 
 def test_a_nan_loss_stops_training_naming_the_step(fmnist: Path, monkeypatch):
-    spec = load_text(tiny_spec("nan", max_epochs=3))
+    spec = load_text(tiny_spec("nan", max_epochs=3, checkpoint_min_interval_s=0))
     real_step = SwAV.ssl_step
 
     def poisoned(self, images):
@@ -82,13 +120,13 @@ def test_a_nan_loss_stops_training_naming_the_step(fmnist: Path, monkeypatch):
 
 def test_ctrl_c_ends_the_run_killed_with_a_checkpoint(fmnist: Path):
     spec_path = fmnist / "specs" / "long.yaml"
-    spec_path.write_text(tiny_spec("long", max_epochs=500))
+    spec_path.write_text(tiny_spec("long", max_epochs=500, checkpoint_min_interval_s=0))
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "pretrain", str(spec_path)],
                                env={**os.environ, "PIPELINE_ROOT": str(fmnist)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoints = fmnist / "artifacts" / "long" / "pretrain" / "checkpoints"
     deadline = time.monotonic() + 180
-    while not list(checkpoints.glob("epoch*.ckpt")):
+    while not (checkpoints / "last.ckpt").is_file():
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no epoch finished within 180 s"
         time.sleep(0.5)
@@ -119,7 +157,7 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_loses_nothing(fmnist: Pat
         pytest.skip("needs root to mount a small tmpfs")
     try:
         spec_path = fmnist / "specs" / "full.yaml"
-        spec_path.write_text(tiny_spec("full", max_epochs=60, checkpoint_every_n_steps=2))
+        spec_path.write_text(tiny_spec("full", max_epochs=60, checkpoint_every_n_steps=2, checkpoint_min_interval_s=0))
         command = [sys.executable, "-m", "pipeline", "pretrain", str(spec_path)]
         env = {**os.environ, "PIPELINE_ROOT": str(fmnist)}
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -84,6 +84,7 @@ def test_a_resumed_run_logs_each_step_once(project: Path):
         # Lightning's "epoch" rides along with every call: it is logged with the call's others.
         logger.log_metrics({"lr": 0.3, "epoch": 1}, step=15)
         logger.log_metrics({"val": 0.5, "epoch": 1}, step=15)
+        logger.flush()
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     history = {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
                for key in ("loss", "lr", "new", "epoch", "val")}
@@ -91,3 +92,27 @@ def test_a_resumed_run_logs_each_step_once(project: Path):
     assert history["lr"] == [(7, 0.1), (15, 0.1), (23, 0.2)]
     assert history["new"] == [(7, 1.0), (15, 1.0), (23, 1.0)]
     assert history["epoch"] == [(15, 1.0)] and history["val"] == [(15, 0.5)]
+
+
+def test_the_training_logger_writes_in_batches_and_on_flush(project: Path, monkeypatch):
+    """Points gather until `write_every_s` has passed since the last write (checked when Lightning
+    calls `save` after a logging call) or until `flush()`; none is lost or written twice."""
+    spec = load_text(SPEC.format(name="batched"))
+    with tracking.stage_run(spec, "pretrain", None) as run:
+        logger = run.lightning_logger(write_every_s=3600)
+        writes = []
+        real = run.client.log_batch
+        monkeypatch.setattr(run.client, "log_batch", lambda *a, **k: (writes.append(k), real(*a, **k)))
+        for step in range(5):
+            logger.log_metrics({"loss": float(step)}, step=step)
+            logger.save()
+        assert writes == []
+        logger.flush()
+        assert len(writes) == 1 and len(writes[0]["metrics"]) == 5
+        logger.write_every_s = 0
+        logger.log_metrics({"loss": 5.0}, step=5)
+        logger.save()
+        assert len(writes) == 2
+        run_id = run.run_id
+    history = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_metric_history(run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(step, float(step)) for step in range(6)]

@@ -66,6 +66,12 @@ class TrainSpec(Strict):
         None, gt=0,
         description="Write checkpoints/last.ckpt every N optimizer steps; null: at each epoch end.",
     )
+    checkpoint_min_interval_s: float = Field(
+        60.0, ge=0,
+        description="Skip a checkpoint due sooner than this many seconds after the previous one (the end of "
+                    "each fit is always written): a kill loses at most this long of training, and short epochs "
+                    "do not spend their time writing checkpoints. 0: every epoch end (or N steps).",
+    )
 
 
 class TrackingSpec(Strict):
@@ -240,11 +246,18 @@ class ExperimentSpec(Strict):
         return model
 
 
+OPERATIONAL_TRAIN = ("checkpoint_min_interval_s",)
+"""`train` settings that change how often a training saves itself, not what it computes: left out
+of both hashes, so changing them keeps a finished or unfinished training current."""
+
+
 def spec_hash(spec: ExperimentSpec) -> str:
     """Identifies a configuration: equal for two specs that would compute the same thing,
     whatever their name, description, tracking destination or the seeds a sweep of it runs (each
     run's own `seed` counts)."""
     body = spec.model_dump(mode="json", exclude={"name", "description", "tracking", "seeds"})
+    for operational in OPERATIONAL_TRAIN:
+        body["train"].pop(operational, None)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -281,6 +294,8 @@ def training_hash(spec: ExperimentSpec) -> str:
     body = spec.model_dump(mode="json", include={"seed", "data", "model", "train", "upstream"})
     for downstream_only in ("probe_subset", "eval_subset"):
         body["data"].pop(downstream_only, None)
+    for operational in OPERATIONAL_TRAIN:
+        body["train"].pop(operational, None)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

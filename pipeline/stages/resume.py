@@ -18,16 +18,12 @@ from pipeline.stages.common import read_json
 
 
 def checkpointing(spec: ExperimentSpec, folder: Path):
-    """Checkpoints every N steps or every epoch, always with `last.ckpt` beside them (each
-    written atomically by AtomicCheckpointIO)."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    """checkpoints/last.ckpt at each epoch end or every N steps, at most every
+    `train.checkpoint_min_interval_s` seconds, and at the end of the fit."""
+    from pipeline.callbacks import LastCheckpoint
 
-    every = spec.train.checkpoint_every_n_steps
-    if every:
-        return ModelCheckpoint(dirpath=folder, filename="step{step:07d}", every_n_train_steps=every,
-                               auto_insert_metric_name=False, save_last=True)
-    return ModelCheckpoint(dirpath=folder, filename="epoch{epoch:03d}", auto_insert_metric_name=False,
-                           save_last=True)
+    return LastCheckpoint(folder, every_n_train_steps=spec.train.checkpoint_every_n_steps,
+                          min_interval_s=spec.train.checkpoint_min_interval_s)
 
 
 def resume_point(spec: ExperimentSpec, out: Path) -> tuple[str, dict]:

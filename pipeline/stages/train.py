@@ -74,6 +74,7 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
         GracefulInterrupt,
         RngState,
         TrainingClock,
+        flush_loggers,
     )
 
     logger = run.lightning_logger(resumed=resumed, step_offset=offset)
@@ -100,6 +101,8 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
+    finally:
+        flush_loggers(trainer)  # its queued metrics written, whatever ended the fit
     if interrupt.requested:
         trainer.save_checkpoint(folder / "interrupted.ckpt")
         raise KeyboardInterrupt
