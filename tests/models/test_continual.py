@@ -293,6 +293,27 @@ def test_replay_budget_in_bytes_counts_the_stored_inputs_and_labels():
     net.build_stream(splits(), 0)
     net.strategy.end_experience(0)
     assert net.strategy.memory() == {"memory_samples": 20, "memory_bytes": 20 * 65}
+    # What is counted is what is held: the label in one byte; the experience, which the label's
+    # class gives in a class-incremental stream, not at all.
+    strategy = net.strategy
+    assert strategy.kept_input.dtype == torch.uint8 and strategy.kept_label.dtype == torch.uint8
+    assert strategy.kept_task is None
+    classes_of = {c: e.index for e in net.experiences for c in e.classes}
+    stored = strategy.stored()
+    assert stored["task"].tolist() == [classes_of[int(y)] for y in stored["label"]]
+
+
+@pytest.mark.parametrize("name", ["replay", "gdumb"])
+def test_a_domain_incremental_buffer_keeps_and_counts_each_examples_experience(name: str):
+    net = network({"name": name, "memory": {"bytes": 66 * 30}}, scenario={"type": "domain_incremental",
+                                                                        "experiences": 3})
+    net.build_stream(splits(n_train=400), 0)
+    for index in range(2):
+        net.strategy.end_experience(index) if name == "replay" else net.strategy.train_fields(index)
+    strategy = net.strategy
+    assert strategy.kept_task.dtype == torch.uint8
+    assert strategy.memory() == {"memory_samples": 30, "memory_bytes": 30 * 66}  # image, label, experience
+    assert sorted(set(strategy.stored()["task"].tolist())) == [0, 1]
 
 
 def test_replay_state_loads_into_a_freshly_built_network():

@@ -309,3 +309,63 @@ def test_a_filled_strategy_loads_into_a_fresh_network(strategy):
     with torch.no_grad():
         assert torch.allclose(net.strategy.scores(inputs, None), fresh.strategy.scores(inputs, None))
     assert fresh.strategy.memory() == net.strategy.memory()
+
+
+# --- REMIND's augmentations ---
+
+
+def _remind_on_maps(**strategy) -> Continual:
+    spec = {"name": "remind", "subquantizers": 4, "bits": 4, "quantizer_samples": 10, "batch_size": 6,
+            "memory": {"samples": 10}, **strategy}
+    net = _net(spec, num_classes=2, per_class=6, shape=(1, 28, 28), latent_layer=4, encoder=_conv_encoder())
+    net.strategy.train_fields(0)
+    net.strategy.end_experience(0)
+    net.strategy.next_experience(1)
+    return net
+
+
+def test_random_resized_crops_keep_the_map_shape_its_range_and_its_orientation():
+    strategy = _remind_on_maps(crop_scale=(0.25, 0.25)).strategy
+    ramp = torch.arange(8.0).expand(5, 3, 8, 8).contiguous()  # each row 0..7 left to right
+    torch.manual_seed(0)
+    cropped = strategy.crop(ramp)
+    assert cropped.shape == ramp.shape
+    assert cropped.min() >= 0 and cropped.max() <= 7
+    assert (cropped.diff(dim=3) >= -1e-6).all()  # still increasing left to right: no flip
+    spans = cropped[..., -1] - cropped[..., 0]
+    assert (spans < 6).all() and (spans > 0).all()  # a quarter of the area: about half the width
+    torch.testing.assert_close(strategy.crop(torch.ones(2, 3, 7, 7)), torch.ones(2, 3, 7, 7))  # constant stays
+    vectors = torch.randn(4, 10)
+    assert torch.equal(strategy.crop(vectors), vectors)  # a vector has no map to crop
+    assert torch.equal(_remind_on_maps(crop_scale=None).strategy.crop(ramp), ramp)
+
+
+def test_mixup_at_lam_one_is_plain_replay_and_in_between_it_differs(monkeypatch):
+    """With no crops and lam = 1 the mixed examples are the first draw, labels and all: the same
+    loss as replay without mixup under the same random state (the second draw comes after)."""
+    plain = _remind_on_maps(crop_scale=None, mixup_alpha=0)
+    mixing = _remind_on_maps(crop_scale=None, mixup_alpha=0.1)
+    mixing.load_state_dict(plain.state_dict())
+    batch = _batch(plain, 1, 4)
+
+    def loss_at(net: Continual, lam: float | None = None) -> float:
+        if lam is not None:
+            monkeypatch.setattr(torch.distributions.Beta, "sample", lambda self, *a: torch.tensor(lam))
+        torch.manual_seed(3)
+        with torch.no_grad():
+            return float(net.strategy.loss(batch))
+
+    reference = loss_at(plain)
+    assert loss_at(mixing, 1.0) == pytest.approx(reference, rel=1e-6)
+    assert loss_at(mixing, 0.5) != pytest.approx(reference, rel=1e-3)
+
+
+def test_remind_mixup_is_refused_for_a_task_incremental_stream():
+    from pydantic import ValidationError
+
+    task = {"type": "task_incremental", "experiences": 2}
+    with pytest.raises(ValidationError, match="mixup_alpha: 0"):
+        ContinualSpec(kind="continual", latent_layer=2, scenario=task, strategy={"name": "remind"})
+    ContinualSpec(kind="continual", latent_layer=2, scenario=task, strategy={"name": "remind", "mixup_alpha": 0})
+    with pytest.raises(ValidationError, match="crop_scale"):
+        ContinualSpec(kind="continual", latent_layer=2, strategy={"name": "remind", "crop_scale": [0.5, 1.5]})

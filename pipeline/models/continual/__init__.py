@@ -167,6 +167,22 @@ class REMIND(Strict):
                                                            "on.")
     batch_size: int | None = Field(None, gt=0, description="Latents drawn from the buffer per step; default: "
                                                            "data.batch_size.")
+    crop_scale: tuple[float, float] | None = Field(
+        (2 / 7, 1.0),
+        description="REMIND's random resized crops of the feature maps a step trains on (new and replayed): each "
+                    "a random region of this range of the map's area (aspect 3/4 to 4/3), resized back "
+                    "(bilinear) to the map's size; null: none. Maps only: a vector latent is left as it is.")
+    mixup_alpha: float = Field(
+        0.1, ge=0,
+        description="REMIND's mixup of the replayed latents: twice the replayed batch is drawn and mixed in pairs, "
+                    "lam * a + (1 - lam) * b with lam ~ Beta(alpha, alpha) per step, its loss mixed alike; 0: none "
+                    "(which a task-incremental scenario needs: a pair may span two tasks' heads).")
+
+    @model_validator(mode="after")
+    def _check_crops(self) -> REMIND:
+        if self.crop_scale is not None and not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must be 0 < low <= high <= 1 (got {list(self.crop_scale)})")
+        return self
 
 
 class EnergyBased(Strict):
@@ -214,6 +230,9 @@ class ContinualSpec(Strict):
             raise ValueError(f"strategy {self.strategy.name!r} replays activations at a layer: set `latent_layer`")
         if self.freeze_lower and self.latent_layer is None:
             raise ValueError("freeze_lower needs `latent_layer`, the index of the first plastic module")
+        if self.strategy.name == "remind" and self.strategy.mixup_alpha and self.scenario.type == "task_incremental":
+            raise ValueError("REMIND's mixup pairs replayed examples of any two tasks, whose heads differ in a "
+                             "task-incremental scenario: set strategy.mixup_alpha: 0")
         return self
 
     @property

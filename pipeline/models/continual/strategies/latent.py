@@ -34,8 +34,12 @@ REMIND (Hayes et al. 2020):
   and test inputs and replayed ones all come from the same space;
 - after each experience, its examples' codes join a class-balanced buffer (as above) with all of
   the experience the budget allows; each step decodes a random draw of `batch_size` of them and
-  trains the upper network on them beside the current batch. REMIND's augmentations of the
-  replayed maps (random resized crops, mixup) are left out.
+  trains the upper network on them beside the current batch;
+- REMIND's augmentations, as its authors' code applies them: every map a step trains on (the
+  current batch's and the replayed ones) is a random resized crop of itself (`crop_scale` of its
+  area, resized back bilinearly), and the replayed part is drawn twice over and mixed in pairs
+  (mixup, one lam ~ Beta(`mixup_alpha`, `mixup_alpha`) per step, the loss of a mixed example
+  lam * CE(a) + (1 - lam) * CE(b)).
 The codebook is a buffer (float32 centroids [M, 2^bits, C / M]), so a saved or resumed model
 decodes and encodes (nearest centroid, in torch) without any faiss state. Codes are held one
 integer per sub-quantiser and position (uint8 up to 8 bits) but counted at the packed size faiss
@@ -55,6 +59,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pipeline.data.datamodule import Fields
 from pipeline.models.continual.strategies import Strategy, stored_bytes
@@ -460,6 +465,57 @@ class REMIND(LatentReplay):
 
     def _seen(self, latents: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(latents) if self.quantizer_ready else latents
+
+    # --- REMIND's augmentations ---
+
+    def crop(self, maps: torch.Tensor) -> torch.Tensor:
+        """Each map [N, C, H, W] a random region of `crop_scale` of its area (aspect ratio 3/4 to
+        4/3, in whole cells) resized back to H x W (bilinear); anything else as it is."""
+        if self.spec.crop_scale is None or maps.dim() != 4:
+            return maps
+        count, _, height, width = maps.shape
+        low, high = self.spec.crop_scale
+        area = torch.empty(count, device=maps.device).uniform_(low, high) * height * width
+        aspect = torch.exp(torch.empty(count, device=maps.device).uniform_(math.log(3 / 4), math.log(4 / 3)))
+        w = torch.sqrt(area * aspect).round().clamp(1, width)
+        h = torch.sqrt(area / aspect).round().clamp(1, height)
+        left = torch.floor(torch.rand(count, device=maps.device) * (width - w + 1))
+        top = torch.floor(torch.rand(count, device=maps.device) * (height - h + 1))
+        theta = torch.zeros(count, 2, 3, device=maps.device, dtype=maps.dtype)
+        theta[:, 0, 0], theta[:, 1, 1] = w / width, h / height
+        theta[:, 0, 2] = (2 * left + w) / width - 1
+        theta[:, 1, 2] = (2 * top + h) / height - 1
+        grid = F.affine_grid(theta, list(maps.shape), align_corners=False)
+        return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def replay_loss(self, batch: Fields) -> torch.Tensor:
+        if not self.quantizer_ready:
+            return super().replay_loss(batch)
+        latents = self._seen(self.latents_for_step(batch["input"]))
+        labels, task = batch["label"], batch.get("task")
+        if not len(self.labels):
+            logits = self.net.logits_from_latents(self.crop(latents), task)
+            return self.net.cross_entropy(logits, {"label": labels})
+        count = self.spec.batch_size or len(labels)
+        mixing = self.spec.mixup_alpha > 0
+        rows = torch.cat([self.draw(count), self.draw(count)]) if mixing else self.draw(count)
+        replayed = self.crop(torch.cat([latents, self._replayed(rows).to(latents.device, latents.dtype)]))
+        replayed_labels = self.labels[rows].long().to(labels.device)
+        if task is not None:
+            task = torch.cat([task, self.net.task_classes.long().argmax(dim=0)[replayed_labels].to(task.device)])
+        if not mixing:
+            logits = self.net.logits_from_latents(replayed, task)
+            return self.net.cross_entropy(logits, {"label": torch.cat([labels, replayed_labels])})
+        new, first, second = replayed.split([len(labels), len(rows) // 2, len(rows) // 2])
+        alpha = torch.tensor(float(self.spec.mixup_alpha))
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        inputs = torch.cat([new, lam * first + (1 - lam) * second])
+        logits = self.net.logits_from_latents(inputs, task[: len(inputs)] if task is not None else None)
+        first_labels, second_labels = replayed_labels.split(len(rows) // 2)
+        a = F.cross_entropy(logits, torch.cat([labels, first_labels]), reduction="none")
+        b = F.cross_entropy(logits[len(labels):], second_labels, reduction="none")
+        a[len(labels):] = lam * a[len(labels):] + (1 - lam) * b
+        return a.mean()
 
     # --- the protocol ---
 

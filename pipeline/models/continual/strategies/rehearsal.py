@@ -1,7 +1,10 @@
 """Strategies that keep examples: experience replay (a reservoir or class-balanced buffer of raw
 inputs replayed beside every batch) and GDumb (a greedy class-balanced buffer the network is
 retrained on from scratch). Inputs are kept as the dataset stores them (uint8 pixels of images:
-one byte each), with a byte for the label."""
+one byte each), the label as uint8 (int16 past 256 classes). An example's experience is kept
+too where it says something the label does not, in a domain-incremental stream (uint8, int16
+past 256 experiences); in a class- or task-incremental one it is the experience of the label's
+class, recomputed when needed. Every byte kept is counted."""
 
 from __future__ import annotations
 
@@ -11,20 +14,27 @@ from pipeline.data.datamodule import Fields
 from pipeline.models.continual.strategies import Strategy
 
 
-def sample_bytes(fields: Fields) -> int:
-    """Bytes one stored example takes: its input as stored, and a byte for its label."""
+def small_int(count: int) -> torch.dtype:
+    """The integer type a buffer keeps ids in, for `count` distinct ones."""
+    return torch.uint8 if count <= 256 else torch.int16
+
+
+def sample_bytes(fields: Fields, with_task: bool = False, classes: int = 256, experiences: int = 256) -> int:
+    """Bytes one stored example takes: its input as stored, its label and (`with_task`) its
+    experience, each in the integer type of `small_int`."""
     inputs = fields["input"]
-    return inputs[0].numel() * inputs.element_size() + 1
+    ids = small_int(classes).itemsize + (small_int(experiences).itemsize if with_task else 0)
+    return inputs[0].numel() * inputs.element_size() + ids
 
 
-def capacity(memory, fields: Fields) -> int:
-    """A budget (MemorySpec) in examples of `fields`' kind."""
+def capacity(memory, per_sample: int) -> int:
+    """A budget (MemorySpec) in examples of `per_sample` bytes."""
     if memory.samples is not None:
         return memory.samples
-    if memory.bytes < sample_bytes(fields):
-        raise ValueError(f"memory.bytes {memory.bytes:,} holds no example ({sample_bytes(fields):,} bytes each): "
+    if memory.bytes < per_sample:
+        raise ValueError(f"memory.bytes {memory.bytes:,} holds no example ({per_sample:,} bytes each): "
                          "raise memory.bytes")
-    return memory.bytes // sample_bytes(fields)
+    return memory.bytes // per_sample
 
 
 def groups(fields: Fields, by_experience: bool) -> torch.Tensor:
@@ -36,30 +46,48 @@ def groups(fields: Fields, by_experience: bool) -> torch.Tensor:
 
 
 class ExampleBuffer(Strategy):
-    """Keeps examples (`input`, `label`, `task`) as buffers that grow as the stream goes on."""
+    """Keeps examples as buffers that grow as the stream goes on: `kept_input` as stored,
+    `kept_label` and, in a domain-incremental stream, `kept_task` (see the module's docstring)."""
 
     def __init__(self, spec, net):
         super().__init__(spec, net)
         for name in ("input", "label", "task"):
             self.register_buffer(f"kept_{name}", None)
 
+    @property
+    def keeps_task(self) -> bool:
+        return bool(self.net.domain_incremental)
+
     def stored(self) -> Fields:
+        """The examples kept, as the stream gives them (int64 labels and experiences)."""
         if self.kept_label is None:
             return {}
-        return {"input": self.kept_input, "label": self.kept_label, "task": self.kept_task}
+        label = self.kept_label.long()
+        task = self.kept_task.long() if self.keeps_task else self.net.task_classes.long().argmax(dim=0)[label]
+        return {"input": self.kept_input, "label": label, "task": task}
 
     def store(self, fields: Fields) -> None:
-        for name in ("input", "label", "task"):
-            self._buffers[f"kept_{name}"] = fields[name].clone()
+        self.kept_input = fields["input"].clone()
+        self.kept_label = fields["label"].to(small_int(self.net.num_classes))
+        if self.keeps_task:
+            self.kept_task = fields["task"].to(small_int(len(self.experiences)))
+
+    def room(self, fields: Fields) -> int:
+        """The buffer's capacity in examples of `fields`' kind."""
+        return capacity(self.spec.memory, self.sample_bytes(fields))
+
+    def sample_bytes(self, fields: Fields) -> int:
+        return sample_bytes(fields, self.keeps_task, self.net.num_classes, len(self.experiences))
 
     def generator(self, index: int) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.net.seed) * 1_000_003 + 7 * index + 1)
 
     def memory(self) -> dict[str, float]:
-        kept = self.stored()
-        if not kept:
+        if self.kept_label is None:
             return super().memory()
-        return {"memory_samples": len(kept["label"]), "memory_bytes": len(kept["label"]) * sample_bytes(kept)}
+        size = sum(v.numel() * v.element_size() for v in (self.kept_input, self.kept_label, self.kept_task)
+                   if v is not None)
+        return {"memory_samples": len(self.kept_label), "memory_bytes": size}
 
 
 def class_balanced(kept: Fields, new: Fields, room: int, generator: torch.Generator,
@@ -104,7 +132,7 @@ class Replay(ExampleBuffer):
     def end_experience(self, index: int) -> None:
         new = self.experiences[index].train
         device = self.net.head.weight.device
-        room = capacity(self.spec.memory, new)
+        room = self.room(new)
         generator = self.generator(index)
         if self.spec.policy == "class_balanced":
             kept = {name: v.cpu() for name, v in self.stored().items()}
@@ -155,7 +183,7 @@ class GDumb(ExampleBuffer):
         return {name: v.cpu() for name, v in self.stored().items()}
 
     def greedy(self, new: Fields, index: int) -> Fields:
-        room = capacity(self.spec.memory, new)
+        room = self.room(new)
         generator = self.generator(index)
         kept = {name: list(v.cpu()) for name, v in self.stored().items()} or {name: [] for name in new}
         by_experience = self.net.domain_incremental
