@@ -251,6 +251,22 @@ OPERATIONAL_TRAIN = ("checkpoint_min_interval_s",)
 of both hashes, so changing them keeps a finished or unfinished training current."""
 
 
+def digest(body: dict) -> str:
+    """The hash of a spec section as plain data. Settings that are null are left out: an optional
+    setting (off by default) added to the schema later changes no existing spec's hash, so the
+    trainings and evaluations made before it stay current."""
+
+    def present(value):
+        if isinstance(value, dict):
+            return {key: present(sub) for key, sub in value.items() if sub is not None}
+        if isinstance(value, list):
+            return [present(sub) for sub in value]
+        return value
+
+    canonical = json.dumps(present(body), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
 def spec_hash(spec: ExperimentSpec) -> str:
     """Identifies a configuration: equal for two specs that would compute the same thing,
     whatever their name, description, tracking destination or the seeds a sweep of it runs (each
@@ -258,8 +274,7 @@ def spec_hash(spec: ExperimentSpec) -> str:
     body = spec.model_dump(mode="json", exclude={"name", "description", "tracking", "seeds"})
     for operational in OPERATIONAL_TRAIN:
         body["train"].pop(operational, None)
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return digest(body)
 
 
 def data_kind(dataset: str | None) -> str | None:
@@ -296,8 +311,7 @@ def training_hash(spec: ExperimentSpec) -> str:
         body["data"].pop(downstream_only, None)
     for operational in OPERATIONAL_TRAIN:
         body["train"].pop(operational, None)
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return digest(body)
 
 
 def flatten(spec: ExperimentSpec) -> dict[str, str]:

@@ -128,6 +128,23 @@ def test_hash_identifies_the_configuration():
     assert spec_hash(load_text(GOOD, overrides=("model.temperature=0.1",))) == spec_hash(base)
 
 
+def test_an_optional_setting_added_later_changes_no_hash():
+    """A setting that is null (an option off by default) is left out of both hashes: a spec
+    hashes as it did before the schema had that setting, so its earlier trainings stay current;
+    set, the setting counts."""
+    from pipeline.spec.experiment import digest, training_hash
+
+    spec = load_text(GOOD)
+    body = spec.model_dump(mode="json", include={"seed", "data", "model", "train", "upstream"})
+    assert body["train"]["gradient_clip_norm"] is None
+    older = {**body, "train": {k: v for k, v in body["train"].items()
+                               if k not in ("gradient_clip_norm", "checkpoint_min_interval_s")}}
+    older["data"] = {k: v for k, v in body["data"].items() if k not in ("probe_subset", "eval_subset")}
+    assert digest(older) == training_hash(spec)
+    assert training_hash(load_text(GOOD, overrides=("train.gradient_clip_norm=1.0",))) != training_hash(spec)
+    assert digest({"a": 1, "b": None, "c": {"d": None}, "e": [{"f": None}]}) == digest({"a": 1, "c": {}, "e": [{}]})
+
+
 def test_committed_schema_is_current():
     committed = (ROOT / "specs" / "schema.json").read_text()
     assert committed == schema_text(), "specs/schema.json is stale: run `pipeline schema`"
