@@ -78,6 +78,22 @@ def _record(folder: Path, name: str) -> dict:
                             f"`pipeline pretrain specs/{name}.yaml`") from None
 
 
+def made_by(folder: Path, record: dict) -> str | None:
+    """The training hash of the configuration that made the finished training in `folder`, as this
+    version of the pipeline hashes it: that of the spec saved with it (spec.yaml), so a change of
+    how hashes are computed, or an optional setting added to the schema, leaves it current; the
+    hash its run.json recorded where that spec cannot be read."""
+    from pipeline.spec.load import SpecError, load_text
+
+    saved = folder / "spec.yaml"
+    if record.get("finished") and saved.is_file():
+        try:  # as a spec on its own: its upstream specs are checked where they are used
+            return training_hash(load_text(saved.read_text(encoding="utf-8"), str(saved)))
+        except (SpecError, OSError, UnicodeDecodeError):
+            pass
+    return record.get("training_hash")
+
+
 def finished(spec: ExperimentSpec, needed_by: str | None = None) -> Finished:
     """The finished training of `spec` (its resolved configuration, overrides included) from
     artifacts/<name>/pretrain/. Refused when it was never run, did not finish, or was made by
@@ -94,9 +110,9 @@ def finished(spec: ExperimentSpec, needed_by: str | None = None) -> Finished:
     if "training_hash" not in record:
         raise PipelineError(f"{folder} was made by an earlier version of the pipeline{for_whom}: rerun "
                             f"`pipeline pretrain specs/{name}.yaml`")
-    if record.get("training_hash") != training_hash(spec):
+    if (made := made_by(folder, record)) != training_hash(spec):
         raise PipelineError(f"{folder} was made by another configuration of {name}{for_whom} (training hash "
-                            f"{record.get('training_hash')}, the spec now {training_hash(spec)}): rerun "
+                            f"{made}, the spec now {training_hash(spec)}): rerun "
                             f"`pipeline pretrain specs/{name}.yaml`")
     return Finished(name, spec, record["run_id"], record.get("tracking_uri"), folder,
                     tuple(record["input_shape"]), int(record["num_classes"]), record.get("upstream", {}))

@@ -105,6 +105,29 @@ def test_an_upstream_not_run_not_finished_or_stale_says_what_to_run(project: Pat
     assert (found.name, found.run_id, found.input_shape) == ("up", "r1", (1, 28, 28))
 
 
+def test_a_training_hashed_by_an_older_pipeline_counts_by_the_spec_saved_with_it(project: Path):
+    """run.json's hash was computed by the pipeline of its day; the spec saved beside the weights is
+    what made them: hashed the current way it decides, so a new optional setting or a new way of
+    hashing does not make every earlier training stale, while another configuration still does."""
+    from pipeline.spec.load import dump
+
+    up = load(write(project, "up", BASE.format(name="up")))
+    down = load(write(project, "down", "name: down\nupstream: {encoder: up}\n"))
+    folder = project / "artifacts" / "up" / "pretrain"
+    folder.mkdir(parents=True)
+    record = {"run_id": "r1", "training_hash": "hashed-otherwise", "finished": True, "input_shape": [1, 28, 28],
+              "num_classes": 10}
+    (folder / "run.json").write_text(json.dumps(record))
+    (folder / "spec.yaml").write_text(dump(up))
+    assert upstream(down, "encoder").run_id == "r1"
+    (folder / "spec.yaml").write_text(dump(up.model_copy(update={"seed": 7})))
+    with pytest.raises(PipelineError, match="made by another configuration of up"):
+        upstream(down, "encoder")
+    (folder / "spec.yaml").write_text("not: [a spec")  # unreadable: the recorded hash decides
+    with pytest.raises(PipelineError, match="training hash hashed-otherwise"):
+        upstream(down, "encoder")
+
+
 def test_dvc_yaml_is_made_from_the_specs_and_check_notices_staleness(project: Path):
     write(project, "up", BASE.format(name="up"))
     write(project, "down", "name: down\nupstream: {encoder: up}\n")

@@ -15,6 +15,7 @@ from pipeline.errors import PipelineError
 from pipeline.fsutil import is_disk_full
 from pipeline.spec.experiment import ExperimentSpec, training_hash
 from pipeline.stages.common import read_json
+from pipeline.upstream import made_by
 
 
 def checkpointing(spec: ExperimentSpec, folder: Path):
@@ -93,7 +94,7 @@ def current(spec: ExperimentSpec, out: Path, code: str, upstream: dict[str, str]
         metrics = json.loads((out / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    same = (record.get("finished") and record.get("training_hash") == training_hash(spec)
+    same = (record.get("finished") and made_by(out, record) == training_hash(spec)
             and record.get("code") == code and record.get("upstream", {}) == upstream
             and metrics.get("run_id") == record.get("run_id"))
     kept = all((out / name).exists() for name in ("model.pt", "encoder.pt", "spec.yaml", "plots"))
