@@ -18,11 +18,18 @@ from pipeline.errors import PipelineError
 from pipeline.fsutil import save_torch_atomic
 
 
-def flush_loggers(trainer: pl.Trainer) -> None:
-    """Writes what the trainer's loggers queued (the stage's MLflow logger logs asynchronously)."""
+def flush_loggers(trainer: pl.Trainer, quiet: bool = False) -> None:
+    """Writes what the trainer's loggers have gathered and not written yet (the stage's MLflow
+    logger writes in batches). `quiet`: while another error is being handled, a failed write is
+    reported on stderr instead of raised, so the error that ended training is the one that shows."""
     for logger in trainer.loggers:
         if callable(flush := getattr(logger, "flush", None)):
-            flush()
+            try:
+                flush()
+            except Exception as err:
+                if not quiet:
+                    raise
+                print(f"could not write the last metrics to MLflow ({err})", file=sys.stderr)
 
 
 class FiniteLoss(pl.Callback):
@@ -54,8 +61,8 @@ class CheckpointOnException(pl.Callback):
         if trainer.global_step == 0:
             return
         try:
-            flush_loggers(trainer)
             trainer.save_checkpoint(self.path)
+            flush_loggers(trainer, quiet=True)
         except OSError as err:  # e.g. the disk is full: the error being handled matters more
             print(f"could not save {self.path} ({err.strerror}); the checkpoints before it are kept",
                   file=sys.stderr)
@@ -64,8 +71,9 @@ class CheckpointOnException(pl.Callback):
 class LastCheckpoint(ModelCheckpoint):
     """`<dirpath>/last.ckpt` and no other file, rewritten (atomically, by AtomicCheckpointIO) at each
     epoch end, or every `every_n_train_steps` steps, unless the one there is younger than
-    `min_interval_s`; the end of the fit is always written. A kill loses at most that long of
-    training, while a run of one-second epochs does not spend its time writing checkpoints
+    `min_interval_s`; the end of a fit that ran its course is always written. A kill loses at most
+    that interval and one epoch (or N steps) of training, while a run of one-second epochs does
+    not spend its time writing checkpoints
     (Lightning's own `save_last` would also write each checkpoint twice: the epoch's file and
     last.ckpt)."""
 
@@ -79,18 +87,24 @@ class LastCheckpoint(ModelCheckpoint):
         self._saved_at = time.monotonic()
 
     def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
-        return (super()._should_skip_saving_checkpoint(trainer)
-                or time.monotonic() - self._saved_at < self.min_interval_s)
+        # After a stop asked for (Ctrl-C), the epoch Lightning ends early is no epoch's end: last.ckpt
+        # stays a whole epoch's (or N steps') end, which a resume repeats exactly; the stage keeps
+        # the state at the stop in interrupted.ckpt.
+        if super()._should_skip_saving_checkpoint(trainer) or trainer.should_stop:
+            return True
+        # Rank 0's clock decides for every rank: a save ends at a barrier all of them must reach.
+        return trainer.strategy.broadcast(time.monotonic() - self._saved_at < self.min_interval_s)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         flush_loggers(trainer)  # what the checkpoint stands for is in the store first
+        self.last_model_path = filepath  # before saving: it is part of the callback's saved state
         super()._save_checkpoint(trainer, filepath)
-        self.last_model_path = filepath
         self._saved_at = time.monotonic()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # The fit's final state, whenever the interval skipped its last epoch end.
-        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
+        # The fit's final state, whenever the interval skipped its last epoch end (not after a stop
+        # asked for: see above).
+        if self._last_global_step_saved != trainer.global_step and not (trainer.fast_dev_run or trainer.should_stop):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
 
 

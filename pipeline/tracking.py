@@ -122,57 +122,18 @@ class Run:
         self.client.log_artifact(self.run_id, str(path), folder)
 
     def lightning_logger(self, resumed: bool = False, step_offset: int = 0, write_every_s: float = 5.0):
-        """Lightning's MLflow logger writing to this run, at steps after `step_offset` (a
-        training's later phases continue its curves). A `resumed` run replays the steps between
-        its checkpoint and the interruption, whose points the run already holds: those are not
-        logged twice, so every metric's history reads as that of an uninterrupted run.
-        It gathers its points and writes them in one batch at most every `write_every_s` seconds
-        (the UI stays live; a store transaction per logging call, a tenth of a short training's
-        time, does not hold it up), and whenever `flush()` is called: the checkpoints call it
-        before each save and the stage after each fit, so a checkpoint never stands for points
-        the store lacks. (MLflow's own asynchronous logging takes up to a second per flush.)"""
-        from pytorch_lightning.loggers import MLFlowLogger
+        """Lightning's MLflow logger writing to this run (`BatchedRunLogger`), at steps after
+        `step_offset` (a training's later phases continue its curves). A `resumed` run replays the
+        steps between its checkpoint and the interruption, whose points the run already holds:
+        those are not logged twice, so every metric's history reads as that of an uninterrupted
+        run."""
+        from pipeline.lightning_logger import BatchedRunLogger
 
-        options = dict(tracking_uri=self.uri, run_id=self.run_id, log_model=False,
-                       experiment_name=self.client.get_experiment(self.experiment_id).name)
         held = ({(key, m.step) for key in self.client.get_run(self.run_id).data.metrics
                  for m in self.client.get_metric_history(self.run_id, key)} if resumed else set())
-        client, run_id = self.client, self.run_id
-
-        class RunLogger(MLFlowLogger):
-            def __init__(self, **kwargs):
-                super().__init__(**kwargs)
-                self.pending: list[Metric] = []
-                self.written_at = time.monotonic()
-                self.write_every_s = write_every_s
-
-            def log_metrics(self, metrics, step=None):
-                step = (step or 0) + step_offset
-                # Lightning adds "epoch" to every call, so it is legitimately logged several times
-                # at one step: it goes with the call's other metrics, logged or not.
-                new = {k: v for k, v in metrics.items() if k != "epoch" and (k, step) not in held}
-                if new and "epoch" in metrics:
-                    new["epoch"] = metrics["epoch"]
-                now = int(time.time() * 1000)
-                self.pending += [Metric(key, float(value), now, step) for key, value in new.items()]
-
-            def save(self):  # Lightning calls it after each logging call
-                super().save()
-                if time.monotonic() - self.written_at >= self.write_every_s:
-                    self.flush()
-
-            def flush(self):
-                """Write every point gathered so far."""
-                batch, self.pending = self.pending, []
-                for start in range(0, len(batch), 1000):  # MLflow's limit per batch
-                    client.log_batch(run_id, metrics=batch[start:start + 1000])
-                self.written_at = time.monotonic()
-
-            def finalize(self, status="success"):
-                self.flush()
-                super().finalize(status)
-
-        return RunLogger(**options)
+        return BatchedRunLogger(held=held, step_offset=step_offset, write_every_s=write_every_s,
+                                tracking_uri=self.uri, run_id=self.run_id, log_model=False,
+                                experiment_name=self.client.get_experiment(self.experiment_id).name)
 
 
 def is_secondary_process() -> bool:

@@ -86,6 +86,30 @@ def test_checkpoints_at_each_epoch_end_unless_the_last_is_younger_than_the_inter
     assert last["global_step"] == 12 and last["epoch"] == 3  # after the fit: its 3 epochs done
 
 
+def test_a_stop_asked_for_mid_epoch_leaves_last_ckpt_at_the_last_whole_epoch(tmp_path: Path, monkeypatch):
+    """Ctrl-C sets should_stop: Lightning then ends the epoch early and the fit, neither of which
+    is an epoch's end a resume could repeat; last.ckpt stays at the last whole epoch."""
+    import pytorch_lightning as pl
+
+    from pipeline.callbacks import AtomicCheckpointIO, LastCheckpoint
+    from tests.test_epoch_metrics_in_checkpoint import Regression
+
+    saved = _saved_steps(monkeypatch)
+
+    class StopAtStep7(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 7:
+                trainer.should_stop = True
+
+    trainer = pl.Trainer(max_epochs=5, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", plugins=[AtomicCheckpointIO()],
+                         callbacks=[LastCheckpoint(tmp_path, min_interval_s=0), StopAtStep7()])
+    trainer.fit(Regression())  # 40 examples in batches of 8: 5 steps an epoch
+    assert trainer.global_step == 7
+    assert saved == [5]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == 5
+
+
 def test_the_checkpoint_interval_changes_neither_hash():
     from pipeline.spec.experiment import spec_hash, training_hash
 

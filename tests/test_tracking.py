@@ -101,8 +101,8 @@ def test_the_training_logger_writes_in_batches_and_on_flush(project: Path, monke
     with tracking.stage_run(spec, "pretrain", None) as run:
         logger = run.lightning_logger(write_every_s=3600)
         writes = []
-        real = run.client.log_batch
-        monkeypatch.setattr(run.client, "log_batch", lambda *a, **k: (writes.append(k), real(*a, **k)))
+        real = logger.experiment.log_batch
+        monkeypatch.setattr(logger.experiment, "log_batch", lambda *a, **k: (writes.append(k), real(*a, **k)))
         for step in range(5):
             logger.log_metrics({"loss": float(step)}, step=step)
             logger.save()
@@ -116,3 +116,36 @@ def test_the_training_logger_writes_in_batches_and_on_flush(project: Path, monke
         run_id = run.run_id
     history = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_metric_history(run_id, "loss")
     assert sorted((m.step, m.value) for m in history) == [(step, float(step)) for step in range(6)]
+
+
+def test_the_training_logger_keeps_the_points_a_failed_write_did_not_store(project: Path, monkeypatch):
+    spec = load_text(SPEC.format(name="failing"))
+    with tracking.stage_run(spec, "pretrain", None) as run:
+        logger = run.lightning_logger(write_every_s=3600)
+        for step in range(3):
+            logger.log_metrics({"loss": float(step)}, step=step)
+        real = logger.experiment.log_batch
+
+        def locked(*args, **kwargs):
+            raise RuntimeError("database is locked")
+
+        monkeypatch.setattr(logger.experiment, "log_batch", locked)
+        with pytest.raises(RuntimeError, match="locked"):
+            logger.flush()
+        assert len(logger.pending) == 3  # nothing lost: the next flush writes them
+        monkeypatch.setattr(logger.experiment, "log_batch", real)
+        logger.flush()
+        assert logger.pending == []
+        run_id = run.run_id
+    history = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+
+
+def test_the_training_logger_pickles_for_spawned_processes(project: Path):
+    import pickle
+
+    spec = load_text(SPEC.format(name="pickled"))
+    with tracking.stage_run(spec, "pretrain", None) as run:
+        logger = run.lightning_logger(step_offset=7)
+        copy = pickle.loads(pickle.dumps(logger))
+        assert (type(copy).__name__, copy.step_offset, copy.run_id) == ("BatchedRunLogger", 7, run.run_id)

@@ -96,13 +96,13 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
                             max_epochs=phase.max_epochs)
     try:
         trainer.fit(model, datamodule=phase.data, ckpt_path=checkpoint)
-    except SystemExit:
+    except BaseException as err:
+        flush_loggers(trainer, quiet=True)  # what was logged before the error is kept
         # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1).
-        if trainer.interrupted:
+        if isinstance(err, SystemExit) and trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
-    finally:
-        flush_loggers(trainer)  # its queued metrics written, whatever ended the fit
+    flush_loggers(trainer)
     if interrupt.requested:
         trainer.save_checkpoint(folder / "interrupted.ckpt")
         raise KeyboardInterrupt

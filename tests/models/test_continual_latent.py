@@ -365,7 +365,7 @@ def test_remind_mixup_is_refused_for_a_task_incremental_stream():
 
     task = {"type": "task_incremental", "experiences": 2}
     with pytest.raises(ValidationError, match="mixup_alpha: 0"):
-        ContinualSpec(kind="continual", latent_layer=2, scenario=task, strategy={"name": "remind"})
-    ContinualSpec(kind="continual", latent_layer=2, scenario=task, strategy={"name": "remind", "mixup_alpha": 0})
+        ContinualSpec(kind="continual", latent_layer=2, scenario=task, strategy={"name": "remind", "mixup_alpha": 0.1})
+    ContinualSpec(kind="continual", latent_layer=2, scenario=task, strategy={"name": "remind"})  # off by default
     with pytest.raises(ValidationError, match="crop_scale"):
         ContinualSpec(kind="continual", latent_layer=2, strategy={"name": "remind", "crop_scale": [0.5, 1.5]})

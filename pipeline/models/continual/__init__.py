@@ -54,7 +54,8 @@ class ScenarioSpec(Strict):
 
 class MemorySpec(Strict):
     """A memory budget: in samples or in bytes (exactly one). Raw inputs are stored as the dataset
-    holds them (uint8 pixels: one byte each), with a byte for the label."""
+    holds them (uint8 pixels: one byte each), with the label (one byte; two past 256 classes) and,
+    in a domain-incremental stream, the experience (one byte; two past 256)."""
 
     samples: int | None = Field(None, gt=0, description="Examples kept.")
     bytes: int | None = Field(None, gt=0, description="Bytes of stored examples (codebooks and labels counted).")
@@ -168,15 +169,17 @@ class REMIND(Strict):
     batch_size: int | None = Field(None, gt=0, description="Latents drawn from the buffer per step; default: "
                                                            "data.batch_size.")
     crop_scale: tuple[float, float] | None = Field(
-        (2 / 7, 1.0),
+        None,
         description="REMIND's random resized crops of the feature maps a step trains on (new and replayed): each "
                     "a random region of this range of the map's area (aspect 3/4 to 4/3), resized back "
-                    "(bilinear) to the map's size; null: none. Maps only: a vector latent is left as it is.")
+                    "(bilinear) to the map's size; the authors' ImageNet setting is [0.2857, 1] (2/7 to all of "
+                    "a 7x7 map). null: none. Maps only: a vector latent is left as it is.")
     mixup_alpha: float = Field(
-        0.1, ge=0,
-        description="REMIND's mixup of the replayed latents: twice the replayed batch is drawn and mixed in pairs, "
-                    "lam * a + (1 - lam) * b with lam ~ Beta(alpha, alpha) per step, its loss mixed alike; 0: none "
-                    "(which a task-incremental scenario needs: a pair may span two tasks' heads).")
+        0.0, ge=0,
+        description="REMIND's mixup of the replayed latents (the authors' ImageNet setting: 0.1): twice the "
+                    "replayed batch is drawn and mixed in pairs, lam * a + (1 - lam) * b with lam ~ Beta(alpha, "
+                    "alpha) per step, its loss mixed alike; 0: none (which a task-incremental scenario needs: a "
+                    "pair may span two tasks' heads).")
 
     @model_validator(mode="after")
     def _check_crops(self) -> REMIND:

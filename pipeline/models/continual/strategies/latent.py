@@ -35,11 +35,11 @@ REMIND (Hayes et al. 2020):
 - after each experience, its examples' codes join a class-balanced buffer (as above) with all of
   the experience the budget allows; each step decodes a random draw of `batch_size` of them and
   trains the upper network on them beside the current batch;
-- REMIND's augmentations, as its authors' code applies them: every map a step trains on (the
-  current batch's and the replayed ones) is a random resized crop of itself (`crop_scale` of its
-  area, resized back bilinearly), and the replayed part is drawn twice over and mixed in pairs
-  (mixup, one lam ~ Beta(`mixup_alpha`, `mixup_alpha`) per step, the loss of a mixed example
-  lam * CE(a) + (1 - lam) * CE(b)).
+- REMIND's augmentations, as its authors' code applies them, where a spec asks for them (off by
+  default): every map a step trains on (the current batch's and the replayed ones) is a random
+  resized crop of itself (`crop_scale` of its area, resized back bilinearly), and the replayed
+  part is drawn twice over and mixed in pairs (mixup, one lam ~ Beta(`mixup_alpha`,
+  `mixup_alpha`) per step, the loss of a mixed example lam * CE(a) + (1 - lam) * CE(b)).
 The codebook is a buffer (float32 centroids [M, 2^bits, C / M]), so a saved or resumed model
 decodes and encodes (nearest centroid, in torch) without any faiss state. Codes are held one
 integer per sub-quantiser and position (uint8 up to 8 bits) but counted at the packed size faiss
@@ -481,11 +481,13 @@ class REMIND(LatentReplay):
         h = torch.sqrt(area / aspect).round().clamp(1, height)
         left = torch.floor(torch.rand(count, device=maps.device) * (width - w + 1))
         top = torch.floor(torch.rand(count, device=maps.device) * (height - h + 1))
-        theta = torch.zeros(count, 2, 3, device=maps.device, dtype=maps.dtype)
+        # The crop's edges in the [-1, 1] coordinates of affine_grid (align_corners=False: the outer
+        # edges of the edge cells), in float32 whatever the maps' precision.
+        theta = torch.zeros(count, 2, 3, device=maps.device)
         theta[:, 0, 0], theta[:, 1, 1] = w / width, h / height
         theta[:, 0, 2] = (2 * left + w) / width - 1
         theta[:, 1, 2] = (2 * top + h) / height - 1
-        grid = F.affine_grid(theta, list(maps.shape), align_corners=False)
+        grid = F.affine_grid(theta, list(maps.shape), align_corners=False).to(maps.dtype)
         return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     def replay_loss(self, batch: Fields) -> torch.Tensor:
