@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn lint schema dvc clean
+.PHONY: help setup data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step lint schema dvc clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-snn: setup ## LIF network forward+backward: ours vs snnTorch (installs the
 bench-continual: setup data ## Continual learning: ours vs Avalanche, Split Fashion-MNIST, 3 seeds (installs the [bench] extra)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/continual_avalanche.py
+
+bench-lightning-step: setup ## What Lightning's loop and self.log add to a small MLP's step, against a plain loop
+	$(BIN)/python bench/lightning_step_overhead.py --steps 840 --repeats 5
 
 bench-esn: setup data ## Echo state network: ours vs reservoirpy's, Mackey-Glass and MNIST-1D, same hyperparameters, 3 seeds
 	$(BIN)/pipeline fetch mnist1d && $(BIN)/pipeline fetch mackey_glass
