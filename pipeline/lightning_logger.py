@@ -31,12 +31,14 @@ class BatchedRunLogger(MLFlowLogger):
     @rank_zero_only
     def log_metrics(self, metrics, step=None):
         step = (step or 0) + self.step_offset
-        # Lightning adds "epoch" to every call, so it is legitimately logged several times at one
-        # step: it goes with the call's other metrics, logged or not.
+        # Lightning adds "epoch" to every call: it goes with the first call at a step that logs
+        # something new, once (MLflow keeps repeats of a point only when their timestamps differ,
+        # which would make the count depend on timing).
         new = {k: v for k, v in metrics.items() if k != "epoch" and (k, step) not in self.held
                and not isinstance(v, str)}
-        if new and "epoch" in metrics:
+        if new and "epoch" in metrics and ("epoch", step) not in self.held:
             new["epoch"] = metrics["epoch"]
+            self.held.add(("epoch", step))
         now = int(time.time() * 1000)
         # The characters MLflow takes in a name, as Lightning's own logger keeps them.
         self.pending += [Metric(re.sub("[^a-zA-Z0-9_/. -]+", "", key), float(value), now, step)

@@ -81,7 +81,8 @@ def test_a_resumed_run_logs_each_step_once(project: Path):
         logger = run.lightning_logger(resumed=True)
         for step in (7, 15, 23):  # replayed from the checkpoint at step 3
             logger.log_metrics({"loss": -1.0, "lr": 0.2, "new": 1.0}, step=step)
-        # Lightning's "epoch" rides along with every call: it is logged with the call's others.
+        # Lightning's "epoch" rides along with every call: it is logged once a step, with the first
+        # call that logs something new there.
         logger.log_metrics({"lr": 0.3, "epoch": 1}, step=15)
         logger.log_metrics({"val": 0.5, "epoch": 1}, step=15)
         logger.flush()
@@ -113,9 +114,14 @@ def test_the_training_logger_writes_in_batches_and_on_flush(project: Path, monke
         logger.log_metrics({"loss": 5.0}, step=5)
         logger.save()
         assert len(writes) == 2
+        for key in ("val", "lr"):  # two calls at one step, each with Lightning's "epoch"
+            logger.log_metrics({key: 0.5, "epoch": 3}, step=6)
+        logger.flush()
         run_id = run.run_id
-    history = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_metric_history(run_id, "loss")
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    history = client.get_metric_history(run_id, "loss")
     assert sorted((m.step, m.value) for m in history) == [(step, float(step)) for step in range(6)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "epoch")] == [(6, 3.0)]  # once a step
 
 
 def test_the_training_logger_keeps_the_points_a_failed_write_did_not_store(project: Path, monkeypatch):
