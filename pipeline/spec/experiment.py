@@ -271,10 +271,8 @@ def spec_hash(spec: ExperimentSpec) -> str:
     """Identifies a configuration: equal for two specs that would compute the same thing,
     whatever their name, description, tracking destination or the seeds a sweep of it runs (each
     run's own `seed` counts)."""
-    body = spec.model_dump(mode="json", exclude={"name", "description", "tracking", "seeds"})
-    for operational in OPERATIONAL_TRAIN:
-        body["train"].pop(operational, None)
-    return digest(body)
+    left_out = {"name": True, "description": True, "tracking": True, "seeds": True, "train": set(OPERATIONAL_TRAIN)}
+    return digest(spec.model_dump(mode="json", exclude=left_out))
 
 
 def data_kind(dataset: str | None) -> str | None:
@@ -306,12 +304,9 @@ def training_hash(spec: ExperimentSpec) -> str:
     """Identifies what the training stage computes: the seed, data, model, training and upstream
     sections. Downstream tasks, the probes' data and the tracking destination do not change the
     trained weights, so changing them keeps a pretraining current (and resumable)."""
-    body = spec.model_dump(mode="json", include={"seed", "data", "model", "train", "upstream"})
-    for downstream_only in ("probe_subset", "eval_subset"):
-        body["data"].pop(downstream_only, None)
-    for operational in OPERATIONAL_TRAIN:
-        body["train"].pop(operational, None)
-    return digest(body)
+    downstream_only = {"probe_subset", "eval_subset"}
+    return digest(spec.model_dump(mode="json", include={"seed", "data", "model", "train", "upstream"},
+                                  exclude={"data": downstream_only, "train": set(OPERATIONAL_TRAIN)}))
 
 
 def flatten(spec: ExperimentSpec) -> dict[str, str]:

@@ -142,6 +142,11 @@ class Continual(Supervised):
             return logits
         return logits.masked_fill(~self.task_classes[task], float("-inf"))
 
+    def experience_of(self, labels: torch.Tensor) -> torch.Tensor:
+        """Each label's experience: the first one its class belongs to (the only one outside a
+        domain-incremental stream, where every class is in every experience)."""
+        return self.task_classes.long().argmax(dim=0).to(labels.device)[labels]
+
     def logits(self, inputs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.mask(self.head(self.encoder(model_input(inputs))), task)
 

@@ -97,6 +97,11 @@ def stored_bytes(values: torch.Tensor) -> int:
     return values.numel() * values.element_size()
 
 
+def small_int(count: int) -> torch.dtype:
+    """The integer type a buffer keeps ids (labels, experiences) in, for `count` distinct ones."""
+    return torch.uint8 if count <= 256 else torch.int16
+
+
 def distillation(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(softmax(targets / T) || softmax(logits / T)) * T^2, averaged over the batch."""
     return F.kl_div(F.log_softmax(logits / temperature, dim=1), F.softmax(targets / temperature, dim=1),

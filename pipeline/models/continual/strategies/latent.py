@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.data.datamodule import Fields
-from pipeline.models.continual.strategies import Strategy, stored_bytes
+from pipeline.models.continual.strategies import Strategy, small_int, stored_bytes
 
 if TYPE_CHECKING:
     from pipeline.models.continual.module import Continual
@@ -119,8 +119,7 @@ class LatentReplay(Strategy):
 
     def __init__(self, spec, net: Continual):
         super().__init__(spec, net)
-        label_dtype = torch.uint8 if net.num_classes <= 256 else torch.int16
-        self.register_buffer("labels", torch.zeros(0, dtype=label_dtype))
+        self.register_buffer("labels", torch.zeros(0, dtype=small_int(net.num_classes)))
         # Experiences each class has appeared in (a class comes back in a domain-incremental stream).
         self.register_buffer("appearances", torch.zeros(net.num_classes, dtype=torch.int64))
         self.register_buffer("done", torch.zeros((), dtype=torch.int64))  # experiences ended
@@ -206,22 +205,31 @@ class LatentReplay(Strategy):
 
     # --- training ---
 
-    def replay_loss(self, batch: Fields) -> torch.Tensor:
-        """Cross-entropy over the current batch's latents (frozen lower network) and a random draw
-        from the buffer, concatenated."""
+    def replay_step(self, batch: Fields, draws: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What a step trains the upper network on: the current batch's latents (frozen lower
+        network), then `draws` random draws of `batch_size` from the buffer (none while it is
+        empty), concatenated and augmented (`augment`); with their labels and experiences (a
+        replayed example's: the first its class belongs to, which matters only to a
+        task-incremental stream, where each class belongs to one)."""
         latents = self._seen(self.latents_for_step(batch["input"]))
         labels, task = batch["label"], batch.get("task")
         if len(self.labels):
-            rows = self.draw(self.spec.batch_size or len(labels))
+            rows = torch.cat([self.draw(self.spec.batch_size or len(labels)) for _ in range(draws)])
             replayed_labels = self.labels[rows].long().to(labels.device)
             latents = torch.cat([latents, self._replayed(rows).to(latents.device, latents.dtype)])
             labels = torch.cat([labels, replayed_labels])
             if task is not None:
-                # A replayed example's experience: the first one its class belongs to (it matters
-                # only to a task-incremental stream, where each class belongs to one).
-                task = torch.cat([task, self.net.task_classes.long().argmax(dim=0)[replayed_labels].to(task.device)])
-        logits = self.net.logits_from_latents(latents, task)
-        return self.net.cross_entropy(logits, {"label": labels})
+                task = torch.cat([task, self.net.experience_of(replayed_labels).to(task.device)])
+        return self.augment(latents), labels, task
+
+    def augment(self, latents: torch.Tensor) -> torch.Tensor:
+        """The step's latents as the upper network trains on them (default: as they are)."""
+        return latents
+
+    def replay_loss(self, batch: Fields) -> torch.Tensor:
+        """Cross-entropy over the step's latents (`replay_step`)."""
+        latents, labels, task = self.replay_step(batch)
+        return self.net.cross_entropy(self.net.logits_from_latents(latents, task), {"label": labels})
 
     def latents_for_step(self, inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -490,33 +498,25 @@ class REMIND(LatentReplay):
         grid = F.affine_grid(theta, list(maps.shape), align_corners=False).to(maps.dtype)
         return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
+    def augment(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.crop(latents)
+
     def replay_loss(self, batch: Fields) -> torch.Tensor:
-        if not self.quantizer_ready:
+        """With mixup: the step's replayed latents drawn twice over and mixed in pairs, each mixed
+        example's loss lam * CE(a) + (1 - lam) * CE(b); the current batch's as they are."""
+        if not (self.spec.mixup_alpha and len(self.labels)):
             return super().replay_loss(batch)
-        latents = self._seen(self.latents_for_step(batch["input"]))
-        labels, task = batch["label"], batch.get("task")
-        if not len(self.labels):
-            logits = self.net.logits_from_latents(self.crop(latents), task)
-            return self.net.cross_entropy(logits, {"label": labels})
-        count = self.spec.batch_size or len(labels)
-        mixing = self.spec.mixup_alpha > 0
-        rows = torch.cat([self.draw(count), self.draw(count)]) if mixing else self.draw(count)
-        replayed = self.crop(torch.cat([latents, self._replayed(rows).to(latents.device, latents.dtype)]))
-        replayed_labels = self.labels[rows].long().to(labels.device)
-        if task is not None:
-            task = torch.cat([task, self.net.task_classes.long().argmax(dim=0)[replayed_labels].to(task.device)])
-        if not mixing:
-            logits = self.net.logits_from_latents(replayed, task)
-            return self.net.cross_entropy(logits, {"label": torch.cat([labels, replayed_labels])})
-        new, first, second = replayed.split([len(labels), len(rows) // 2, len(rows) // 2])
+        fresh = len(batch["label"])
+        latents, labels, task = self.replay_step(batch, draws=2)
+        half = (len(labels) - fresh) // 2
+        new, first, second = latents.split([fresh, half, half])
         alpha = torch.tensor(float(self.spec.mixup_alpha))
         lam = float(torch.distributions.Beta(alpha, alpha).sample())
         inputs = torch.cat([new, lam * first + (1 - lam) * second])
         logits = self.net.logits_from_latents(inputs, task[: len(inputs)] if task is not None else None)
-        first_labels, second_labels = replayed_labels.split(len(rows) // 2)
-        a = F.cross_entropy(logits, torch.cat([labels, first_labels]), reduction="none")
-        b = F.cross_entropy(logits[len(labels):], second_labels, reduction="none")
-        a[len(labels):] = lam * a[len(labels):] + (1 - lam) * b
+        a = F.cross_entropy(logits, labels[: len(inputs)], reduction="none")
+        b = F.cross_entropy(logits[fresh:], labels[len(inputs):], reduction="none")
+        a[fresh:] = lam * a[fresh:] + (1 - lam) * b
         return a.mean()
 
     # --- the protocol ---

@@ -11,20 +11,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.data.datamodule import Fields
-from pipeline.models.continual.strategies import Strategy
-
-
-def small_int(count: int) -> torch.dtype:
-    """The integer type a buffer keeps ids in, for `count` distinct ones."""
-    return torch.uint8 if count <= 256 else torch.int16
-
-
-def sample_bytes(fields: Fields, with_task: bool = False, classes: int = 256, experiences: int = 256) -> int:
-    """Bytes one stored example takes: its input as stored, its label and (`with_task`) its
-    experience, each in the integer type of `small_int`."""
-    inputs = fields["input"]
-    ids = small_int(classes).itemsize + (small_int(experiences).itemsize if with_task else 0)
-    return inputs[0].numel() * inputs.element_size() + ids
+from pipeline.models.continual.strategies import Strategy, small_int, stored_bytes
 
 
 def capacity(memory, per_sample: int) -> int:
@@ -63,7 +50,7 @@ class ExampleBuffer(Strategy):
         if self.kept_label is None:
             return {}
         label = self.kept_label.long()
-        task = self.kept_task.long() if self.keeps_task else self.net.task_classes.long().argmax(dim=0)[label]
+        task = self.kept_task.long() if self.keeps_task else self.net.experience_of(label)
         return {"input": self.kept_input, "label": label, "task": task}
 
     def store(self, fields: Fields) -> None:
@@ -77,7 +64,13 @@ class ExampleBuffer(Strategy):
         return capacity(self.spec.memory, self.sample_bytes(fields))
 
     def sample_bytes(self, fields: Fields) -> int:
-        return sample_bytes(fields, self.keeps_task, self.net.num_classes, len(self.experiences))
+        """Bytes one stored example of `fields`' kind takes: its input as stored, its label and
+        (`keeps_task`) its experience."""
+        inputs = fields["input"]
+        ids = small_int(self.net.num_classes).itemsize
+        if self.keeps_task:
+            ids += small_int(len(self.experiences)).itemsize
+        return inputs[0].numel() * inputs.element_size() + ids
 
     def generator(self, index: int) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.net.seed) * 1_000_003 + 7 * index + 1)
@@ -85,8 +78,7 @@ class ExampleBuffer(Strategy):
     def memory(self) -> dict[str, float]:
         if self.kept_label is None:
             return super().memory()
-        size = sum(v.numel() * v.element_size() for v in (self.kept_input, self.kept_label, self.kept_task)
-                   if v is not None)
+        size = sum(stored_bytes(v) for v in (self.kept_input, self.kept_label, self.kept_task) if v is not None)
         return {"memory_samples": len(self.kept_label), "memory_bytes": size}
 
 
