@@ -49,9 +49,13 @@ class ExampleBuffer(Strategy):
         """The examples kept, as the stream gives them (int64 labels and experiences)."""
         if self.kept_label is None:
             return {}
-        label = self.kept_label.long()
-        task = self.kept_task.long() if self.keeps_task else self.net.experience_of(label)
-        return {"input": self.kept_input, "label": label, "task": task}
+        return self.rows(slice(None))
+
+    def rows(self, index: torch.Tensor | slice) -> Fields:
+        """Kept examples `index`, as the stream gives them (only those converted)."""
+        label = self.kept_label[index].long()
+        task = self.kept_task[index].long() if self.keeps_task else self.net.experience_of(label)
+        return {"input": self.kept_input[index], "label": label, "task": task}
 
     def store(self, fields: Fields) -> None:
         self.kept_input = fields["input"].clone()
@@ -114,11 +118,11 @@ class Replay(ExampleBuffer):
         self.register_buffer("stream_seen", torch.zeros((), dtype=torch.int64))
 
     def loss(self, batch: Fields) -> torch.Tensor:
-        kept = self.stored()
-        if kept:
-            size = min(self.spec.batch_size or len(batch["label"]), len(kept["label"]))
-            index = torch.randint(len(kept["label"]), (size,), device=kept["label"].device)
-            batch = {name: torch.cat([batch[name], kept[name][index]]) for name in ("input", "label", "task")}
+        if self.kept_label is not None:
+            count = len(self.kept_label)
+            size = min(self.spec.batch_size or len(batch["label"]), count)
+            drawn = self.rows(torch.randint(count, (size,), device=self.kept_label.device))
+            batch = {name: torch.cat([batch[name], drawn[name]]) for name in ("input", "label", "task")}
         return super().loss(batch)
 
     def end_experience(self, index: int) -> None:
