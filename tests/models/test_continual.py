@@ -316,6 +316,28 @@ def test_a_domain_incremental_buffer_keeps_and_counts_each_examples_experience(n
     assert sorted(set(strategy.stored()["task"].tolist())) == [0, 1]
 
 
+@pytest.mark.parametrize("scenario", [{}, {"type": "domain_incremental", "experiences": 3}])
+def test_a_replay_step_trains_on_the_batch_and_buffer_examples_drawn_at_random(scenario: dict, monkeypatch):
+    from pipeline.models.continual.strategies import Strategy
+
+    net = network({"name": "replay", "memory": {"samples": 30}, "batch_size": 7}, scenario=scenario)
+    net.build_stream(splits(n_train=400), 0)
+    net.strategy.end_experience(0)
+    net.phase = 1
+    batch = {name: values[:5] for name, values in net.experiences[1].train.items()}
+    seen = []
+    monkeypatch.setattr(Strategy, "loss", lambda self, fields: seen.append(fields) or torch.zeros(()))
+    torch.manual_seed(3)
+    net.strategy.loss(batch)
+    torch.manual_seed(3)
+    drawn = torch.randint(30, (7,))
+    kept = net.strategy.stored()
+    [trained] = seen
+    for name in ("input", "label", "task"):
+        assert torch.equal(trained[name], torch.cat([batch[name], kept[name][drawn]])), name
+    assert trained["label"].dtype == trained["task"].dtype == torch.int64
+
+
 def test_replay_state_loads_into_a_freshly_built_network():
     net = network({"name": "replay", "memory": {"samples": 30}})
     net.build_stream(splits(), 0)
