@@ -1,7 +1,8 @@
 """What Lightning's training loop adds to each optimiser step of a small network, against a plain
 PyTorch loop doing the same arithmetic: the MLP of the continual specs (784-400-400-10), Adam at
 1e-3, batches of 256 (a replay step's 128 new and 128 replayed examples), random inputs held in
-memory and served as whole batches by the same DataLoader, torch threads as given.
+memory and served as whole batches by the pipeline's own `TensorBatches` through the same
+DataLoader, torch threads as given.
 
     python bench/lightning_step_overhead.py [--steps 420] [--repeats 3] [--threads 2]
 
@@ -39,29 +40,13 @@ def network() -> nn.Module:
                          nn.Linear(400, 10))
 
 
-class Batches(torch.utils.data.Dataset):
-    """Whole batches by one indexing (as the pipeline's TensorBatches serves them)."""
-
-    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor):
-        self.inputs, self.labels = inputs, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        return self.inputs[index], self.labels[index]
-
-    def __getitems__(self, indices: list[int]):
-        return self.inputs[indices], self.labels[indices]
-
-
 def plain(loader) -> float:
     model = network()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     start = time.perf_counter()
-    for inputs, labels in loader:
+    for batch in loader:
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(inputs), labels).backward()
+        nn.functional.cross_entropy(model(batch["input"]), batch["label"]).backward()
         optimizer.step()
     return time.perf_counter() - start
 
@@ -75,7 +60,7 @@ def lightning(loader, log: bool) -> float:
             self.net = network()
 
         def training_step(self, batch, index):
-            loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+            loss = nn.functional.cross_entropy(self.net(batch["input"]), batch["label"])
             if log:
                 self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
             return loss
@@ -104,7 +89,10 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     inputs = torch.rand(256 * args.steps, 1, 28, 28, generator=generator)
     labels = torch.randint(0, 10, (len(inputs),), generator=generator)
-    loader = torch.utils.data.DataLoader(Batches(inputs, labels), batch_size=256, collate_fn=lambda batch: batch)
+    from pipeline.data.datamodule import TensorBatches
+
+    loader = torch.utils.data.DataLoader(TensorBatches({"input": inputs, "label": labels}), batch_size=256,
+                                         collate_fn=lambda batch: batch)
     loops = {"plain": lambda: plain(loader), "Lightning": lambda: lightning(loader, False),
              "Lightning + self.log": lambda: lightning(loader, True)}
     names = list(loops)

@@ -16,6 +16,7 @@ from pipeline.models.continual import ContinualSpec, ScenarioSpec
 from pipeline.models.continual import metrics as cl_metrics
 from pipeline.models.continual import scenario as cl_scenario
 from pipeline.models.continual.module import Continual
+from pipeline.models.continual.strategies import Strategy
 from pipeline.spec.experiment import DataSpec, TrainSpec
 
 
@@ -318,8 +319,6 @@ def test_a_domain_incremental_buffer_keeps_and_counts_each_examples_experience(n
 
 @pytest.mark.parametrize("scenario", [{}, {"type": "domain_incremental", "experiences": 3}])
 def test_a_replay_step_trains_on_the_batch_and_buffer_examples_drawn_at_random(scenario: dict, monkeypatch):
-    from pipeline.models.continual.strategies import Strategy
-
     net = network({"name": "replay", "memory": {"samples": 30}, "batch_size": 7}, scenario=scenario)
     net.build_stream(splits(n_train=400), 0)
     net.strategy.end_experience(0)
