@@ -392,6 +392,49 @@ def test_energy_training_contrasts_only_the_current_experience_labels():
         assert (grads[c] > 0) == (c in current)
 
 
+def test_the_labels_trick_contrasts_only_the_current_classes_and_leaves_the_other_rows_alone():
+    data = splits()
+    trick, plain = network({"name": "naive", "contrast": "current"}), network({"name": "naive"})
+    for net in (trick, plain):
+        net.build_stream(data, 0)
+        net.phase = 1
+    batch = trick.experiences[1].train
+    current = list(trick.experiences[1].classes)
+    logits = trick.logits(batch["input"])
+    expected = torch.nn.functional.cross_entropy(logits[:, current], torch.tensor(
+        [current.index(label) for label in batch["label"].tolist()]))
+    torch.testing.assert_close(trick.strategy.loss(batch), expected)
+    for net in (trick, plain):
+        net.zero_grad()
+        net.strategy.loss(batch).backward()
+    moved = trick.head.weight.grad.abs().sum(dim=1) > 0
+    assert moved.tolist() == [c in current for c in range(10)]
+    assert (plain.head.weight.grad.abs().sum(dim=1) > 0).all()  # plain fine-tuning pushes every row
+    # a prediction is still over every class
+    assert torch.equal(trick.strategy.scores(batch["input"], None), trick.logits(batch["input"]))
+
+
+def test_the_labels_trick_keeps_what_naive_forgets_in_the_head():
+    """With the lower network frozen, earlier classes' head rows are untouched by later experiences."""
+    data = splits()
+    net = network({"name": "naive", "contrast": "current"}, latent_layer=2, freeze_lower=True)
+    net.build_stream(data, 0)
+    first = list(net.experiences[0].classes)
+    measured = []
+
+    class Keep(pl.Callback):
+        def on_train_end(self, trainer, module):
+            measured.append(module.head.weight.detach()[first].clone())
+
+    experiment = SimpleNamespace(seed=0, data=DataSpec(batch_size=16), train=SimpleNamespace(max_epochs=1))
+    for index, phase in enumerate(net.phases(experiment, data)):
+        pl.seed_everything(index, verbose=False)
+        pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, accelerator="cpu", callbacks=[Keep()]).fit(net, datamodule=phase.data)
+        net.after_phase(index, phase)
+    assert all(torch.equal(rows, measured[0]) for rows in measured[1:])
+
+
 def test_ewc_fisher_of_a_convolutional_network_matches_too():
     """Not every layer linear: per-example gradients by torch.func rather than the closed form."""
     from torch import nn
@@ -434,7 +477,11 @@ def test_a_continual_spec_is_validated_before_any_compute():
             ({"model": {"kind": "continual", "strategy": {"name": "replay", "memory": {"samples": 5, "bytes": 9}}}},
              "exactly one"),
             ({"model": {"kind": "continual", "strategy": {"name": "dreaming"}}}, "dreaming"),
-            ({"model": {"kind": "continual", "scenario": {"class_order": [1, 1, 2]}}}, "repeats a class")):
+            ({"model": {"kind": "continual", "scenario": {"class_order": [1, 1, 2]}}}, "repeats a class"),
+            ({"model": {"kind": "continual", "scenario": {"type": "domain_incremental"},
+                        "strategy": {"name": "naive", "contrast": "current"}}}, "every class in every experience"),
+            ({"model": {"kind": "continual", "scenario": {"type": "task_incremental"},
+                        "strategy": {"name": "naive", "contrast": "current"}}}, "already does")):
         with pytest.raises(ValidationError, match=message):
             ExperimentSpec.model_validate({**base, **wrong})
 

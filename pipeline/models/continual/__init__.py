@@ -68,9 +68,16 @@ class MemorySpec(Strict):
 
 
 class Naive(Strict):
-    """Fine-tuning on each experience in turn: the lower bound."""
+    """Fine-tuning on each experience in turn: the lower bound. With `contrast: current`, the labels
+    trick (Zeno et al. 2018): each step's softmax over the current experience's classes only."""
 
     name: Literal["naive"] = "naive"
+    contrast: Literal["current"] | None = Field(
+        None,
+        description="The classes each step's cross-entropy contrasts. null: every class (plain fine-tuning). "
+                    "current: the current experience's only (the labels trick; class-incremental streams), so "
+                    "new examples push no earlier class's logit down; a prediction is still the argmax over "
+                    "every class.")
 
 
 class Joint(Strict):
@@ -231,6 +238,10 @@ class ContinualSpec(Strict):
             raise ValueError(f"hidden must all be > 0 (got {self.hidden})")
         if self.strategy.name in ("ar1", "remind") and self.latent_layer is None:
             raise ValueError(f"strategy {self.strategy.name!r} replays activations at a layer: set `latent_layer`")
+        if getattr(self.strategy, "contrast", None) == "current" and self.scenario.type != "class_incremental":
+            raise ValueError(f"strategy.contrast: current restricts the softmax to the current experience's classes, "
+                             f"which a {self.scenario.type} stream already does (task) or cannot (domain: every "
+                             "class in every experience): leave it out")
         if self.freeze_lower and self.latent_layer is None:
             raise ValueError("freeze_lower needs `latent_layer`, the index of the first plastic module")
         if self.strategy.name == "remind" and self.strategy.mixup_alpha and self.scenario.type == "task_incremental":

@@ -64,6 +64,14 @@ class Strategy(nn.Module):
     def next_experience(self, index: int) -> None:
         pass
 
+    def current_classes(self) -> torch.Tensor:
+        """[C] bool: the classes of the experience being trained (none outside the stream: a
+        loaded model)."""
+        mask = torch.zeros(self.net.num_classes, dtype=torch.bool, device=self.net.head.weight.device)
+        if self.experiences:
+            mask[list(self.experiences[self.net.phase].classes)] = True
+        return mask
+
     def scores(self, inputs: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         """Scores of every class [B, C] whose argmax is the prediction (default: the logits)."""
         return self.net.logits(inputs, task)

@@ -4,13 +4,25 @@ training (each experience with all the ones before it)."""
 
 from __future__ import annotations
 
+import torch
+
 from pipeline.data.datamodule import Fields
 from pipeline.models.continual.scenario import union
 from pipeline.models.continual.strategies import Strategy
 
 
 class Naive(Strategy):
-    """The default protocol as it is: the current experience's examples, cross-entropy."""
+    """The default protocol: the current experience's examples, cross-entropy over every class;
+    with `contrast: current`, over the current experience's classes only (the "labels trick",
+    Zeno et al. 2018): the logits of every other class are left out of the softmax, so the head's
+    rows of earlier classes get no gradient from the new examples. A prediction is the argmax over
+    every class either way."""
+
+    def loss(self, batch: Fields) -> torch.Tensor:
+        if self.spec.contrast != "current":
+            return super().loss(batch)
+        logits = self.net.logits(batch["input"], batch.get("task"))
+        return self.net.cross_entropy(logits.masked_fill(~self.current_classes(), float("-inf")), batch)
 
 
 class Joint(Strategy):

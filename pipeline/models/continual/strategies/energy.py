@@ -38,13 +38,6 @@ class EnergyBased(Strategy):
         gated = F.relu(features[:, None, :] * gate[None])
         return self.energy_net(gated).squeeze(-1)
 
-    def current_classes(self) -> torch.Tensor:
-        """The classes of the experience being trained (none outside the stream: a loaded model)."""
-        mask = torch.zeros_like(self.seen_classes)
-        if self.experiences:
-            mask[list(self.experiences[self.net.phase].classes)] = True
-        return mask
-
     def loss(self, batch: Fields) -> torch.Tensor:
         allowed = self.current_classes()
         if self.net.spec.scenario.type == "task_incremental":
