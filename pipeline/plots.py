@@ -380,3 +380,36 @@ def _wrap(text: str, width: int) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width)[:6])
+
+
+def accuracy_by_memory(panels: dict[str, dict], title: str, path: Path) -> Path:
+    """One panel per scenario: each learner's accuracy (mean, bars of one standard deviation)
+    against the bytes it keeps (log scale), one line per strategy and network, points labelled
+    with what they keep; `references` (e.g. the bounds, which keep nothing) as dashed lines.
+    `panels`: name -> {"series": {label: [(bytes, mean, std, note)]}, "references": {label: mean}}."""
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(9.5 * columns, 4.6 * rows), squeeze=False)
+    for ax, (name, panel) in zip(axes.flat, panels.items(), strict=False):
+        for label, points in panel["series"].items():
+            xs, means, stds, notes = zip(*sorted(points), strict=True)
+            line = ax.errorbar(xs, means, yerr=stds, marker="o", markersize=4, capsize=3, label=label)
+            for x, y, note in zip(xs, means, notes, strict=True):
+                ax.annotate(note, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=6,
+                            color=line[0].get_color())
+        for number, (label, value) in enumerate(panel["references"].items()):
+            ax.axhline(value, linestyle=("--", ":", "-.")[number % 3], linewidth=1, color="black", label=label)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("memory kept (bytes)")
+        ax.set_ylabel("average accuracy after the last experience")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path

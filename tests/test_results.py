@@ -207,3 +207,57 @@ def test_the_voken_table_sets_each_language_model_beside_mlm_alone_seed_by_seed(
     random = "| MLM + random vokens | - | - | **50.3 ± 1.5%** (untrained 50.0 ± 0.0%) | -0.7 ± 0.6 (3 seeds) |"
     assert random in table[5]
     assert "| MLM alone | - | - | **51.0 ± 1.0%** (untrained 50.0 ± 0.0%) | - |" in table[2]
+
+
+def test_the_memory_figure_plots_each_learner_that_keeps_something_against_its_bytes(project: Path):
+    from pipeline.stages.report import MEMORY_BEGIN, MEMORY_END, MEMORY_FIGURE, memory_panels
+
+    specs = project / "specs"
+    data = "data: {dataset: fashion_mnist}\n"
+    learners = {  # name: (strategy, extra model settings, accuracies over seeds, samples, bytes)
+        "continual_joint": ("{name: joint}", "", (0.87, 0.88, 0.86), 0, 0),
+        "continual_naive": ("{name: naive}", "", (0.19, 0.20, 0.21), 0, 0),
+        "continual_trick": ("{name: naive, contrast: current}", "", (0.2, 0.3, 0.25), 0, 0),
+        "continual_replay": ("{name: replay}", "", (0.80, 0.82, 0.78), 1000, 785_000),
+        "continual_replay_small": ("{name: replay, memory: {bytes: 50000}}", "", (0.60, 0.70, 0.65), 63, 49_455),
+        "continual_remind": ("{name: remind}", ", latent_layer: 8", (0.80, 0.80, 0.80), 14_389, 785_000),
+        "continual_ewc": ("{name: ewc}", "", (0.21, 0.21, 0.21), 0, 3_827_000),
+    }
+    (specs / "ssl.yaml").write_text(f"name: ssl\n{data}model: {{kind: swav}}\n")
+    results = []
+    for name, (strategy, extra, values, samples, size) in learners.items():
+        upstream = "upstream: {encoder: ssl}\n" if name == "continual_remind" else ""
+        (specs / f"{name}.yaml").write_text(f"name: {name}\n{upstream}{data}"
+                                            f"model: {{kind: continual, strategy: {strategy}{extra}}}\n")
+        figures = {"average_accuracy": aggregate([[{"task": "continual", "label": "x", "value": v,
+                                                    "unit": "accuracy"}] for v in values])[0]["value"]}
+        if size:
+            figures["memory_bytes"] = {"mean": size, "std": 0.0, "values": [size] * 3}
+            figures["memory_samples"] = {"mean": samples, "std": 0.0, "values": [samples] * 3}
+        results.append({"spec": name, "metrics": {"continual": figures}, "headlines": [], "runs": []})
+    (panel,) = memory_panels(results).values()
+    assert panel["references"] == {"joint (MLP, keeps nothing)": pytest.approx(0.87),
+                                   "naive (MLP, keeps nothing)": pytest.approx(0.20)}
+    series = panel["series"]
+    assert list(series) == ["ewc (MLP)", "remind (ssl's encoder)", "replay (MLP)"]  # the labels trick keeps nothing
+    assert sorted(series["replay (MLP)"]) == [(49_455, pytest.approx(0.65), pytest.approx(0.05), "63"),
+                                              (785_000, pytest.approx(0.80), pytest.approx(0.02), "1,000")]
+    assert series["ewc (MLP)"] == [(3_827_000, pytest.approx(0.21), pytest.approx(0.0), "")]
+
+    (project / "results").mkdir()
+    for result in results:
+        (project / "results" / f"{result['spec']}.json").write_text(json.dumps(result))
+    readme_file = project / "README.md"
+    readme_file.write_text(f"# x\n\n{BEGIN}\n{END}\n\n{MEMORY_BEGIN}\n{MEMORY_END}\n")
+    assert readme(check=True) is False
+    readme()
+    figure = project / MEMORY_FIGURE
+    assert figure.read_bytes().startswith(b"\x89PNG") and f"]({MEMORY_FIGURE})" in readme_file.read_text()
+    assert readme(check=True) is True
+    # A result changed without redrawing the figure is caught, and a figure deleted.
+    results[3]["metrics"]["continual"]["average_accuracy"]["mean"] = 0.9
+    (project / "results" / "continual_replay.json").write_text(json.dumps(results[3]))
+    assert readme(check=True) is False
+    readme()
+    figure.unlink()
+    assert readme(check=True) is False

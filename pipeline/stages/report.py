@@ -312,6 +312,74 @@ def continual_table(results: list[dict]) -> str:
     return table(lines, CONTINUAL_COLUMNS) if lines else "No continual results yet.\n"
 
 
+MEMORY_BEGIN = ("<!-- continual memory figure: written by `pipeline report --readme` from results/continual_*.json; do "
+                "not edit by hand -->")
+MEMORY_END = "<!-- end of continual memory figure -->"
+MEMORY_FIGURE = "results/continual_memory.png"
+
+
+def _learner(name: str) -> tuple[str, str, str] | None:
+    """(scenario, strategy, network) of a continual spec, read from specs/<name>.yaml."""
+    from pipeline.spec.load import SpecError, load
+
+    try:
+        spec = load(paths.project_root() / "specs" / f"{name}.yaml")
+    except (SpecError, OSError):
+        return None
+    model = spec.model
+    if model is None or getattr(model, "kind", None) != "continual":
+        return None
+    strategy = model.strategy.name + (", labels trick" if getattr(model.strategy, "contrast", None) else "")
+    network = f"{spec.upstream['encoder']}'s encoder" if "encoder" in spec.upstream else "MLP"
+    return _scenario(name), strategy, network
+
+
+def memory_panels(results: list[dict]) -> dict[str, dict]:
+    """Per scenario: the learners that keep something, their average accuracy (mean, std over
+    seeds) against the bytes kept, a line per strategy and network; the bounds of the scenario's
+    MLP (joint, naive) as references."""
+    panels: dict[str, dict] = {}
+    for result in results:
+        figures_ = result.get("metrics", {}).get("continual")
+        learner = _learner(result["spec"])
+        if not figures_ or learner is None:
+            continue
+        scenario, strategy, network = learner
+        panel = panels.setdefault(scenario, {"series": {}, "references": {}})
+        accuracy = figures_["average_accuracy"]
+        size = figures_.get("memory_bytes", {}).get("mean", 0)
+        if size:
+            samples = figures_.get("memory_samples", {}).get("mean", 0)
+            note = f"{samples:,.0f}" if samples else ""
+            panel["series"].setdefault(f"{strategy} ({network})", []).append(
+                (size, accuracy["mean"], accuracy.get("std") or 0.0, note))
+        elif network == "MLP" and strategy in ("joint", "naive"):
+            panel["references"][f"{strategy} (MLP, keeps nothing)"] = accuracy["mean"]
+    return {name: {"series": dict(sorted(panel["series"].items())),
+                   "references": dict(sorted(panel["references"].items()))}
+            for name, panel in sorted(panels.items()) if panel["series"]}
+
+
+def memory_figure(root: Path, results: list[dict], write: bool) -> str:
+    """The README's lines for the accuracy-against-memory figure (the digest of what it plots, so
+    a stale figure shows as a stale README); with `write`, the figure itself."""
+    import hashlib
+
+    panels = memory_panels(results)
+    if not panels:
+        return "No continual learner with a memory published yet.\n"
+    digest = hashlib.sha256(json.dumps(panels, sort_keys=True).encode()).hexdigest()[:12]
+    if write:
+        from pipeline.plots import accuracy_by_memory
+
+        target = root / MEMORY_FIGURE
+        write_atomic(target, lambda tmp: accuracy_by_memory(
+            panels, "Continual learners: average accuracy after the last experience against the memory kept "
+                    "(mean, bars: std over seeds; numbers: samples kept)", tmp))
+    return (f"![Average accuracy against the memory kept, per scenario]({MEMORY_FIGURE})\n"
+            f"<!-- plotted from results/continual_*.json, digest {digest} -->\n")
+
+
 def published_continual(root: Path) -> list[dict]:
     return [read_json(path, f"rewrite it with `pipeline report --publish specs/{path.stem}.yaml`")
             for path in sorted((root / RESULTS_DIR).glob("continual_*.json"))]
@@ -416,6 +484,11 @@ def readme(check: bool = False) -> bool:
     new = _between(text, BEGIN, END, readme_table(root), target)
     if CONTINUAL_BEGIN in text:
         new = _between(new, CONTINUAL_BEGIN, CONTINUAL_END, continual_table(published_continual(root)), target)
+    if MEMORY_BEGIN in text:
+        new = _between(new, MEMORY_BEGIN, MEMORY_END, memory_figure(root, published_continual(root), write=not check),
+                       target)
+        if check and not (root / MEMORY_FIGURE).is_file():
+            return False
     if VOKEN_BEGIN in text:
         new = _between(new, VOKEN_BEGIN, VOKEN_END, voken_table(published_voken(root)), target)
     if check:
