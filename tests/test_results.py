@@ -239,7 +239,7 @@ def test_the_memory_figure_plots_each_learner_that_keeps_something_against_its_b
     assert panel["references"] == {"joint (MLP, keeps nothing)": pytest.approx(0.87),
                                    "naive (MLP, keeps nothing)": pytest.approx(0.20)}
     series = panel["series"]
-    assert list(series) == ["ewc (MLP)", "remind (ssl's encoder)", "replay (MLP)"]  # the labels trick keeps nothing
+    assert list(series) == ["ewc (MLP)", "remind (ssl's encoder)", "replay (MLP)"]  # naive (labels trick) keeps nothing
     assert sorted(series["replay (MLP)"]) == [(49_455, pytest.approx(0.65), pytest.approx(0.05), "63"),
                                               (785_000, pytest.approx(0.80), pytest.approx(0.02), "1,000")]
     assert series["ewc (MLP)"] == [(3_827_000, pytest.approx(0.21), pytest.approx(0.0), "")]

@@ -10,6 +10,7 @@ import numpy as np
 
 from pipeline import plots
 from pipeline.evaluators.context import Context, Headline, TaskResult
+from pipeline.models.continual import strategy_label
 from pipeline.models.continual.metrics import average_accuracies
 
 
@@ -48,7 +49,7 @@ def run(task, ctx: Context) -> TaskResult:
     seen = [model.seen(i) for i in range(len(matrix))]
     rows = [f"{name} ({', '.join(str(j) for j in checked)})" if len(checked) > 1 else names[checked[0]]
             for name, checked in model.strategy.phases()[: len(matrix)]]
-    strategy = model.spec.strategy.name
+    strategy = strategy_label(model.spec.strategy)
     average = metrics["average_accuracy"]
     pictures = [plots.accuracy_matrix(matrix, rows, names, f"{ctx.spec.name}: {strategy}, average {100 * average:.1f}%",
                                       ctx.out / "accuracy_matrix.png")]

@@ -320,6 +320,7 @@ MEMORY_FIGURE = "results/continual_memory.png"
 
 def _learner(name: str) -> tuple[str, str, str] | None:
     """(scenario, strategy, network) of a continual spec, read from specs/<name>.yaml."""
+    from pipeline.models.continual import strategy_label
     from pipeline.spec.load import SpecError, load
 
     try:
@@ -329,9 +330,8 @@ def _learner(name: str) -> tuple[str, str, str] | None:
     model = spec.model
     if model is None or getattr(model, "kind", None) != "continual":
         return None
-    strategy = model.strategy.name + (", labels trick" if getattr(model.strategy, "contrast", None) else "")
     network = f"{spec.upstream['encoder']}'s encoder" if "encoder" in spec.upstream else "MLP"
-    return _scenario(name), strategy, network
+    return _scenario(name), strategy_label(model.strategy), network
 
 
 def memory_panels(results: list[dict]) -> dict[str, dict]:

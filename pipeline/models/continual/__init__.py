@@ -209,6 +209,11 @@ class EnergyBased(Strict):
                                              "linearly to the energy.")
 
 
+def strategy_label(strategy) -> str:
+    """A strategy spec's name as tables and figures show it (`naive (labels trick)`)."""
+    return strategy.name + (" (labels trick)" if getattr(strategy, "contrast", None) == "current" else "")
+
+
 StrategySpec = Annotated[
     Naive | Joint | Cumulative | EWC | SI | LwF | Replay | GDumb | AR1 | REMIND | EnergyBased,
     Field(discriminator="name"),
