@@ -182,8 +182,10 @@ def report(
         help="Also write results/<name>.json of each spec given (the committed figures the README quotes: "
              "spread over seeds, validation, baselines, commit, runs, data hash, machine).")] = False,
     readme: Annotated[bool, typer.Option(
-        help="Rewrite the README's results table from results/*.json (nothing else).")] = False,
-    check: Annotated[bool, typer.Option(help="With --readme: exit 1 if the README's table is stale.")] = False,
+        help="Rewrite the README's results tables and its continual memory figure "
+             "(results/continual_memory.png) from results/*.json (nothing else).")] = False,
+    check: Annotated[bool, typer.Option(
+        help="With --readme: exit 1 if the README's tables or figure are stale.")] = False,
 ) -> None:
     """Write reports/summary.md (and reports/<name>.md per spec given) and print the table."""
     from pipeline import stages
@@ -197,9 +199,11 @@ def report(
     if readme:
         current = readme_table(check=check)
         if check and not current:
-            typer.echo("README.md's results table is stale: run `pipeline report --readme`", err=True)
+            typer.echo("README.md's results tables or its continual memory figure are stale: run "
+                       "`pipeline report --readme`", err=True)
             raise typer.Exit(1)
-        typer.echo("README.md's results table is current" if check else "rewrote README.md's results table")
+        typer.echo("README.md's results tables and figure are current" if check
+                   else "rewrote README.md's results tables and figure")
         return
     loaded = [load(path) for path in specs or []]
     if publish and not loaded:

@@ -382,11 +382,12 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)[:6])
 
 
-def accuracy_by_memory(panels: dict[str, dict], title: str, path: Path) -> Path:
+def accuracy_by_memory(panels: dict[str, dict], title: str, path: Path, note: str | None = None) -> Path:
     """One panel per scenario: each learner's accuracy (mean, bars of one standard deviation)
     against the bytes it keeps (log scale), one line per strategy and network, points labelled
     with what they keep; `references` (e.g. the bounds, which keep nothing) as dashed lines.
-    `panels`: name -> {"series": {label: [(bytes, mean, std, note)]}, "references": {label: mean}}."""
+    `panels`: name -> {"series": {label: [(bytes, mean, std, note)]}, "references": {label: mean}};
+    `note` is kept as the PNG's Description."""
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(9.5 * columns, 4.6 * rows), squeeze=False)
@@ -394,8 +395,8 @@ def accuracy_by_memory(panels: dict[str, dict], title: str, path: Path) -> Path:
         for label, points in panel["series"].items():
             xs, means, stds, notes = zip(*sorted(points), strict=True)
             line = ax.errorbar(xs, means, yerr=stds, marker="o", markersize=4, capsize=3, label=label)
-            for x, y, note in zip(xs, means, notes, strict=True):
-                ax.annotate(note, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=6,
+            for x, y, kept in zip(xs, means, notes, strict=True):
+                ax.annotate(kept, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=6,
                             color=line[0].get_color())
         for number, (label, value) in enumerate(panel["references"].items()):
             ax.axhline(value, linestyle=("--", ":", "-.")[number % 3], linewidth=1, color="black", label=label)
@@ -410,6 +411,6 @@ def accuracy_by_memory(panels: dict[str, dict], title: str, path: Path) -> Path:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png", metadata={"Software": None})
+    fig.savefig(path, dpi=110, format="png", metadata={"Software": None, "Description": note})
     plt.close(fig)
     return path

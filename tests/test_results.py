@@ -254,10 +254,24 @@ def test_the_memory_figure_plots_each_learner_that_keeps_something_against_its_b
     figure = project / MEMORY_FIGURE
     assert figure.read_bytes().startswith(b"\x89PNG") and f"]({MEMORY_FIGURE})" in readme_file.read_text()
     assert readme(check=True) is True
+    drawn = figure.read_bytes()
+    readme()
+    assert figure.read_bytes() == drawn  # not redrawn while it matches
     # A result changed without redrawing the figure is caught, and a figure deleted.
     results[3]["metrics"]["continual"]["average_accuracy"]["mean"] = 0.9
     (project / "results" / "continual_replay.json").write_text(json.dumps(results[3]))
     assert readme(check=True) is False
     readme()
+    assert readme(check=True) is True and figure.read_bytes() != drawn
     figure.unlink()
     assert readme(check=True) is False
+    # So is a figure drawn from other results than the README's (another branch's, say).
+    readme()
+    figure.write_bytes(drawn)
+    assert readme(check=True) is False
+    # With no learner that keeps something, the README says so and no figure is left behind.
+    for name in ("continual_replay", "continual_replay_small", "continual_remind", "continual_ewc"):
+        (project / "results" / f"{name}.json").unlink()
+    readme()
+    assert not figure.exists() and "No continual learner with a memory" in readme_file.read_text()
+    assert readme(check=True) is True

@@ -176,6 +176,9 @@ class ExperimentSpec(Strict):
         needs_encoder = getattr(self.model, "requires_upstream_encoder", None)
         if needs_encoder and "encoder" not in self.upstream:
             raise ValueError(f"{needs_encoder}: name the spec that trained it, `upstream: {{encoder: <spec>}}`")
+        refusal = getattr(self.model, "refuses_training", None)
+        if refusal is not None and (why := refusal(self.train)):
+            raise ValueError(why)
         if self.model is not None and "encoder" in self.upstream and not REGISTRY[self.model.kind].takes_encoder:
             raise ValueError(f"model kind {self.model.kind!r} trains an encoder of its own and cannot start from "
                              "upstream.encoder; drop `model` to run the downstream tasks on the upstream encoder")

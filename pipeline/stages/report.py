@@ -318,9 +318,8 @@ MEMORY_END = "<!-- end of continual memory figure -->"
 MEMORY_FIGURE = "results/continual_memory.png"
 
 
-def _learner(name: str) -> tuple[str, str, str] | None:
-    """(scenario, strategy, network) of a continual spec, read from specs/<name>.yaml."""
-    from pipeline.models.continual import strategy_label
+def _learner(name: str):
+    """(scenario, strategy spec, network) of a continual spec, read from specs/<name>.yaml."""
     from pipeline.spec.load import SpecError, load
 
     try:
@@ -331,13 +330,15 @@ def _learner(name: str) -> tuple[str, str, str] | None:
     if model is None or getattr(model, "kind", None) != "continual":
         return None
     network = f"{spec.upstream['encoder']}'s encoder" if "encoder" in spec.upstream else "MLP"
-    return _scenario(name), strategy_label(model.strategy), network
+    return _scenario(name), model.strategy, network
 
 
 def memory_panels(results: list[dict]) -> dict[str, dict]:
     """Per scenario: the learners that keep something, their average accuracy (mean, std over
     seeds) against the bytes kept, a line per strategy and network; the bounds of the scenario's
-    MLP (joint, naive) as references."""
+    MLP (plain joint and naive training, which keep nothing) as references."""
+    from pipeline.models.continual import strategy_label
+
     panels: dict[str, dict] = {}
     for result in results:
         figures_ = result.get("metrics", {}).get("continual")
@@ -351,33 +352,54 @@ def memory_panels(results: list[dict]) -> dict[str, dict]:
         if size:
             samples = figures_.get("memory_samples", {}).get("mean", 0)
             note = f"{samples:,.0f}" if samples else ""
-            panel["series"].setdefault(f"{strategy} ({network})", []).append(
+            panel["series"].setdefault(f"{strategy_label(strategy)} ({network})", []).append(
                 (size, accuracy["mean"], accuracy.get("std") or 0.0, note))
-        elif network == "MLP" and strategy in ("joint", "naive"):
-            panel["references"][f"{strategy} (MLP, keeps nothing)"] = accuracy["mean"]
+        elif network == "MLP" and strategy.name in ("joint", "naive") and not getattr(strategy, "contrast", None):
+            label = f"{strategy.name} (MLP, keeps nothing)"
+            panel["references"][label if label not in panel["references"] else f"{label}: {result['spec']}"] = \
+                accuracy["mean"]
     return {name: {"series": dict(sorted(panel["series"].items())),
                    "references": dict(sorted(panel["references"].items()))}
             for name, panel in sorted(panels.items()) if panel["series"]}
 
 
-def memory_figure(root: Path, results: list[dict], write: bool) -> str:
-    """The README's lines for the accuracy-against-memory figure (the digest of what it plots, so
-    a stale figure shows as a stale README); with `write`, the figure itself."""
+def figure_digest(path: Path) -> str | None:
+    """The digest a memory figure was drawn from (its PNG's Description), if it is there."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            found = image.text.get("Description", "")
+    except (OSError, UnidentifiedImageError, AttributeError):
+        return None
+    return found.removeprefix("digest ") or None
+
+
+def memory_figure(root: Path, results: list[dict], check: bool) -> tuple[str, bool]:
+    """(the README's lines for the accuracy-against-memory figure, whether the figure matches
+    them). The lines carry the digest of what the figure plots, and so does the PNG: a changed
+    result makes the README stale, and a figure not drawn from the README's data does not match.
+    Unless `check`, the figure is drawn where it does not match (removed when there is nothing to
+    plot)."""
     import hashlib
 
+    target = root / MEMORY_FIGURE
     panels = memory_panels(results)
     if not panels:
-        return "No continual learner with a memory published yet.\n"
+        if not check:
+            target.unlink(missing_ok=True)
+        return "No continual learner with a memory published yet.\n", not target.exists()
     digest = hashlib.sha256(json.dumps(panels, sort_keys=True).encode()).hexdigest()[:12]
-    if write:
+    current = figure_digest(target) == digest
+    if not check and not current:
         from pipeline.plots import accuracy_by_memory
 
-        target = root / MEMORY_FIGURE
         write_atomic(target, lambda tmp: accuracy_by_memory(
             panels, "Continual learners: average accuracy after the last experience against the memory kept "
-                    "(mean, bars: std over seeds; numbers: samples kept)", tmp))
+                    "(mean, bars: std over seeds; numbers: samples kept)", tmp, note=f"digest {digest}"))
+        current = True
     return (f"![Average accuracy against the memory kept, per scenario]({MEMORY_FIGURE})\n"
-            f"<!-- plotted from results/continual_*.json, digest {digest} -->\n")
+            f"<!-- plotted from results/continual_*.json, digest {digest} -->\n"), current
 
 
 def published_continual(root: Path) -> list[dict]:
@@ -476,8 +498,9 @@ def _between(text: str, begin: str, end: str, body: str, target: Path) -> str:
 
 
 def readme(check: bool = False) -> bool:
-    """Rewrite the README's tables (every result; the continual learners side by side) from
-    results/*.json (with `check`: only say whether they are current)."""
+    """Rewrite the README's tables (every result; the continual learners side by side) and its
+    figure of the continual learners' accuracy against their memory, from results/*.json (with
+    `check`: only say whether they are current)."""
     root = paths.project_root()
     target = root / "README.md"
     text = target.read_text()
@@ -485,9 +508,9 @@ def readme(check: bool = False) -> bool:
     if CONTINUAL_BEGIN in text:
         new = _between(new, CONTINUAL_BEGIN, CONTINUAL_END, continual_table(published_continual(root)), target)
     if MEMORY_BEGIN in text:
-        new = _between(new, MEMORY_BEGIN, MEMORY_END, memory_figure(root, published_continual(root), write=not check),
-                       target)
-        if check and not (root / MEMORY_FIGURE).is_file():
+        lines, figure_current = memory_figure(root, published_continual(root), check)
+        new = _between(new, MEMORY_BEGIN, MEMORY_END, lines, target)
+        if check and not figure_current:
             return False
     if VOKEN_BEGIN in text:
         new = _between(new, VOKEN_BEGIN, VOKEN_END, voken_table(published_voken(root)), target)

@@ -482,11 +482,18 @@ def test_a_continual_spec_is_validated_before_any_compute():
             ({"model": {"kind": "continual", "strategy": {"name": "dreaming"}}}, "dreaming"),
             ({"model": {"kind": "continual", "scenario": {"class_order": [1, 1, 2]}}}, "repeats a class"),
             ({"model": {"kind": "continual", "scenario": {"type": "domain_incremental"},
-                        "strategy": {"name": "naive", "contrast": "current"}}}, "every class in every experience"),
+                        "strategy": {"name": "naive", "contrast": "current"}}}, "would change nothing in a domain"),
             ({"model": {"kind": "continual", "scenario": {"type": "task_incremental"},
-                        "strategy": {"name": "naive", "contrast": "current"}}}, "already does")):
+                        "strategy": {"name": "naive", "contrast": "current"}}}, "task-incremental stream already"),
+            ({"model": {"kind": "continual", "strategy": {"name": "naive", "contrast": "current"}},
+              "train": {"optimizer": {"name": "adam", "weight_decay": 1e-4}}}, "the labels trick leaves the rows"),
+            ({"model": {"kind": "continual", "strategy": {"name": "energy"}},
+              "train": {"optimizer": {"name": "adam", "weight_decay": 1e-4}}}, "the energy model leaves the rows")):
         with pytest.raises(ValidationError, match=message):
             ExperimentSpec.model_validate({**base, **wrong})
+    for strategy in ({"name": "naive", "contrast": "current"}, {"name": "energy"}):  # decoupled decay is fine
+        ExperimentSpec.model_validate({**base, "model": {"kind": "continual", "strategy": strategy},
+                                       "train": {"optimizer": {"name": "adamw", "weight_decay": 1e-4}}})
 
 
 def test_task_incremental_lwf_distils_each_earlier_task_on_its_own_classes():

@@ -68,7 +68,7 @@ class MemorySpec(Strict):
 
 
 class Naive(Strict):
-    """Fine-tuning on each experience in turn: the lower bound. With `contrast: current`, the labels
+    """Fine-tuning on each experience in turn (the lower bound). With `contrast: current`, the labels
     trick (Zeno et al. 2018): each step's softmax over the current experience's classes only."""
 
     name: Literal["naive"] = "naive"
@@ -76,8 +76,8 @@ class Naive(Strict):
         None,
         description="The classes each step's cross-entropy contrasts. null: every class (plain fine-tuning). "
                     "current: the current experience's only (the labels trick; class-incremental streams), so "
-                    "new examples push no earlier class's logit down; a prediction is still the argmax over "
-                    "every class.")
+                    "new examples give the head's rows of other classes no gradient (the layers below still "
+                    "change); a prediction is still the argmax over every class.")
 
 
 class Joint(Strict):
@@ -244,15 +244,35 @@ class ContinualSpec(Strict):
         if self.strategy.name in ("ar1", "remind") and self.latent_layer is None:
             raise ValueError(f"strategy {self.strategy.name!r} replays activations at a layer: set `latent_layer`")
         if getattr(self.strategy, "contrast", None) == "current" and self.scenario.type != "class_incremental":
-            raise ValueError(f"strategy.contrast: current restricts the softmax to the current experience's classes, "
-                             f"which a {self.scenario.type} stream already does (task) or cannot (domain: every "
-                             "class in every experience): leave it out")
+            raise ValueError({
+                "task_incremental": "strategy.contrast: current restricts the softmax to the current experience's "
+                                    "classes, which a task-incremental stream already does (its logits are masked "
+                                    "to the task's classes): leave it out",
+                "domain_incremental": "strategy.contrast: current would change nothing in a domain-incremental "
+                                      "stream, where every experience holds every class: leave it out",
+            }[self.scenario.type])
         if self.freeze_lower and self.latent_layer is None:
             raise ValueError("freeze_lower needs `latent_layer`, the index of the first plastic module")
         if self.strategy.name == "remind" and self.strategy.mixup_alpha and self.scenario.type == "task_incremental":
             raise ValueError("REMIND's mixup pairs replayed examples of any two tasks, whose heads differ in a "
                              "task-incremental scenario: set strategy.mixup_alpha: 0")
         return self
+
+    def refuses_training(self, train) -> str | None:
+        """Why the training settings `train` (TrainSpec) would defeat this model, if they would: a
+        strategy that leaves the rows of classes outside the current experience without gradient
+        (the labels trick's head, the energy model's label embedding) is only protected while
+        nothing else moves them; Adam's coupled weight decay is their whole gradient then, which Adam
+        normalises to a step of about lr each, wiping them out in one experience."""
+        keeps_rows = self.strategy.name == "energy" or getattr(self.strategy, "contrast", None) == "current"
+        optimizer = train.optimizer
+        if keeps_rows and optimizer.name == "adam" and optimizer.weight_decay > 0:
+            what = "the labels trick" if self.strategy.name == "naive" else "the energy model"
+            return (f"{what} leaves the rows of the classes outside the current experience without gradient; Adam's "
+                    f"coupled weight decay ({optimizer.weight_decay:g}) would then be their whole gradient and move "
+                    "them by about lr each step: set train.optimizer.weight_decay: 0, or use adamw (decoupled "
+                    "decay)")
+        return None
 
     @property
     def requires_upstream_encoder(self) -> str | None:

@@ -65,8 +65,8 @@ class Strategy(nn.Module):
         pass
 
     def current_classes(self) -> torch.Tensor:
-        """[C] bool: the classes of the experience being trained (none outside the stream: a
-        loaded model)."""
+        """[C] bool: the classes of the experience being trained, `net.phase` (none before a stream
+        is built; a loaded model's evaluation builds it again, at phase 0)."""
         mask = torch.zeros(self.net.num_classes, dtype=torch.bool, device=self.net.head.weight.device)
         if self.experiences:
             mask[list(self.experiences[self.net.phase].classes)] = True

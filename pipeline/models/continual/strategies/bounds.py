@@ -21,8 +21,11 @@ class Naive(Strategy):
     def loss(self, batch: Fields) -> torch.Tensor:
         if self.spec.contrast != "current":
             return super().loss(batch)
+        current = self.current_classes()
+        if not current.any():
+            raise RuntimeError("the labels trick trains within a stream: build_stream() first")
         logits = self.net.logits(batch["input"], batch.get("task"))
-        return self.net.cross_entropy(logits.masked_fill(~self.current_classes(), float("-inf")), batch)
+        return self.net.cross_entropy(logits.masked_fill(~current, float("-inf")), batch)
 
 
 class Joint(Strategy):
