@@ -412,6 +412,8 @@ def test_the_labels_trick_contrasts_only_the_current_classes_and_leaves_the_othe
     assert (plain.head.weight.grad.abs().sum(dim=1) > 0).all()  # plain fine-tuning pushes every row
     # a prediction is still over every class
     assert torch.equal(trick.strategy.scores(batch["input"], None), trick.logits(batch["input"]))
+    with pytest.raises(RuntimeError, match="build_stream"):  # no experience: no class to contrast
+        network({"name": "naive", "contrast": "current"}).strategy.loss(batch)
     from pipeline.models.continual import strategy_label
 
     assert [strategy_label(net.spec.strategy) for net in (trick, plain)] == ["naive (labels trick)", "naive"]
