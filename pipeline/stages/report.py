@@ -269,18 +269,27 @@ SCENARIOS = {"class_incremental": "class-incremental", "task_incremental": "task
              "domain_incremental": "domain-incremental (permuted)"}
 
 
-def _scenario(name: str) -> str:
-    """`<scenario type> <dataset>` of a continual spec, read from specs/<name>.yaml."""
+def _learner(name: str):
+    """(`<scenario type>, <dataset> (<n> experiences)`, strategy spec, network) of a continual spec,
+    read from specs/<name>.yaml; None when it is not one (or no longer loads)."""
     from pipeline.spec.load import SpecError, load
 
     try:
         spec = load(paths.project_root() / "specs" / f"{name}.yaml")
     except (SpecError, OSError):
-        return "?"
+        return None
     model = spec.model
     if model is None or getattr(model, "kind", None) != "continual":
-        return "?"
-    return f"{SCENARIOS[model.scenario.type]}, {spec.data.dataset} ({model.scenario.experiences} experiences)"
+        return None
+    scenario = f"{SCENARIOS[model.scenario.type]}, {spec.data.dataset} ({model.scenario.experiences} experiences)"
+    network = f"{spec.upstream['encoder']}'s encoder" if "encoder" in spec.upstream else "MLP"
+    return scenario, model.strategy, network
+
+
+def _scenario(name: str) -> str:
+    """The scenario of a continual spec as the table groups it ("?" when it is not one)."""
+    learner = _learner(name)
+    return learner[0] if learner else "?"
 
 
 def continual_table(results: list[dict]) -> str:
@@ -316,21 +325,6 @@ MEMORY_BEGIN = ("<!-- continual memory figure: written by `pipeline report --rea
                 "not edit by hand -->")
 MEMORY_END = "<!-- end of continual memory figure -->"
 MEMORY_FIGURE = "results/continual_memory.png"
-
-
-def _learner(name: str):
-    """(scenario, strategy spec, network) of a continual spec, read from specs/<name>.yaml."""
-    from pipeline.spec.load import SpecError, load
-
-    try:
-        spec = load(paths.project_root() / "specs" / f"{name}.yaml")
-    except (SpecError, OSError):
-        return None
-    model = spec.model
-    if model is None or getattr(model, "kind", None) != "continual":
-        return None
-    network = f"{spec.upstream['encoder']}'s encoder" if "encoder" in spec.upstream else "MLP"
-    return _scenario(name), model.strategy, network
 
 
 def memory_panels(results: list[dict]) -> dict[str, dict]:
@@ -505,10 +499,11 @@ def readme(check: bool = False) -> bool:
     target = root / "README.md"
     text = target.read_text()
     new = _between(text, BEGIN, END, readme_table(root), target)
+    continual = published_continual(root) if CONTINUAL_BEGIN in text or MEMORY_BEGIN in text else []
     if CONTINUAL_BEGIN in text:
-        new = _between(new, CONTINUAL_BEGIN, CONTINUAL_END, continual_table(published_continual(root)), target)
+        new = _between(new, CONTINUAL_BEGIN, CONTINUAL_END, continual_table(continual), target)
     if MEMORY_BEGIN in text:
-        lines, figure_current = memory_figure(root, published_continual(root), check)
+        lines, figure_current = memory_figure(root, continual, check)
         new = _between(new, MEMORY_BEGIN, MEMORY_END, lines, target)
         if check and not figure_current:
             return False
