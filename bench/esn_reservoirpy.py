@@ -151,7 +151,7 @@ def as_series(inputs: torch.Tensor) -> np.ndarray:
 
 
 def forecast_task(spec):
-    from pipeline.evaluators import ForecastSpec
+    from pipeline.evaluators.specs import ForecastSpec
 
     return next((task for task in spec.downstream if task.kind == "forecast"), ForecastSpec())
 

@@ -82,21 +82,33 @@ def schema(
 
 @app.command()
 def models() -> None:
-    """List the registered model kinds, the data each takes, and the datasets."""
-    from pipeline.data.registry import DATASETS
-    from pipeline.models import REGISTRY
+    """List the registered model kinds, downstream tasks, continual strategies and datasets, and the
+    plugins that register them."""
+    from pipeline import plugins
 
-    width = max(len(kind) for kind in (*REGISTRY, *DATASETS))
-    for kind, entry in sorted(REGISTRY.items()):
-        typer.echo(f"{kind:<{width}}  [{', '.join(entry.modalities)}] {entry.summary}")
+    models, tasks, strategies, datasets = plugins.models(), plugins.tasks(), plugins.strategies(), plugins.datasets()
+    width = max(len(name) for name in (*models, *tasks, *strategies, *datasets))
+
+    def names(capabilities) -> str:
+        return ", ".join(map(plugins.capability_name, capabilities))
+
+    typer.echo("model kinds (model.kind):")
+    for kind, entry in sorted(models.items()):
+        typer.echo(f"{kind:<{width}}  [{', '.join(entry.modalities)}; provides {names(entry.provides)}] "
+                   f"{entry.summary}")
     typer.echo("\ndownstream tasks (downstream[].kind):")
-    from pipeline.evaluators import EVALUATORS
-
-    for kind, entry in EVALUATORS.items():
-        typer.echo(f"{kind:<{width}}  [needs {', '.join(sorted(entry.needs))}] {entry.summary}")
+    for kind, entry in sorted(tasks.items()):
+        typer.echo(f"{kind:<{width}}  [needs {names(entry.needs)}] {entry.summary}")
+    if strategies:
+        typer.echo("\ncontinual strategies (model.strategy.name):")
+        for name, entry in sorted(strategies.items()):
+            typer.echo(f"{name:<{width}}  {entry.summary}")
     typer.echo("\ndatasets (data.dataset):")
-    for name, source in sorted(DATASETS.items()):
+    for name, source in sorted(datasets.items()):
         typer.echo(f"{name:<{width}}  [{source.modality}] {source.description}")
+    typer.echo("\nplugins (entry point group pipeline.plugins):")
+    for name, plugin in sorted(plugins.plugins().items()):
+        typer.echo(f"{name:<{width}}  {plugin.module}: {plugin.summary}")
 
 
 @app.command()
@@ -105,13 +117,14 @@ def fetch(
     force: Annotated[bool, typer.Option(help="Fetch again even if the files are cached.")] = False,
 ) -> None:
     """Fetch a dataset into data/<name>/ (local mirrors first, then its URLs; sha256-checked)."""
+    from pipeline import plugins
     from pipeline.data.fetch import fetch_dataset
-    from pipeline.data.registry import DATASETS
     from pipeline.errors import PipelineError
 
-    if dataset not in DATASETS:
-        raise PipelineError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    folder = fetch_dataset(DATASETS[dataset], force=force)
+    registered = plugins.datasets()
+    if dataset not in registered:
+        raise PipelineError(f"unknown dataset {dataset!r}; known: {', '.join(registered)}")
+    folder = fetch_dataset(registered[dataset], force=force)
     typer.echo(f"{dataset}: {folder}")
 
 
@@ -179,32 +192,15 @@ def report(
         list[Path] | None, typer.Argument(help="Specs to report; default: every one evaluated.")
     ] = None,
     publish: Annotated[bool, typer.Option(
-        help="Also write results/<name>.json of each spec given (the committed figures the README quotes: "
+        help="Also write results/<name>.json of each spec given (the committed figures the docs quote: "
              "spread over seeds, validation, baselines, commit, runs, data hash, machine).")] = False,
-    readme: Annotated[bool, typer.Option(
-        help="Rewrite the README's results tables and its continual memory figure "
-             "(results/continual_memory.png) from results/*.json (nothing else).")] = False,
-    check: Annotated[bool, typer.Option(
-        help="With --readme: exit 1 if the README's tables or figure are stale.")] = False,
 ) -> None:
     """Write reports/summary.md (and reports/<name>.md per spec given) and print the table."""
     from pipeline import stages
     from pipeline.errors import PipelineError
     from pipeline.spec.load import load
-    from pipeline.stages.report import publish as write_results
-    from pipeline.stages.report import readme as readme_table
+    from pipeline.stages.publish import publish as write_results
 
-    if check and not readme:
-        raise PipelineError("--check goes with --readme: `pipeline report --readme --check`")
-    if readme:
-        current = readme_table(check=check)
-        if check and not current:
-            typer.echo("README.md's results tables or its continual memory figure are stale: run "
-                       "`pipeline report --readme`", err=True)
-            raise typer.Exit(1)
-        typer.echo("README.md's results tables and figure are current" if check
-                   else "rewrote README.md's results tables and figure")
-        return
     loaded = [load(path) for path in specs or []]
     if publish and not loaded:
         raise PipelineError("--publish writes results/<name>.json of the specs given: name them, "
@@ -216,6 +212,28 @@ def report(
         for path in write_results([s.name for s in loaded], {s.name: s.description for s in loaded},
                                   tracking_uri(loaded[0])):
             typer.echo(f"wrote {path}")
+
+
+@app.command()
+def docs(
+    check: Annotated[bool, typer.Option(help="Exit 1 if a page (or a figure it links) is stale; write nothing.")]
+    = False,
+) -> None:
+    """Write docs/<plugin>.md of every plugin: its entry, its notes.md, its specs, its published results
+    (results/*.json) and its own tables and figures."""
+    from pipeline.paths import project_root
+    from pipeline.stages.docs import write
+
+    stale = write(check=check)
+    root = project_root()
+    if check:
+        if stale:
+            typer.echo("stale: " + ", ".join(str(path.relative_to(root)) for path in stale) + "; run `pipeline docs`",
+                       err=True)
+            raise typer.Exit(1)
+        typer.echo("docs/ is current")
+        return
+    typer.echo("rewrote " + (", ".join(str(path.relative_to(root)) for path in stale) or "nothing: docs/ is current"))
 
 
 @app.command()

@@ -1,9 +1,11 @@
-"""Writing files so that a kill, a crash or a full disk never leaves half of one."""
+"""Writing files so that a kill, a crash or a full disk never leaves half of one; reading them back
+with one message saying what to do when one is missing or unreadable."""
 
 from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -57,3 +59,14 @@ def save_torch_atomic(obj, path: Path) -> Path:
 
 def is_disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in DISK_FULL
+
+
+def read_json(path: Path, hint: str) -> dict:
+    from pipeline.errors import PipelineError
+
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{path} is missing: {hint}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise PipelineError(f"{path} is unreadable ({err}): {hint}") from None

@@ -21,8 +21,8 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths
-from pipeline.data.registry import DATASETS, DatasetSource
+from pipeline import paths, plugins
+from pipeline.data.source import DatasetSource
 from pipeline.errors import PipelineError
 from pipeline.provenance import git_state
 from pipeline.spec.experiment import ExperimentSpec, flatten, spec_hash
@@ -186,7 +186,7 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None, upstream
         **{f"version.{k}": v for k, v in _versions().items()},
     }
     written = (upstream or {}).get("data")
-    tags.update(data_tags(written.source if written is not None else DATASETS[spec.data.dataset]))
+    tags.update(data_tags(written.source if written is not None else plugins.datasets()[spec.data.dataset]))
     notes = []
     for role, source in (upstream or {}).items():
         tags[f"upstream.{role}.run_id"] = source.run_id

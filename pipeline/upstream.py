@@ -45,16 +45,15 @@ class Finished:
         import pytorch_lightning as pl
         import torch
 
-        from pipeline.models import REGISTRY
-        from pipeline.stages.common import build_model
+        from pipeline import plugins
 
         extra = {}
-        if "encoder" in self.spec.upstream and REGISTRY[self.spec.model.kind].takes_encoder:
+        if "encoder" in self.spec.upstream and plugins.models()[self.spec.model.kind].takes_encoder:
             # Built on another spec's encoder: the same architecture again (its weights are then
             # this spec's own, from model.pt).
             extra["encoder"] = upstream(self.spec, "encoder").models()[0].encoder
         pl.seed_everything(self.spec.seed, workers=True, verbose=False)
-        initial = build_model(self.spec, self.input_shape, self.num_classes, **extra)
+        initial = plugins.build_model(self.spec, self.input_shape, self.num_classes, **extra)
         trained = copy.deepcopy(initial)
         for name, module in (("model.pt", trained), ("encoder.pt", trained.encoder)):
             try:

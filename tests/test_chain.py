@@ -178,12 +178,14 @@ def mlflow_runs(repo: Path, experiment: str):
 
 def test_repro_logs_linked_runs_with_params_metrics_tags_and_artifacts(repo: Path):
     client, runs, every = mlflow_runs(repo, "tiny_a")
-    assert len(every) == 2 and set(runs) == {"pretrain", "evaluate"}
+    assert len(every) == 2
+    assert set(runs) == {"pretrain", "evaluate"}
     pretrain, evaluate = runs["pretrain"], runs["evaluate"]
     for run in (pretrain, evaluate):
         assert run.info.status == "FINISHED"
         assert run.data.params["model.prototypes"] == "10"
-        assert run.data.tags["spec_hash"] and run.data.tags["git_commit"] != "unknown"
+        assert run.data.tags["spec_hash"]
+        assert run.data.tags["git_commit"] != "unknown"
         assert run.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
     assert evaluate.data.tags["upstream_run_id"] == pretrain.info.run_id
     assert pretrain.data.tags["collapse"] in ("true", "false")
@@ -226,14 +228,17 @@ def test_a_spiking_network_is_scored_itself_and_logs_its_spikes(repo: Path, name
     evaluate = runs["evaluate"]
     assert evaluate.info.status == "FINISHED"
     metrics = evaluate.data.metrics
-    assert metrics["network/accuracy"] > 0.15 and 0 < metrics["spike_stats/sparsity"] < 1  # chance is 0.1
+    assert metrics["network/accuracy"] > 0.15  # chance is 0.1
+    assert 0 < metrics["spike_stats/sparsity"] < 1
     rates = [key for key in metrics if key.startswith("spike_stats/firing_rate/")]
-    assert len(rates) >= 2 and all(0 < metrics[key] <= 1 for key in rates)
+    assert len(rates) >= 2
+    assert all(0 < metrics[key] <= 1 for key in rates)
     for key in ("spikes_per_sample", "synaptic_ops_per_sample", "ann_macs_per_sample", "energy_snn_nj",
                 "energy_ann_nj", "energy_ratio_ann_over_snn"):
         assert metrics[f"spike_stats/{key}"] > 0, key
     if name.startswith("snn_temporal"):
-        assert 0 < metrics["spike_stats/time_to_decision"] and 0 < metrics["spike_stats/decided"] <= 1
+        assert 0 < metrics["spike_stats/time_to_decision"]
+        assert 0 < metrics["spike_stats/decided"] <= 1
     assert {"spike_raster.png", "membrane_trace.png", "embedding.png", "confusion_network.png"} <= {
         a.path for a in client.list_artifacts(evaluate.info.run_id)}
     assert "val/accuracy" in runs["pretrain"].data.metrics
@@ -249,7 +254,8 @@ def test_a_continuous_time_or_reservoir_network_is_scored_by_its_tasks(repo: Pat
     evaluate = runs["evaluate"]
     assert evaluate.info.status == "FINISHED"
     metrics = evaluate.data.metrics
-    assert metrics["network_stats/parameters"] > 0 and metrics["network_stats/inference_ms_per_sequence"] > 0
+    assert metrics["network_stats/parameters"] > 0
+    assert metrics["network_stats/inference_ms_per_sequence"] > 0
     assert 0 < metrics["network_stats/synapses_used"] <= metrics["network_stats/synapses_dense"]
     files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
     if dataset == "mackey_glass":  # a series: forecast, against persistence and ridge on lagged values
@@ -259,12 +265,14 @@ def test_a_continuous_time_or_reservoir_network_is_scored_by_its_tasks(repo: Pat
         assert "val/nrmse" in runs["pretrain"].data.metrics
         headline = "forecast | one-step NRMSE"
     else:
-        assert metrics["network/accuracy"] > 0.15 and "confusion_network.png" in files  # chance is 0.1
+        assert metrics["network/accuracy"] > 0.15  # chance is 0.1
+        assert "confusion_network.png" in files
         assert "val/accuracy" in runs["pretrain"].data.metrics
         headline = "network | the network itself"
     if name.startswith("ct_rnn"):  # its time constants; its accuracy as noise grows
         assert 0 < metrics["network_stats/tau_min"] <= metrics["network_stats/tau_max"]
-        assert "noise_robustness/accuracy_noise_0.5" in metrics and "noise_robustness.png" in files
+        assert "noise_robustness/accuracy_noise_0.5" in metrics
+        assert "noise_robustness.png" in files
     if name.startswith("neural_ode"):
         assert metrics["network_stats/nfe"] > 0
     model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
@@ -282,7 +290,8 @@ def test_a_video_predictor_is_scored_against_copying_the_last_frame(repo: Path, 
     for task in ("next_frame", "extrapolation"):
         for key in ("mse_per_frame", "copy_last_mse_per_frame", "mse_per_pixel", "psnr", "copy_last_psnr"):
             assert metrics[f"{task}/{key}"] > 0, key
-        assert 0 < metrics[f"{task}/ssim"] <= 1 and 0 < metrics[f"{task}/copy_last_ssim"] <= 1
+        assert 0 < metrics[f"{task}/ssim"] <= 1
+        assert 0 < metrics[f"{task}/copy_last_ssim"] <= 1
         assert metrics[f"{task}/sequences"] == 50
     for key in ("linear_encoder", "linear_random_encoder", "linear_raw_frames", "knn_encoder"):
         assert 0 < metrics[f"object_probe/{key}"] <= 1, key
@@ -319,9 +328,11 @@ def test_a_continual_learner_chains_from_a_self_supervised_spec_and_reports_its_
     history = client.get_metric_history(pretrain.info.run_id, "continual/average_accuracy_seen")
     assert [m.step for m in history] == ([0] if strategy == "joint" else [0, 1, 2, 3, 4])
     metrics = evaluate.data.metrics
-    assert 0 <= metrics["continual/average_accuracy"] <= 1 and "continual/memory_bytes" in metrics
+    assert 0 <= metrics["continual/average_accuracy"] <= 1
+    assert "continual/memory_bytes" in metrics
     if strategy != "joint":
-        assert "continual/forgetting" in metrics and "continual/backward_transfer" in metrics
+        assert "continual/forgetting" in metrics
+        assert "continual/backward_transfer" in metrics
     keeps = {"replay", "gdumb", "ar1", "remind", "cumulative"}
     assert (metrics["continual/memory_samples"] > 0) == (strategy in keeps)
     files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
@@ -341,17 +352,20 @@ def test_the_vokenization_chain_runs_matcher_vokenize_language_models_and_text_p
     for key in ("caption_to_image_r1_trained", "caption_to_image_r5_untrained", "image_to_caption_r1_trained"):
         assert 0 <= metrics[f"retrieval/{key}"] <= 1, key
     assert metrics["retrieval/r1_chance"] == 1 / 200
-    assert 0 < metrics["vokenize/pool_coverage"] <= 1 and metrics["vokenize/pool"] == 100
+    assert 0 < metrics["vokenize/pool_coverage"] <= 1
+    assert metrics["vokenize/pool"] == 100
     assert {"retrieval_examples.png", "vokens.png", "dataset.json"} <= {
         a.path for a in client.list_artifacts(runs["evaluate"].info.run_id)}
     # The vokenized corpus: integer token ids, each real token's voken in the pool, IGNORE elsewhere.
     folder = chained / "artifacts" / matcher / "evaluate" / "dataset"
     described = json.loads((folder / "dataset.json").read_text())
-    assert described["modality"] == "text" and len(described["classes"]) == 100
+    assert described["modality"] == "text"
+    assert len(described["classes"]) == 100
     assert {f["name"]: f["dtype"] for f in described["fields"]} == {"input": "int64", "vokens": "int64",
                                                                     "word_class": "int64"}
     tokens, vokens = np.load(folder / "train.input.npy"), np.load(folder / "train.vokens.npy")
-    assert tokens.dtype == vokens.dtype == np.int64 and len(tokens) == 2000
+    assert tokens.dtype == vokens.dtype == np.int64
+    assert len(tokens) == 2000
     # [PAD], [CLS], [SEP], [MASK] get no voken, nor a word of a type no training caption holds (the
     # matcher never trained its embedding); the others get one from the pool.
     special = np.isin(tokens, [0, 2, 3, 4])
@@ -365,7 +379,8 @@ def test_the_vokenization_chain_runs_matcher_vokenize_language_models_and_text_p
         assert ("train/voken_loss" in lm["pretrain"].data.metrics) == (mode != "none")
         probes = lm["evaluate"].data.metrics
         for task in ("text_probe_1", "text_probe_2"):
-            assert 0 < probes[f"{task}/trained"] <= 1 and 0 < probes[f"{task}/untrained"] <= 1
+            assert 0 < probes[f"{task}/trained"] <= 1
+            assert 0 < probes[f"{task}/untrained"] <= 1
         assert {"confusion_wordnet_supersense.png", "confusion_grounded_facts.png"} <= {
             a.path for a in client.list_artifacts(lm["evaluate"].info.run_id)}
         report = (chained / "reports" / f"{name}.md").read_text()
@@ -382,7 +397,8 @@ def test_outputs_and_report(repo: Path):
     assert f"| tiny_a | swav | fashion_mnist | linear_probe | linear probe: **{probe}** |" in report
     assert evaluated["run_id"] in report
     metrics = sh("dvc", "metrics", "show", cwd=repo).stdout
-    assert "linear_probe.encoder" in metrics and "knn.encoder" in metrics
+    assert "linear_probe.encoder" in metrics
+    assert "knn.encoder" in metrics
 
 
 def test_second_repro_does_nothing_and_one_changed_spec_reruns_alone(repo: Path):
@@ -399,7 +415,8 @@ def test_second_repro_does_nothing_and_one_changed_spec_reruns_alone(repo: Path)
 
 def test_a_spec_builds_on_another_and_mlflow_shows_the_lineage(repo: Path):
     client, runs, every = mlflow_runs(repo, "tiny_fewlabel")
-    assert set(runs) == {"evaluate"} and len(every) == 1  # it trains nothing of its own
+    assert set(runs) == {"evaluate"}  # it trains nothing of its own
+    assert len(every) == 1
     upstream = mlflow_runs(repo, "tiny_a")[1]["pretrain"]
     evaluate = runs["evaluate"]
     assert evaluate.data.tags["upstream.encoder.run_id"] == upstream.info.run_id

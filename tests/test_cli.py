@@ -24,7 +24,8 @@ def test_help_is_fast_and_imports_nothing_heavy():
     started = time.perf_counter()
     result = cli("--help")
     assert result.returncode == 0
-    assert "validate" in result.stdout and "pretrain" in result.stdout
+    assert "validate" in result.stdout
+    assert "pretrain" in result.stdout
     probe = subprocess.run(
         [sys.executable, "-c",
          "import sys, pipeline.cli; "
@@ -36,7 +37,8 @@ def test_help_is_fast_and_imports_nothing_heavy():
 
 def test_validate_good_and_bad(tmp_path: Path):
     good = cli("validate", "specs/quickstart.yaml")
-    assert good.returncode == 0 and good.stdout.startswith("ok  specs/quickstart.yaml")
+    assert good.returncode == 0
+    assert good.stdout.startswith("ok  specs/quickstart.yaml")
     bad_spec = tmp_path / "bad.yaml"
     bad_spec.write_text("name: bad\nmodel:\n  kind: swav\n  prototypes: -3\n")
     bad = cli("validate", "specs/quickstart.yaml", str(bad_spec))
@@ -50,15 +52,20 @@ def test_validate_with_overrides_and_a_missing_file():
     assert result.returncode == 2
     assert "--set train.max_epochs=0: train.max_epochs: must be > 0 (got 0)" in result.stderr
     missing = cli("validate", "specs/nope.yaml")
-    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert missing.returncode == 2
+    assert "no such file" in missing.stderr
 
 
 def test_models_lists_registered_kinds():
     result = cli("models")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    for kind, takes in (("swav", "[image]"), ("cpc_image", "[image]"), ("cpc_sequence", "[sequence]")):
+    for kind, takes in (("swav", "[image; provides Encoder]"), ("cpc_image", "[image; provides Encoder]"),
+                        ("cpc_sequence", "[sequence; provides Encoder]")):
         assert any(line.startswith(f"{kind} ") and takes in line for line in lines), result.stdout
+    assert any(line.startswith("network ") and "[needs Classifier]" in line for line in lines)
+    assert any(line.startswith("replay ") for line in lines)  # a continual strategy
+    assert any(line.startswith("continual ") and "pipeline.models.continual.plugin" in line for line in lines)
     assert any(line.startswith("mnist1d ") and "[sequence]" in line for line in lines)
 
 
@@ -75,21 +82,24 @@ def test_stage_without_its_inputs_says_what_to_run(project: Path):
     assert "run `pipeline fetch fashion_mnist` first" in pretrain.stderr
     evaluate = cli("evaluate", str(spec), env=env)
     assert evaluate.returncode == 1
-    assert "s has not been trained" in evaluate.stderr and "run `pipeline pretrain specs/s.yaml`" in evaluate.stderr
+    assert "s has not been trained" in evaluate.stderr
+    assert "run `pipeline pretrain specs/s.yaml`" in evaluate.stderr
     (project / "data" / "fashion_mnist").mkdir(parents=True)
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (project / "data" / "fashion_mnist" / name).write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x01\x07")
     corrupt = cli("pretrain", str(spec), env=env)
     assert corrupt.returncode == 1
-    assert "is corrupt" in corrupt.stderr and "pipeline fetch fashion_mnist" in corrupt.stderr
+    assert "is corrupt" in corrupt.stderr
+    assert "pipeline fetch fashion_mnist" in corrupt.stderr
     assert not list((project / "artifacts").glob("*/*/encoder.pt")) if (project / "artifacts").exists() else True
     assert "Traceback" not in pretrain.stderr + evaluate.stderr + corrupt.stderr
 
 
 def test_unknown_dataset():
     result = cli("fetch", "imagenet")
-    assert result.returncode == 1 and "known: fashion_mnist" in result.stderr
+    assert result.returncode == 1
+    assert "known: fashion_mnist" in result.stderr
 
 
 @pytest.mark.slow
@@ -124,4 +134,5 @@ def test_ui_serves_the_project_store_on_loopback(project: Path, tmp_path_factory
 
 def test_ui_refuses_a_non_loopback_interface_unless_exposed():
     result = cli("ui", "--host", "0.0.0.0")
-    assert result.returncode == 1 and "--expose" in result.stderr
+    assert result.returncode == 1
+    assert "--expose" in result.stderr

@@ -83,7 +83,8 @@ def test_checkpoints_at_each_epoch_end_unless_the_last_is_younger_than_the_inter
     assert saved == [12]
     last = torch.load(fmnist / "artifacts" / "sparse" / "pretrain" / "checkpoints" / "last.ckpt",
                       map_location="cpu", weights_only=False)
-    assert last["global_step"] == 12 and last["epoch"] == 3  # after the fit: its 3 epochs done
+    assert last["global_step"] == 12
+    assert last["epoch"] == 3  # after the fit: its 3 epochs done
 
 
 def test_a_stop_asked_for_mid_epoch_leaves_last_ckpt_at_the_last_whole_epoch(tmp_path: Path, monkeypatch):
@@ -114,7 +115,8 @@ def test_the_checkpoint_interval_changes_neither_hash():
     from pipeline.spec.experiment import spec_hash, training_hash
 
     often, rarely = (load_text(tiny_spec("h", checkpoint_min_interval_s=s)) for s in (0, 600))
-    assert spec_hash(often) == spec_hash(rarely) and training_hash(often) == training_hash(rarely)
+    assert spec_hash(often) == spec_hash(rarely)
+    assert training_hash(often) == training_hash(rarely)
     assert training_hash(often) != training_hash(load_text(tiny_spec("h", max_epochs=2)))
 
 
@@ -139,7 +141,8 @@ def test_a_nan_loss_stops_training_naming_the_step(fmnist: Path, monkeypatch):
     with pytest.raises(PipelineError, match=r"loss is nan at step 5 .*last good checkpoint: .*last\.ckpt"):
         stages.pretrain(spec)
     [run] = runs(fmnist, "nan")
-    assert run.info.status == "FAILED" and "loss is nan" in run.data.tags["error"]
+    assert run.info.status == "FAILED"
+    assert "loss is nan" in run.data.tags["error"]
 
 
 def test_ctrl_c_ends_the_run_killed_with_a_checkpoint(fmnist: Path):
@@ -157,7 +160,8 @@ def test_ctrl_c_ends_the_run_killed_with_a_checkpoint(fmnist: Path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert "interrupted" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
     [run] = runs(fmnist, "long")
     assert run.info.status == "KILLED"
     state = torch.load(checkpoints / "interrupted.ckpt", map_location="cpu", weights_only=False)
@@ -200,12 +204,16 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_loses_nothing(fmnist: Pat
         _, stderr = process.communicate(timeout=120)
 
         assert process.returncode == 1, stderr[-3000:]
-        assert "no space left" in stderr.lower() and "--resume" in stderr and "Traceback" not in stderr, stderr[-3000:]
+        assert "no space left" in stderr.lower(), stderr[-3000:]
+        assert "--resume" in stderr, stderr[-3000:]
+        assert "Traceback" not in stderr, stderr[-3000:]
         [run] = runs(fmnist, "full")
-        assert run.info.status == "FAILED" and "space" in run.data.tags["error"].lower()
+        assert run.info.status == "FAILED"
+        assert "space" in run.data.tags["error"].lower()
         kept = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
         assert 0 < kept["global_step"] < 60 * 4
-        assert not list(checkpoints.glob("*.tmp*")) and not (artifacts / "full" / "pretrain" / "encoder.pt").exists()
+        assert not list(checkpoints.glob("*.tmp*"))
+        assert not (artifacts / "full" / "pretrain" / "encoder.pt").exists()
 
         filler.unlink()
         resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)

@@ -22,7 +22,8 @@ def test_a_failed_write_keeps_the_old_file_and_names_the_target(tmp_path: Path):
 
     with pytest.raises(OSError) as caught:
         write_atomic(target, half_then_full)
-    assert is_disk_full(caught.value) and caught.value.filename == str(target)
+    assert is_disk_full(caught.value)
+    assert caught.value.filename == str(target)
     assert target.read_bytes() == b"old and good"
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 

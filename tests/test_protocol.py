@@ -51,22 +51,27 @@ def test_two_experiences_resume_after_a_kill_between_them(tmp_path: Path):
     killed = train(projects["killed"], KILL_AT_PHASE="experience1")
     assert killed.returncode == -9, killed.stderr[-3000:]
     out = projects["killed"] / "artifacts" / "toy" / "pretrain"
-    assert (out / "phases" / "experience0.pt").is_file() and not (out / "model.pt").exists()
+    assert (out / "phases" / "experience0.pt").is_file()
+    assert not (out / "model.pt").exists()
     resumed = train(projects["killed"], "--auto-resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "phase 1 of 2" not in resumed.stderr and "phase 2 of 2 (experience1)" in resumed.stderr
+    assert "phase 1 of 2" not in resumed.stderr
+    assert "phase 2 of 2 (experience1)" in resumed.stderr
 
     def weights(project: Path) -> dict[str, torch.Tensor]:
         return torch.load(project / "artifacts" / "toy" / "pretrain" / "model.pt", weights_only=True)
 
     expected, got = weights(projects["uninterrupted"]), weights(projects["killed"])
-    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
     expected, got = histories(projects["uninterrupted"]), histories(projects["killed"])
     assert expected == got
     # One run: the second experience's steps continue the first's; every experience seen is
     # measured after each (the first one twice: after learning it, and after learning the next).
     steps = [step for step, _ in expected["train/loss_step"]]
-    assert steps == sorted(steps) and len(set(steps)) == len(steps) and max(steps) > 20
+    assert steps == sorted(steps)
+    assert len(set(steps)) == len(steps)
+    assert max(steps) > 20
     assert [s for s, _ in expected["experience_accuracy/0"]] == [0, 1]
     assert [s for s, _ in expected["experience_accuracy/1"]] == [1]
     assert expected["experience_accuracy/0"][0][1] > 0.6  # learnt; the second experience then overwrites it

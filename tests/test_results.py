@@ -1,5 +1,5 @@
 """Seeds and traceable results: `pipeline run --seeds` (mean and spread per figure, an interrupted
-sweep continued), results/<spec>.json with its provenance, and the README table generated from
+sweep continued), results/<spec>.json with its provenance, and the docs pages generated from
 those files (and checked against them)."""
 
 from __future__ import annotations
@@ -14,11 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.aggregate import aggregate, summarise_evaluations
 from pipeline.errors import PipelineError
+from pipeline.formatting import spread
 from pipeline.spec.load import load
-from pipeline.stages.report import BEGIN, END, publish, readme, readme_table, report, spread
-from pipeline.stages.seeds import aggregate, parse_seeds, variant
+from pipeline.stages import docs
+from pipeline.stages.publish import publish, published, results_table
+from pipeline.stages.report import report
+from pipeline.stages.seeds import parse_seeds, variant
 from tests.conftest import ROOT, needs_fashion_mnist, tiny_spec
+
+
+def published_results(project: Path) -> list[dict]:
+    return published(project)
 
 
 def headline(task: str, value: float, validation: float, raw: float) -> dict:
@@ -29,14 +37,16 @@ def headline(task: str, value: float, validation: float, raw: float) -> dict:
 def test_the_spread_over_seeds_is_the_mean_and_sample_standard_deviation():
     found = aggregate([[headline("linear_probe", v, v + 0.01, 0.8)] for v in (0.90, 0.91, 0.95)])
     (entry,) = found
-    assert entry["seeds"] == 3 and entry["value"]["values"] == [0.90, 0.91, 0.95]
+    assert entry["seeds"] == 3
+    assert entry["value"]["values"] == [0.90, 0.91, 0.95]
     assert entry["value"]["mean"] == pytest.approx(0.92)
     assert entry["value"]["std"] == pytest.approx(math.sqrt((0.02**2 + 0.01**2 + 0.03**2) / 2))
     assert entry["validation"]["mean"] == pytest.approx(0.93)
     assert entry["baselines"]["raw input"]["std"] == pytest.approx(0.0)
     assert spread(entry["value"], "accuracy") == "92.0 ± 2.6%"
     single = aggregate([[headline("knn", 0.5, 0.6, 0.4)]])[0]
-    assert single["value"]["std"] is None and spread(single["value"], "accuracy") == "50.0%"
+    assert single["value"]["std"] is None
+    assert spread(single["value"], "accuracy") == "50.0%"
 
 
 @pytest.mark.parametrize("text", ["", "a,b", "0,0", "-1", "1,,x"])
@@ -87,9 +97,8 @@ def _fake_evaluation(project: Path, name: str, seed: int, value: float, commit: 
     return evaluated
 
 
-def test_results_files_carry_the_provenance_and_the_readme_table_is_made_from_them(project: Path):
-    from pipeline.stages.seeds import summarise_evaluations
-
+def test_results_files_carry_the_provenance_and_the_docs_tables_are_made_from_them(project: Path):
+    (project / "specs" / "a.yaml").write_text(tiny_spec("a"))
     runs = [(seed, name, _fake_evaluation(project, name, seed, value))
             for seed, name, value in ((0, "a", 0.904), (1, "a-seed1", 0.901), (2, "a-seed2", 0.908))]
     (project / "metrics" / "a" / "seeds.json").write_text(json.dumps(summarise_evaluations("a", runs)))
@@ -106,43 +115,54 @@ def test_results_files_carry_the_provenance_and_the_readme_table_is_made_from_th
     (path,) = publish(["a"], {"a": "SwAV, tiny"})
     assert path == project / "results" / "a.json"
     published = json.loads(path.read_text())
-    assert published["seeds"] == [0, 1, 2] and published["description"] == "SwAV, tiny"
+    assert published["seeds"] == [0, 1, 2]
+    assert published["description"] == "SwAV, tiny"
     for run in published["runs"]:
         assert {"git_commit", "spec_hash", "seed", "evaluate_run_id", "pretrain_run_id", "dataset_sha256",
                 "wall_time_s", "training_wall_time_s", "machine"} <= set(run)
     assert [r["evaluate_run_id"] for r in published["runs"]] == ["run-a", "run-a-seed1", "run-a-seed2"]
 
-    readme_file = project / "README.md"
-    readme_file.write_text(f"# x\n\nbefore\n\n{BEGIN}\nstale\n{END}\n\nafter\n")
-    assert readme(check=True) is False
-    readme()
-    text = readme_file.read_text()
-    assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "stale" not in text
+    page = project / "docs" / "swav.md"
+    assert page in docs.write(check=True, root=project)  # not written yet
+    assert not page.exists()
+    docs.write(root=project)
+    text = page.read_text()
     assert ("| `a` | SwAV, tiny | linear probe | **90.4 ± 0.4%** | 90.6 ± 0.4% | raw input 84.5 ± 0.0% | 3 | "
             "3.0 min | abc1234 |") in text
-    assert readme(check=True) is True
+    assert "[`a`](../specs/a.yaml) | swav | fashion_mnist |" in text  # under its family's specs
+    assert docs.write(check=True, root=project) == []
     # A figure made on a GPU says so beside its time.
     gpu_run = dict(published, runs=[{**r, "machine": {**r["machine"], "gpu": "NVIDIA H200"}}
                                     for r in published["runs"]])
     path.write_text(json.dumps(gpu_run))
-    assert "| 3 | 3.0 min (NVIDIA H200) | abc1234 |" in readme_table(project)
+    assert "| 3 | 3.0 min (NVIDIA H200) | abc1234 |" in results_table(published_results(project))
     path.write_text(json.dumps(published))
-    # Editing a result without regenerating the table is caught.
+    # Editing a result without regenerating the page is caught, and so is a page edited by hand.
     published["headlines"][0]["value"]["mean"] = 0.95
     path.write_text(json.dumps(published))
-    assert readme(check=True) is False
+    assert docs.write(check=True, root=project) == [page]
+    docs.write(root=project)
+    page.write_text(page.read_text() + "an edit\n")
+    assert docs.write(check=True, root=project) == [page]
+    # A page of a plugin that is no longer registered is removed; a hand-written page is not.
+    (project / "docs" / "gone.md").write_text(docs.MARK + " ... -->\n# gone\n")
+    (project / "docs" / "extending.md").write_text("# Extending\n")
+    docs.write(root=project)
+    assert not (project / "docs" / "gone.md").exists()
+    assert (project / "docs" / "extending.md").exists()
 
 
-def test_the_readme_table_is_the_one_the_committed_results_make():
-    """The figures the README quotes come from results/*.json: the table cannot drift from them."""
-    done = subprocess.run([sys.executable, "-m", "pipeline", "report", "--readme", "--check"], cwd=ROOT,
+def test_the_docs_are_the_ones_the_committed_results_make():
+    """The figures the docs quote come from results/*.json: the pages cannot drift from them."""
+    done = subprocess.run([sys.executable, "-m", "pipeline", "docs", "--check"], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "PIPELINE_ROOT": str(ROOT)})
     assert done.returncode == 0, done.stderr
     results = sorted((ROOT / "results").glob("*.json"))
     assert results, "no committed results"
     for path in results:
         found = json.loads(path.read_text())
-        assert found["spec"] == path.stem and (ROOT / "specs" / f"{path.stem}.yaml").is_file()
+        assert found["spec"] == path.stem
+        assert (ROOT / "specs" / f"{path.stem}.yaml").is_file()
         assert all(len(run["git_commit"]) == 40 and run["evaluate_run_id"] for run in found["runs"])
 
 
@@ -164,23 +184,27 @@ def test_a_spec_runs_over_seeds_and_an_interrupted_sweep_continues(fmnist: Path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stderr.count("is current") == 4  # two trainings and two evaluations kept
     sweep = json.loads((fmnist / "metrics" / "t" / "seeds.json").read_text())
-    assert sweep["seeds"] == [0, 1, 2] and [r["name"] for r in sweep["runs"]] == ["t", "t-seed1", "t-seed2"]
+    assert sweep["seeds"] == [0, 1, 2]
+    assert [r["name"] for r in sweep["runs"]] == ["t", "t-seed1", "t-seed2"]
     values = sweep["headlines"][0]["value"]["values"]
     assert len(set(values)) > 1  # the seeds differ
     assert sweep["headlines"][0]["value"]["mean"] == pytest.approx(sum(values) / 3)
     assert [json.loads((fmnist / "metrics" / n / "evaluate.json").read_text())["seed"]
             for n in ("t", "t-seed1", "t-seed2")] == [0, 1, 2]
     summary = (fmnist / "reports" / "summary.md").read_text()
-    assert "| 3 (0, 1, 2) |" in summary and "t-seed1 |" not in summary
+    assert "| 3 (0, 1, 2) |" in summary
+    assert "t-seed1 |" not in summary
     bad = run("--seeds", "0,x")
-    assert bad.returncode == 1 and "--seeds takes distinct non-negative integers" in bad.stderr
+    assert bad.returncode == 1
+    assert "--seeds takes distinct non-negative integers" in bad.stderr
     assert "--jobs takes a positive number" in run("--seeds", "0,1", "--jobs", "0").stderr
     without_own = run("--seeds", "1,2")
-    assert without_own.returncode == 1 and "must include the spec's own seed (0)" in without_own.stderr
+    assert without_own.returncode == 1
+    assert "must include the spec's own seed (0)" in without_own.stderr
 
 
 def test_the_voken_table_sets_each_language_model_beside_mlm_alone_seed_by_seed(project: Path):
-    from pipeline.stages.report import voken_table
+    from pipeline.models.voken.report import voken_table
 
     specs = project / "specs"
     (specs / "m.yaml").write_text("name: m\ndata: {dataset: fmnist_scenes}\nmodel: {kind: voken_matcher}\n"
@@ -210,7 +234,7 @@ def test_the_voken_table_sets_each_language_model_beside_mlm_alone_seed_by_seed(
 
 
 def test_the_memory_figure_plots_each_learner_that_keeps_something_against_its_bytes(project: Path):
-    from pipeline.stages.report import MEMORY_BEGIN, MEMORY_END, MEMORY_FIGURE, memory_panels
+    from pipeline.models.continual.report import MEMORY_FIGURE, memory_panels
 
     specs = project / "specs"
     data = "data: {dataset: fashion_mnist}\n"
@@ -247,31 +271,37 @@ def test_the_memory_figure_plots_each_learner_that_keeps_something_against_its_b
     (project / "results").mkdir()
     for result in results:
         (project / "results" / f"{result['spec']}.json").write_text(json.dumps(result))
-    readme_file = project / "README.md"
-    readme_file.write_text(f"# x\n\n{BEGIN}\n{END}\n\n{MEMORY_BEGIN}\n{MEMORY_END}\n")
-    assert readme(check=True) is False
-    readme()
-    figure = project / MEMORY_FIGURE
-    assert figure.read_bytes().startswith(b"\x89PNG") and f"]({MEMORY_FIGURE})" in readme_file.read_text()
-    assert readme(check=True) is True
+    page = project / "docs" / "continual.md"
+
+    def current() -> bool:
+        return page not in docs.write(check=True, root=project)
+
+    assert not current()
+    docs.write(root=project)
+    figure = project / "results" / MEMORY_FIGURE
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    assert f"](../results/{MEMORY_FIGURE})" in page.read_text()
+    assert current()
     drawn = figure.read_bytes()
-    readme()
+    docs.write(root=project)
     assert figure.read_bytes() == drawn  # not redrawn while it matches
     # A result changed without redrawing the figure is caught, and a figure deleted.
     results[3]["metrics"]["continual"]["average_accuracy"]["mean"] = 0.9
     (project / "results" / "continual_replay.json").write_text(json.dumps(results[3]))
-    assert readme(check=True) is False
-    readme()
-    assert readme(check=True) is True and figure.read_bytes() != drawn
+    assert not current()
+    docs.write(root=project)
+    assert current()
+    assert figure.read_bytes() != drawn
     figure.unlink()
-    assert readme(check=True) is False
-    # So is a figure drawn from other results than the README's (another branch's, say).
-    readme()
+    assert not current()
+    # So is a figure drawn from other results than the page's (another branch's, say).
+    docs.write(root=project)
     figure.write_bytes(drawn)
-    assert readme(check=True) is False
-    # With no learner that keeps something, the README says so and no figure is left behind.
+    assert not current()
+    # With no learner that keeps something, the page says so and no figure is left behind.
     for name in ("continual_replay", "continual_replay_small", "continual_remind", "continual_ewc"):
         (project / "results" / f"{name}.json").unlink()
-    readme()
-    assert not figure.exists() and "No continual learner with a memory" in readme_file.read_text()
-    assert readme(check=True) is True
+    docs.write(root=project)
+    assert not figure.exists()
+    assert "No continual learner with a memory" in page.read_text()
+    assert current()

@@ -80,7 +80,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
 
     evaluate = pipeline(killed, "evaluate", "specs/resume.yaml")
     _, stderr = evaluate.communicate(timeout=300)
-    assert evaluate.returncode == 1 and "--resume" in stderr
+    assert evaluate.returncode == 1
+    assert "--resume" in stderr
 
     # What rerunning the DVC stage does (its command has --auto-resume).
     log = finish(pipeline(killed, "pretrain", "specs/resume.yaml", "--auto-resume"))
@@ -107,7 +108,8 @@ def test_resume_without_an_unfinished_run_says_so(fmnist: Path):
     (fmnist / "specs" / "fresh.yaml").write_text(tiny_spec("fresh"))
     process = pipeline(fmnist, "pretrain", "specs/fresh.yaml", "--resume")
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 1 and "nothing to resume" in stderr
+    assert process.returncode == 1
+    assert "nothing to resume" in stderr
     # --auto-resume starts afresh instead; once finished, it starts afresh again.
     first = finish(pipeline(fmnist, "pretrain", "specs/fresh.yaml", "--auto-resume"))
     again = finish(pipeline(fmnist, "pretrain", "specs/fresh.yaml", "--auto-resume"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,5 +29,8 @@ def test_ddp_on_two_cpu_processes_makes_one_run(fmnist: Path):
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "train/loss_epoch")) == 2
     # 512 images, batch 64 per process, 2 processes: 4 steps an epoch.
+    result = json.loads((project / "metrics" / "ddp" / "pretrain.json").read_text())
+    assert result["epochs"] == 2
+    assert result["steps"] == 2 * 4
     assert run.data.metrics["examples_per_s"] > 0
     assert (project / "artifacts" / "ddp" / "pretrain" / "encoder.pt").is_file()

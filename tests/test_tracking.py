@@ -29,7 +29,8 @@ def test_a_stage_run_records_what_reproduces_it(project: Path):
     assert recorded.info.status == "FINISHED"
     assert recorded.info.artifact_uri.startswith((project / "mlartifacts").as_uri())
     tags = recorded.data.tags
-    assert tags["spec_hash"] == spec_hash(spec) and tags["stage"] == "pretrain"
+    assert tags["spec_hash"] == spec_hash(spec)
+    assert tags["stage"] == "pretrain"
     assert {"git_commit", "git_dirty", "version.torch", "version.mlflow"} <= set(tags)
     assert tags["data.fashion_mnist.train-images-idx3-ubyte.gz.sha256"].startswith("b0564c3e")
     assert recorded.data.params["model.prototypes"] == "100"
@@ -55,7 +56,8 @@ def test_concurrent_processes_lose_no_metric(project: Path):
         assert process.returncode == 0, stderr
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("shared").experiment_id])
-    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 6
+    assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         for key in ("a", "b"):
             assert len(client.get_metric_history(run.info.run_id, key)) == 100
@@ -92,7 +94,8 @@ def test_a_resumed_run_logs_each_step_once(project: Path):
     assert history["loss"] == [(3, 1.0), (7, 7.0), (15, 15.0), (23, -1.0)]
     assert history["lr"] == [(7, 0.1), (15, 0.1), (23, 0.2)]
     assert history["new"] == [(7, 1.0), (15, 1.0), (23, 1.0)]
-    assert history["epoch"] == [(15, 1.0)] and history["val"] == [(15, 0.5)]
+    assert history["epoch"] == [(15, 1.0)]
+    assert history["val"] == [(15, 0.5)]
 
 
 def test_the_training_logger_writes_in_batches_and_on_flush(project: Path, monkeypatch):
@@ -109,7 +112,8 @@ def test_the_training_logger_writes_in_batches_and_on_flush(project: Path, monke
             logger.save()
         assert writes == []
         logger.flush()
-        assert len(writes) == 1 and len(writes[0]["metrics"]) == 5
+        assert len(writes) == 1
+        assert len(writes[0]["metrics"]) == 5
         logger.write_every_s = 0
         logger.log_metrics({"loss": 5.0}, step=5)
         logger.save()

@@ -62,11 +62,13 @@ def build():
 
 
 def main() -> None:
-    import pipeline.models as models
+    from pipeline import plugins
+    from pipeline.capabilities import Classifier, Encoder
 
-    models.REGISTRY["toy_vector"] = models.ModelEntry(spec=ToyVectorSpec, module="tests.toy_consumer:TOY",
-                                                      summary="an MLP on vectors", modalities=("vector",),
-                                                      provides=frozenset({"encoder", "classifier"}))
+    plugins.register(plugins.Plugin("toy_consumer", "a toy family on vectors", models={
+        "toy_vector": plugins.ModelEntry(spec=ToyVectorSpec, module="tests.toy_consumer:TOY",
+                                         summary="an MLP on vectors", modalities=("vector",),
+                                         provides=(Encoder, Classifier))}))
     global TOY
     TOY = build()
     from pipeline import stages

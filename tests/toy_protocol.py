@@ -80,11 +80,12 @@ def build():
 
 
 def main() -> None:
-    import pipeline.models as models
+    from pipeline import plugins
+    from pipeline.capabilities import Classifier, Encoder
 
-    models.REGISTRY["toy_phases"] = models.ModelEntry(spec=ToySpec, module="tests.toy_protocol:TOY",
-                                                      summary="two experiences", modalities=("image",),
-                                                      provides=frozenset({"encoder", "classifier"}))
+    plugins.register(plugins.Plugin("toy_protocol", "a toy family of two experiences", models={
+        "toy_phases": plugins.ModelEntry(spec=ToySpec, module="tests.toy_protocol:TOY", summary="two experiences",
+                                         modalities=("image",), provides=(Encoder, Classifier))}))
     global TOY
     TOY = build()
     from pipeline import stages

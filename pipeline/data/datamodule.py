@@ -11,9 +11,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from pipeline import plugins
 from pipeline.data.fetch import require_dataset
-from pipeline.data.registry import DATASETS
-from pipeline.spec.experiment import DataSpec
+from pipeline.spec.components import DataSpec
 
 
 def model_input(values: torch.Tensor) -> torch.Tensor:
@@ -82,7 +82,7 @@ def load_splits(spec: DataSpec, seed: int, root: Path | None = None, written=Non
         source, folder = written
         folder = require_dataset(source, folder=folder)
     else:
-        source = DATASETS[spec.dataset]
+        source = plugins.datasets()[spec.dataset]
         folder = require_dataset(source, root)
     readout = source.load_reader()(folder)
     size = len(next(iter(readout.train.values())))

@@ -17,7 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline.data.registry import DATASETS, DatasetSource, RemoteFile
+from pipeline import plugins
+from pipeline.data.source import DatasetSource, RemoteFile
 from pipeline.errors import PipelineError
 from pipeline.fsutil import write_atomic
 from pipeline.paths import data_dir
@@ -106,7 +107,7 @@ def fetch_dataset(source: DatasetSource, force: bool = False, root: Path | None 
         mirrors = mirrors_for(source)
         if generate is not None and not _valid(dest_dir, source):
             # A derived dataset: its parents are fetched (and checked) first, then read by the generator.
-            parents = {name: fetch_dataset(DATASETS[name], root=root) for name in source.derived_from}
+            parents = {name: fetch_dataset(plugins.datasets()[name], root=root) for name in source.derived_from}
             try:
                 log.info("%s: generating%s", source.name, f" from {', '.join(parents)}" if parents else "")
                 generate(Path(scratch), parents)

@@ -79,6 +79,13 @@ class Context:
     def labels(self, name: str) -> torch.Tensor:
         return self.split(name)[1]
 
+    @property
+    def model_entry(self):
+        """The registry entry of the spec's model kind (None on an upstream encoder)."""
+        from pipeline import plugins
+
+        return plugins.models()[self.spec.model.kind] if self.spec.model is not None else None
+
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self._cache:
             self._cache[key] = compute()

@@ -8,18 +8,17 @@ import torch
 from pipeline import plots
 from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import Context, Headline, TaskResult
+from pipeline.plugins import resolve
 
 
 @torch.no_grad()
 def predictions(ctx: Context, split: str = "test") -> torch.Tensor:
-    """The network's predicted labels of a split: from the spiking pass where the model spikes
-    (on the test split, one pass gives the spike statistics too), else by its `predict`."""
-    if "spikes" in ctx.spec.provides:
-        from pipeline.evaluators.spike_stats import run_spiking, spiking_pass
-
-        if split == "test":
-            return spiking_pass(ctx).predictions
-        return run_spiking(ctx.trained, ctx.split(split)[0], ctx.device).predictions
+    """The network's predicted labels of a split: by its family's own pass where its entry names one
+    (`ModelEntry.predictions`: a spiking network's, which gives its spike statistics too), else by
+    its `predict`."""
+    hook = ctx.model_entry.predictions if ctx.model_entry is not None else None
+    if hook is not None:
+        return resolve(hook)(ctx, split)
     inputs = ctx.split(split)[0]
     model = ctx.trained.to(ctx.device)
     return torch.cat([model.predict(model_input(inputs[i:i + 256].to(ctx.device))).cpu()

@@ -50,12 +50,8 @@ def run(task, ctx: Context) -> TaskResult:
     inputs = ctx.splits.test["input"]
     batches = [model_input(inputs[start:start + BATCH].to(ctx.device)) for start in range(0, len(inputs), BATCH)]
     milliseconds = inference_ms(infer, batches, ctx.device, task.timing_repeats)
-    if hasattr(model, "nfe"):
-        # Solver steps of one pass over the first test batch, whether the model counts them per pass
-        # or from its last reset on.
-        model.nfe = 0
-        infer(batches[0])
-    stats = model.network_stats()
+    # The figures a model counts per pass (an ODE solver's steps) are of one pass over the first batch.
+    stats = model.network_stats(lambda: infer(batches[0]))
     missing = [key for key in REQUIRED if key not in stats]
     if missing:
         raise ValueError(f"{type(model).__name__}.network_stats() lacks {', '.join(missing)} (it returned "

@@ -21,10 +21,9 @@ BATCH = 256
 
 
 def value_channels(ctx: Context) -> int:
-    """How many leading input channels hold values: all, less the last where it is the elapsed
-    time. A model spec without the field (neural_ode) reads evenly spaced samples."""
-    channels = ctx.splits.input_shape[0]
-    return channels - 1 if getattr(ctx.spec.model, "elapsed_time", "none") == "last_channel" else channels
+    """How many leading input channels hold values: all, less the trailing ones that hold times
+    where the model spec says it reads some (`time_channels`)."""
+    return ctx.splits.input_shape[0] - getattr(ctx.spec.model, "time_channels", 0)
 
 
 def generator(seed: int, level_index: int, split: str) -> torch.Generator:

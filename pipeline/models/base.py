@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.data.datamodule import model_input
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 
 @dataclass

@@ -1,97 +1,36 @@
-"""The experiment spec: one YAML file declares the data, the model and its downstream chain."""
+"""The experiment spec: one YAML file declares the data, the model and its downstream chain.
+
+`ExperimentSpec` is built from the plugin registry (`pipeline.plugins`): its `model` is the union of
+every registered model kind, its `downstream` the union of every registered task. It is built when
+first asked for (`from pipeline.spec.experiment import ExperimentSpec`, or `experiment_spec()`),
+after every plugin of the entry points is loaded, and again after a plugin is registered at run
+time; the checks below read the registry, never a family.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from typing import Annotated, Literal, Union
+from functools import reduce
+from operator import or_
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from pipeline.data.registry import DATASETS
-from pipeline.evaluators import EVALUATORS, DownstreamSpec, default_downstream
-from pipeline.models import REGISTRY
-from pipeline.spec.components import OptimizerSpec, SchedulerSpec, Strict
-
-DatasetName = Literal[(*DATASETS, "upstream")]  # type: ignore[valid-type]
-"""A registered dataset, or `upstream`: the dataset written by the stage of the spec named as
-`upstream.data`."""
-
-
-class DataSpec(Strict):
-    dataset: DatasetName = "fashion_mnist"  # type: ignore[valid-type]
-    train_subset: int | None = Field(
-        None, gt=0,
-        description="Pretrain on only this many training images (seeded); null: all of them.",
-    )
-    probe_subset: int | None = Field(
-        None, gt=0,
-        description="Train downstream probes on only this many training images; null: all.",
-    )
-    eval_subset: int | None = Field(
-        None, gt=0,
-        description="Score downstream tasks on only this many validation and this many test examples (a "
-                    "seeded choice, kept in the splits' order); null: all. For quick specs, whose figures "
-                    "are smoke tests: a spec that reports results scores every test example.",
-    )
-    val_fraction: float = Field(
-        0.1, ge=0, lt=1, description="Fraction of the training images held out for validation."
-    )
-    batch_size: int = Field(256, gt=0)
-    num_workers: int = Field(0, ge=0)
-
-
-class TrainSpec(Strict):
-    max_epochs: int = Field(10, gt=0)
-    limit_train_batches: float | int = Field(
-        1.0, gt=0, description="Fraction (float) or number (int) of training batches per epoch."
-    )
-    optimizer: OptimizerSpec = OptimizerSpec()
-    scheduler: SchedulerSpec = SchedulerSpec()
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
-    accelerator: Literal["auto", "cpu", "gpu", "mps"] = "auto"
-    devices: int | Literal["auto"] = 1
-    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
-    num_nodes: int = Field(1, gt=0)
-    deterministic: bool = True
-    log_every_n_steps: int = Field(10, gt=0)
-    gradient_clip_norm: float | None = Field(
-        None, gt=0,
-        description="Rescale the gradients so that their global L2 norm is at most this before each optimizer "
-                    "step (Lightning's gradient_clip_val, by norm); null: no clipping. Recurrent networks over "
-                    "long sequences are the usual users. Not for kinds that step their optimiser themselves (esn).",
-    )
-    checkpoint_every_n_steps: int | None = Field(
-        None, gt=0,
-        description="Write checkpoints/last.ckpt every N optimizer steps; null: at each epoch end.",
-    )
-    checkpoint_min_interval_s: float = Field(
-        60.0, ge=0,
-        description="Skip a checkpoint due sooner than this many seconds after the previous one (the end of "
-                    "each fit is always written): a kill loses at most this long of training, and short epochs "
-                    "do not spend their time writing checkpoints. 0: every epoch end (or N steps).",
-    )
-
-
-class TrackingSpec(Strict):
-    uri: str | None = Field(
-        None,
-        description="MLflow tracking URI; null: $MLFLOW_TRACKING_URI or the project's sqlite store.",
-    )
-    experiment: str | None = Field(None, description="MLflow experiment; null: the spec name.")
-    register_as: str | None = Field(
-        None, description="After training, register the trained model in MLflow's model registry under this "
-                          "name: specs on other machines sharing the server then name it as an upstream, "
-                          "`upstream: {encoder: 'models:/<name>/<version>'}`.")
-
-
-_model_specs = tuple(entry.spec for entry in REGISTRY.values())
-ModelSpec = (
-    Annotated[Union[_model_specs], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
-    if len(_model_specs) > 1
-    else _model_specs[0]
+from pipeline import plugins
+from pipeline.spec.components import (  # noqa: F401  (DataSpec, TrainSpec, TrackingSpec: imported from here too)
+    UPSTREAM,
+    DataSpec,
+    Strict,
+    TrackingSpec,
+    TrainSpec,
 )
+
+
+def _union(specs: list[type], tag: str):
+    return Annotated[reduce(or_, specs), Field(discriminator=tag)] if len(specs) > 1 else specs[0]
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REGISTERED = re.compile(r"^models:/[^/\s]+/[^/\s]+$")
@@ -108,29 +47,8 @@ def is_registered_model(ref: str) -> bool:
     return bool(_REGISTERED.match(ref))
 
 
-class ExperimentSpec(Strict):
-    name: str = Field(description="Names the outputs: artifacts/<name>/, metrics/<name>/.")
-    description: str = ""
-    seed: int = Field(0, ge=0)
-    seeds: list[int] = Field(
-        default_factory=list,
-        description="Seeds to run the whole spec over (mean and spread of every figure): what "
-                    "`pipeline run --seeds` defaults to and DVC's seeds@<name> stage runs; empty: `seed` only.")
-    data: DataSpec = DataSpec()
-    upstream: dict[UpstreamRole, str] = Field(  # type: ignore[valid-type]
-        default_factory=dict,
-        description="Specs this one builds on, by role: {encoder: swav_fmnist} (a spec in the same folder) or "
-                    "{encoder: 'models:/name/1'} (a model registered in MLflow by `tracking.register_as`).",
-    )
-    model: ModelSpec | None = Field(  # type: ignore[valid-type]
-        None, description="The model trained by this spec; none when it only runs downstream tasks on an "
-                          "upstream encoder.")
-    train: TrainSpec = TrainSpec()
-    downstream: list[DownstreamSpec] = Field(  # type: ignore[valid-type]
-        default_factory=list,
-        description="Downstream tasks, run by the evaluate stage in this order; default: every default task "
-                    "the model provides for (see `pipeline models`).")
-    tracking: TrackingSpec = TrackingSpec()
+class _Experiment(Strict):
+    """The checks of an experiment spec; its fields are declared by `experiment_spec`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -139,7 +57,7 @@ class ExperimentSpec(Strict):
             data = {**data, "downstream": downstream_defaults(data)}
         return data
 
-    @field_validator("upstream")
+    @field_validator("upstream", check_fields=False)
     @classmethod
     def _upstream_names(cls, upstream: dict[str, str]) -> dict[str, str]:
         for role, ref in upstream.items():
@@ -148,7 +66,7 @@ class ExperimentSpec(Strict):
                                  "MLflow model ('models:/<name>/<version>')")
         return upstream
 
-    @field_validator("seeds")
+    @field_validator("seeds", check_fields=False)
     @classmethod
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
         if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
@@ -156,15 +74,15 @@ class ExperimentSpec(Strict):
         return seeds
 
     @model_validator(mode="after")
-    def _own_seed_in_seeds(self) -> ExperimentSpec:
+    def _own_seed_in_seeds(self) -> _Experiment:
         if self.seeds and self.seed not in self.seeds:
             raise ValueError(f"seeds {self.seeds} must include the spec's own seed ({self.seed}): its outputs carry "
                              "the spec's name")
         return self
 
     @model_validator(mode="after")
-    def _chain(self) -> ExperimentSpec:
-        if (self.data.dataset == "upstream") != ("data" in self.upstream):
+    def _chain(self) -> _Experiment:
+        if (self.data.dataset == UPSTREAM) != ("data" in self.upstream):
             raise ValueError("data.dataset: upstream and upstream.data go together: the dataset is the one the "
                              "upstream.data spec writes")
         if is_registered_model(self.upstream.get("data", "")):
@@ -179,10 +97,11 @@ class ExperimentSpec(Strict):
         refusal = getattr(self.model, "refuses_training", None)
         if refusal is not None and (why := refusal(self.train)):
             raise ValueError(why)
-        if self.model is not None and "encoder" in self.upstream and not REGISTRY[self.model.kind].takes_encoder:
+        entry = plugins.models()[self.model.kind] if self.model is not None else None
+        if entry is not None and "encoder" in self.upstream and not entry.takes_encoder:
             raise ValueError(f"model kind {self.model.kind!r} trains an encoder of its own and cannot start from "
                              "upstream.encoder; drop `model` to run the downstream tasks on the upstream encoder")
-        if self.model is not None and REGISTRY[self.model.kind].single_process and (
+        if entry is not None and entry.single_process and (
                 self.train.strategy != "auto" or self.train.num_nodes > 1
                 or self.train.devices != 1):
             raise ValueError(f"model kind {self.model.kind!r} trains in one process (its strategy's state is updated "
@@ -193,26 +112,29 @@ class ExperimentSpec(Strict):
         if data == "series" and self.data.eval_subset is not None:
             raise ValueError("data.eval_subset: a series' test windows are scored as one contiguous series (free "
                              "running, lagged ridge), which a subset of them would break; remove it")
+        registered = plugins.tasks()
         for index, task in enumerate(self.downstream):
-            entry = EVALUATORS[task.kind]
-            missing = entry.needs - provides
-            if missing:
+            needs = registered[task.kind]
+            lacking = plugins.missing(provides, needs.needs)
+            if lacking:
                 what = f"model kind {self.model.kind!r}" if self.model else "an upstream encoder"
+                names = ", ".join(map(plugins.capability_name, provides))
                 raise ValueError(f"downstream.{index}: {task.kind!r} needs a model that provides "
-                                 f"{', '.join(sorted(missing))}; {what} provides {', '.join(sorted(provides))}")
-            if data is not None and entry.data not in (data, "any"):
+                                 f"{', '.join(map(plugins.capability_name, lacking))}; {what} provides {names}")
+            if data is not None and needs.data not in (data, "any"):
                 needed = {"labelled": "class labels", "series": "a series to forecast (a `target` field)",
-                          "video": "videos (frame sequences)", "image-text": "captioned images"}[entry.data]
+                          "video": "videos (frame sequences)", "image-text": "captioned images"}[needs.data]
                 raise ValueError(f"downstream.{index}: {task.kind!r} needs {needed}, which dataset "
                                  f"{self.data.dataset!r} does not have")
         return self
 
     @property
-    def provides(self) -> frozenset[str]:
-        """What the trained model offers downstream tasks (only an encoder when it is an upstream's)."""
-        return REGISTRY[self.model.kind].provides if self.model is not None else frozenset({"encoder"})
+    def provides(self) -> tuple[type, ...]:
+        """The capabilities the trained model offers downstream tasks (only an encoder when it is an
+        upstream's)."""
+        return provided(self.model.kind if self.model is not None else None)
 
-    @field_validator("name")
+    @field_validator("name", check_fields=False)
     @classmethod
     def _safe_name(cls, name: str) -> str:
         if not _NAME.match(name) or ".." in name:
@@ -222,20 +144,21 @@ class ExperimentSpec(Strict):
             )
         return name
 
-    @field_validator("model")
+    @field_validator("model", check_fields=False)
     @classmethod
     def _model_takes_the_data(cls, model, info: ValidationInfo):
         """The model must take the dataset's kind of input, and its shape (e.g. a patch grid
         must tile the images): said now, before any compute. (`data` is validated first.)"""
         data = info.data.get("data")
-        if data is None or model is None or data.dataset == "upstream":
+        if data is None or model is None or data.dataset == UPSTREAM:
             # `data` itself was invalid (that error is reported instead), or the dataset is another
             # spec's: checked where the specs are loaded together.
             return model
-        source = DATASETS[data.dataset]
-        takes = REGISTRY[model.kind].modalities
+        datasets = plugins.datasets()
+        source = datasets[data.dataset]
+        takes = plugins.models()[model.kind].modalities
         if source.modality not in takes:
-            fitting = sorted(name for name, d in DATASETS.items() if d.modality in takes)
+            fitting = sorted(name for name, d in datasets.items() if d.modality in takes)
             raise ValueError(
                 f"kind {model.kind!r} takes {' or '.join(takes)} data, but data.dataset "
                 f"{source.name!r} holds {source.modality}s; datasets it can take: {', '.join(fitting)}")
@@ -270,7 +193,7 @@ def digest(body: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def spec_hash(spec: ExperimentSpec) -> str:
+def spec_hash(spec) -> str:
     """Identifies a configuration: equal for two specs that would compute the same thing,
     whatever their name, description, tracking destination or the seeds a sweep of it runs (each
     run's own `seed` counts)."""
@@ -282,7 +205,7 @@ def data_kind(dataset: str | None) -> str | None:
     """"series" for a dataset to forecast (it has a `target` field), "video" for frame sequences,
     "image-text" for captioned images, "labelled" for one with class labels, "unlabelled"
     otherwise; None where it is not known here (another spec's dataset)."""
-    source = DATASETS.get(dataset or "")
+    source = plugins.datasets().get(dataset or "")
     if source is None:
         return None
     if source.modality in ("video", "image-text"):
@@ -292,18 +215,29 @@ def data_kind(dataset: str | None) -> str | None:
     return "labelled" if source.labelled else "unlabelled"
 
 
+def provided(kind: str | None) -> tuple[type, ...]:
+    """The capabilities a model kind provides; on an upstream encoder (no kind), only an encoder."""
+    from pipeline.capabilities import Encoder
+
+    entry = plugins.models().get(kind) if kind is not None else None
+    return entry.provides if entry is not None else (Encoder,)
+
+
 def downstream_defaults(data: dict) -> list[dict]:
     """The downstream tasks of a spec (as plain data) that lists none: its model's defaults for
-    its data."""
+    its data (the model entry's own list where it has one)."""
     model = data.get("model")
     kind = model.get("kind") if isinstance(model, dict) else getattr(model, "kind", None)
     section = data.get("data")
     dataset = section.get("dataset") if isinstance(section, dict) else getattr(section, "dataset", None)
     kind_of_data = data_kind(dataset if dataset is not None else DataSpec().dataset) or "labelled"
-    return default_downstream(REGISTRY[kind].provides if kind in REGISTRY else frozenset({"encoder"}), kind_of_data)
+    entry = plugins.models().get(kind) if isinstance(kind, str) else None
+    if entry is not None and entry.default_tasks is not None:
+        return entry.default_tasks(kind_of_data)
+    return plugins.default_tasks(provided(kind if entry is not None else None), kind_of_data)
 
 
-def training_hash(spec: ExperimentSpec) -> str:
+def training_hash(spec) -> str:
     """Identifies what the training stage computes: the seed, data, model, training and upstream
     sections. Downstream tasks, the probes' data and the tracking destination do not change the
     trained weights, so changing them keeps a pretraining current (and resumable)."""
@@ -312,7 +246,21 @@ def training_hash(spec: ExperimentSpec) -> str:
                                   exclude={"data": downstream_only, "train": set(OPERATIONAL_TRAIN)}))
 
 
-def flatten(spec: ExperimentSpec) -> dict[str, str]:
+def task_datasets(task) -> tuple[str, ...]:
+    """The registered datasets a task reads besides its spec's own (a corpus to vokenize, a text
+    task to probe; its spec's `datasets()`): fetched with the spec's, and dependencies of its DVC
+    stages."""
+    datasets = getattr(task, "datasets", None)
+    return datasets() if datasets is not None else ()
+
+
+def task_keys(spec) -> list[str]:
+    """The name each downstream task's results go under: its kind, numbered where a kind repeats."""
+    kinds = [task.kind for task in spec.downstream]
+    return [kind if kinds.count(kind) == 1 else f"{kind}_{kinds[:i].count(kind) + 1}" for i, kind in enumerate(kinds)]
+
+
+def flatten(spec) -> dict[str, str]:
     """The spec as flat `a.b.c -> value` pairs (MLflow params)."""
     out: dict[str, str] = {}
 
@@ -328,3 +276,45 @@ def flatten(spec: ExperimentSpec) -> dict[str, str]:
 
     walk("", spec.model_dump(mode="json"))
     return out
+
+
+@plugins.cached
+def experiment_spec() -> type:
+    """The experiment spec class over the model kinds and tasks registered now."""
+    model_spec = _union([entry.spec_class() for entry in plugins.models().values()], "kind")
+    downstream_spec = _union([entry.spec for entry in plugins.tasks().values()], "kind")
+
+    class ExperimentSpec(_Experiment):
+        name: str = Field(description="Names the outputs: artifacts/<name>/, metrics/<name>/.")
+        description: str = ""
+        seed: int = Field(0, ge=0)
+        seeds: list[int] = Field(
+            default_factory=list,
+            description="Seeds to run the whole spec over (mean and spread of every figure): what "
+                        "`pipeline run --seeds` defaults to and DVC's seeds@<name> stage runs; empty: `seed` only.")
+        data: DataSpec = DataSpec()
+        upstream: dict[UpstreamRole, str] = Field(  # type: ignore[valid-type]
+            default_factory=dict,
+            description="Specs this one builds on, by role: {encoder: swav_fmnist} (a spec in the same folder) or "
+                        "{encoder: 'models:/name/1'} (a model registered in MLflow by `tracking.register_as`).",
+        )
+        model: model_spec | None = Field(  # type: ignore[valid-type]
+            None, description="The model trained by this spec; none when it only runs downstream tasks on an "
+                              "upstream encoder.")
+        train: TrainSpec = TrainSpec()
+        downstream: list[downstream_spec] = Field(  # type: ignore[valid-type]
+            default_factory=list,
+            description="Downstream tasks, run by the evaluate stage in this order; default: every default task "
+                        "the model provides for (see `pipeline models`).")
+        tracking: TrackingSpec = TrackingSpec()
+
+    # Named as the module attribute that serves it, so that a spec pickles (a seed run in another
+    # process) and unpickles as this module's ExperimentSpec.
+    ExperimentSpec.__qualname__ = "ExperimentSpec"
+    return ExperimentSpec
+
+
+def __getattr__(name: str):
+    if name == "ExperimentSpec":
+        return experiment_spec()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,12 +7,15 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from pipeline.spec.experiment import ExperimentSpec
+from pipeline.spec import experiment
+
+if TYPE_CHECKING:
+    from pipeline.spec.experiment import ExperimentSpec
 
 Loc = tuple[str | int, ...]
 
@@ -208,7 +211,7 @@ def _unwrap(annotation: Any) -> Any:
 def _model_at(loc: Loc, data: Any) -> type[BaseModel] | None:
     """The spec class whose fields live at the YAML path `loc`; a union member is chosen by the
     `kind` the data gives it."""
-    current: Any = ExperimentSpec
+    current: Any = experiment.experiment_spec()
     node = data
     for part in (*loc, None):
         current = _unwrap(current)
@@ -248,14 +251,15 @@ def _child(node: Any, part: str | int) -> Any:
 
 
 def _kinds(loc: Loc) -> tuple[list[str], str]:
-    """The kinds of the union at `loc` (downstream tasks or models), and where to read about them."""
+    """The members of the tagged union at `loc` (downstream tasks, models or continual strategies),
+    and where to read about them."""
+    from pipeline import plugins
+
     if loc and loc[0] == "downstream":
-        from pipeline.evaluators import EVALUATORS
-
-        return list(EVALUATORS), "downstream task kinds"
-    from pipeline.models import REGISTRY
-
-    return list(REGISTRY), "model kinds"
+        return sorted(plugins.tasks()), "downstream task kinds"
+    if "strategy" in loc:
+        return sorted(plugins.strategies()), "strategies"
+    return sorted(plugins.models()), "model kinds"
 
 
 def _message(error: dict) -> str:
@@ -348,7 +352,7 @@ def load_text(text: str, source: str = "<spec>", overrides: list[str] | tuple[st
         _apply(data, loc, value, text_override)
         applied.append((loc, text_override))
     try:
-        spec = ExperimentSpec.model_validate(data)
+        spec = experiment.experiment_spec().model_validate(data)
     except ValidationError as err:
         raise SpecError(_problems(err, data, positions, source, applied)) from None
     if folder is not None and spec.upstream:
@@ -360,8 +364,10 @@ def load_text(text: str, source: str = "<spec>", overrides: list[str] | tuple[st
 
 def _upstream_problems(spec: ExperimentSpec, folder: Path, positions: dict[Loc, tuple[int, int]], source: str,
                        chain: tuple[str, ...]) -> list[Problem]:
-    from pipeline.data.registry import DATASETS
+    from pipeline import plugins
     from pipeline.spec.experiment import is_registered_model
+
+    registered = plugins.datasets()
 
     problems = []
     own = Path(source).stem
@@ -393,23 +399,22 @@ def _upstream_problems(spec: ExperimentSpec, folder: Path, positions: dict[Loc, 
                 problems.append(Problem(where, path, f"{ref!r} is not a valid spec ({first}); fix it first"))
             continue
         if role == "data":
-            from pipeline.evaluators import EVALUATORS
-            from pipeline.models import REGISTRY
-
-            writes = [EVALUATORS[t.kind].writes for t in upstream.downstream if EVALUATORS[t.kind].writes]
+            tasks, models = plugins.tasks(), plugins.models()
+            writes = [tasks[t.kind].writes for t in upstream.downstream if tasks[t.kind].writes]
             if not writes:
+                writers = ", ".join(kind for kind, entry in tasks.items() if entry.writes)
                 problems.append(Problem(where, path, f"{ref!r} writes no dataset: none of its downstream tasks does "
-                                                     "(export_features does)"))
-            elif spec.model is not None and writes[0] not in REGISTRY[spec.model.kind].modalities:
+                                                     f"({writers} do)"))
+            elif spec.model is not None and writes[0] not in models[spec.model.kind].modalities:
                 problems.append(Problem(where, path, f"{ref!r} writes {writes[0]} data, and model kind "
                                                      f"{spec.model.kind!r} takes "
-                                                     f"{' or '.join(REGISTRY[spec.model.kind].modalities)}"))
+                                                     f"{' or '.join(models[spec.model.kind].modalities)}"))
         elif role == "encoder" and upstream.model is None:
             problems.append(Problem(where, path, f"{ref!r} trains no model of its own (it uses "
                                                  f"{upstream.upstream.get('encoder')!r}'s encoder): name that spec"))
         elif role == "encoder" and "upstream" not in (spec.data.dataset, upstream.data.dataset):
             # (On another spec's written data, the shapes are checked when the data is read.)
-            theirs, ours = DATASETS[upstream.data.dataset], DATASETS[spec.data.dataset]
+            theirs, ours = registered[upstream.data.dataset], registered[spec.data.dataset]
             # What the encoder is fed: the data as it is, or what the model makes of it (a matcher
             # feeds it the scene images of image-text data, maybe resized).
             adapt = getattr(spec.model, "upstream_encoder_input", None)

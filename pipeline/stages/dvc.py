@@ -26,13 +26,13 @@ import yaml
 from pipeline.errors import PipelineError
 
 CODE = {
-    "fetch": ["pipeline/data/fetch.py", "pipeline/data/registry.py", "pipeline/data/text.py",
+    "fetch": ["pipeline/data/fetch.py", "pipeline/data/source.py", "pipeline/data/registry.py", "pipeline/data/text.py",
               "pipeline/data/wordnet.py"],
     "pretrain": ["pipeline/stages/train.py", "pipeline/stages/resume.py", "pipeline/callbacks.py",
-                 "pipeline/models/__init__.py", "pipeline/models/base.py", "pipeline/models/backbones.py",
+                 "pipeline/plugins.py", "pipeline/models/base.py", "pipeline/models/backbones.py",
                  "pipeline/data", "pipeline/spec/components.py", "pipeline/spec/experiment.py"],
     "evaluate": ["pipeline/stages/evaluate.py", "pipeline/upstream.py", "pipeline/evaluators",
-                 "pipeline/models/__init__.py", "pipeline/models/base.py", "pipeline/models/backbones.py",
+                 "pipeline/plugins.py", "pipeline/models/base.py", "pipeline/models/backbones.py",
                  "pipeline/data", "pipeline/spec/components.py", "pipeline/spec/experiment.py"],
     "report": ["pipeline/stages/report.py", "pipeline/stages/seeds.py"],
 }
@@ -73,9 +73,9 @@ def module_file(target: str) -> str:
 def family_folder(kind: str) -> str | None:
     """The folder of a model family's code (its spec, module, losses); None for a family
     registered from outside the package, whose code is its own to track."""
-    from pipeline.models import REGISTRY
+    from pipeline import plugins
 
-    parts = REGISTRY[kind].module.split(":")[0].split(".")
+    parts = plugins.models()[kind].module.split(":")[0].split(".")
     return "/".join(parts[:3]) if parts[:2] == ["pipeline", "models"] and len(parts) >= 3 else None
 
 
@@ -134,8 +134,9 @@ def encoder_owner(name: str, specs: dict) -> str | None:
 
 
 def generate(folder: Path, project: Path | None = None) -> str:
-    from pipeline.data.registry import DATASETS
+    from pipeline import plugins
 
+    registered = plugins.datasets()
     code = tracks_code(project or folder.parent)
     specs = _specs(folder)
     from pipeline.stages.fetch import datasets as datasets_of
@@ -144,17 +145,17 @@ def generate(folder: Path, project: Path | None = None) -> str:
     datasets = {dataset for names in read.values() for dataset in names}
     pending = list(datasets)
     while pending:  # a derived dataset's parents are fetched too, and theirs
-        parents = set(DATASETS[pending.pop()].derived_from) - datasets
+        parents = set(registered[pending.pop()].derived_from) - datasets
         datasets |= parents
         pending += parents
-    fetch = {name: {"code": module_file(DATASETS[name].generator or DATASETS[name].reader)}
-             for name in sorted(datasets) if not DATASETS[name].derived_from}
+    fetch = {name: {"code": module_file(registered[name].generator or registered[name].reader)}
+             for name in sorted(datasets) if not registered[name].derived_from}
     # Every entry of a foreach fills the same slots: as many parent slots as the most parents any
     # derived dataset has, the last parent repeated where one has fewer.
-    most_parents = max((len(DATASETS[name].derived_from) for name in datasets), default=1)
-    derive = {name: {"code": module_file(DATASETS[name].generator),
+    most_parents = max((len(registered[name].derived_from) for name in datasets), default=1)
+    derive = {name: {"code": module_file(registered[name].generator),
                      **{f"parent{i}": f"data/{parents[min(i, len(parents) - 1)]}" for i in range(most_parents)}}
-              for name in sorted(datasets) if (parents := DATASETS[name].derived_from)}
+              for name in sorted(datasets) if (parents := registered[name].derived_from)}
     # Likewise the datasets a spec's downstream tasks read besides its own (a corpus, a text task).
     task_datasets = {name: [d for d in read[name] if d != spec.data.dataset] for name, spec in specs.items()}
     most_task_data = max(map(len, task_datasets.values()), default=0)

@@ -12,14 +12,8 @@ from pathlib import Path
 from pipeline import paths
 from pipeline.errors import PipelineError
 from pipeline.provenance import content_hash, git_state, machine
-from pipeline.spec.experiment import ExperimentSpec, spec_hash, training_hash
+from pipeline.spec.experiment import ExperimentSpec, spec_hash, task_keys, training_hash
 from pipeline.stages.common import log, setup_logging, write_json
-
-
-def task_keys(spec: ExperimentSpec) -> list[str]:
-    """The name each downstream task's results go under: its kind, numbered where a kind repeats."""
-    kinds = [task.kind for task in spec.downstream]
-    return [kind if kinds.count(kind) == 1 else f"{kind}_{kinds[:i].count(kind) + 1}" for i, kind in enumerate(kinds)]
 
 
 def evaluate_code(kind: str) -> str:
@@ -33,12 +27,10 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     setup_logging()
     import torch
 
-    from pipeline import tracking
+    from pipeline import plugins, tracking
     from pipeline.data.datamodule import load_splits
-    from pipeline.data.registry import DATASETS
-    from pipeline.evaluators import EVALUATORS, FEATURE_TASKS
     from pipeline.evaluators.context import Context
-    from pipeline.stages.report import figure
+    from pipeline.formatting import figure
     from pipeline.upstream import encoder_source, lineage
 
     started = time.perf_counter()
@@ -69,7 +61,8 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
                  "MLflow run %s", spec.name, len(spec.downstream), source.name, source.run_id,
                  len(splits.train["input"]), len(splits.val["input"]), len(splits.test["input"]), run.run_id)
         context = Context(spec, splits, trained, initial, out, device, run)
-        if any(task.kind in FEATURE_TASKS for task in spec.downstream):
+        tasks = plugins.tasks()
+        if any(tasks[task.kind].reads_features for task in spec.downstream):
             # Every feature set first, in this order, before any task draws random numbers (a
             # rate-coded spiking encoder draws its input spikes): the figures do not depend on
             # which tasks a spec lists, or in what order.
@@ -78,7 +71,7 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
         results, headlines, artifacts = {}, [], []
         for key, task in zip(task_keys(spec), spec.downstream, strict=True):
             task_started = time.perf_counter()
-            outcome = EVALUATORS[task.kind].load()(task, context)
+            outcome = tasks[task.kind].load()(task, context)
             results[key] = outcome.metrics
             artifacts += outcome.artifacts
             run.log_metrics({f"{key}/{name}": value for name, value in outcome.metrics.items()})
@@ -92,7 +85,7 @@ def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
         trained_for = json.loads((source.folder / "metrics.json").read_text()) \
             if (source.folder / "metrics.json").is_file() else {}
         commit, dirty = git_state(paths.project_root())
-        dataset = data.source if data else DATASETS[spec.data.dataset]
+        dataset = data.source if data else plugins.datasets()[spec.data.dataset]
         result = {"run_id": run.run_id, "pretrain_run_id": source.run_id, "encoder_spec": source.name,
                   "seed": spec.seed, "code": evaluate_code(source.spec.model.kind),
                   "git_commit": commit, "git_dirty": dirty == "true", "machine": machine(),

@@ -11,7 +11,7 @@ from pipeline.spec.experiment import ExperimentSpec
 def datasets(spec: ExperimentSpec) -> list[str]:
     """Every registered dataset the spec's stages read, its own first (none of its own when
     another spec's stage writes it: `data.dataset: upstream`)."""
-    from pipeline.evaluators import task_datasets
+    from pipeline.spec.experiment import task_datasets
 
     names = [] if spec.data.dataset == "upstream" else [spec.data.dataset]
     for task in spec.downstream:
@@ -21,8 +21,9 @@ def datasets(spec: ExperimentSpec) -> list[str]:
 
 def fetch(spec: ExperimentSpec) -> Path | None:
     """The spec's own dataset's folder; None for a dataset another spec's stage writes."""
+    from pipeline import plugins
     from pipeline.data.fetch import fetch_dataset
-    from pipeline.data.registry import DATASETS
 
-    folders = {name: fetch_dataset(DATASETS[name]) for name in datasets(spec)}
+    registered = plugins.datasets()
+    folders = {name: fetch_dataset(registered[name]) for name in datasets(spec)}
     return folders.get(spec.data.dataset)

@@ -11,11 +11,12 @@ task, the mean and spread of its headline figure, its validation figure and its 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from pipeline import paths
+from pipeline.aggregate import summarise_evaluations
 from pipeline.errors import PipelineError
+from pipeline.formatting import spread
 from pipeline.spec.experiment import ExperimentSpec, spec_hash
 from pipeline.stages.common import log, setup_logging, write_json
 
@@ -145,68 +146,9 @@ def run_seeds(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int], jo
     else:
         evaluated = [run_one_seed(spec, spec_path, seed, index, len(seeds)) for index, seed in enumerate(seeds, 1)]
     evaluations = [(seed, variant(spec, seed).name, ev) for seed, ev in zip(seeds, evaluated, strict=True)]
-    from pipeline.stages.report import spread
-
     summary = summarise_evaluations(spec.name, evaluations)
     write_json(paths.metrics_dir(spec.name) / "seeds.json", summary)
     for headline in summary["headlines"]:
         log.info("seeds %s: %-14s %s over %d seeds", spec.name, headline["task"],
                  spread(headline["value"], headline["unit"]), len(seeds))
     return summary
-
-
-def _stats(values: list[float]) -> dict:
-    """Mean and sample standard deviation (n - 1; None for one value) of a figure over seeds."""
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-    return {"mean": mean, "std": std, "values": values}
-
-
-def aggregate(headlines_per_seed: list[list[dict]]) -> list[dict]:
-    """Per task (in the spec's order), the spread of its headline value, validation figure and
-    baselines over the seeds."""
-    out = []
-    for task_headlines in zip(*headlines_per_seed, strict=True):
-        first = task_headlines[0]
-        validations = [h.get("validation") for h in task_headlines]
-        entry = {"task": first["task"], "label": first["label"], "unit": first.get("unit", "accuracy"),
-                 "seeds": len(task_headlines), "value": _stats([h["value"] for h in task_headlines]),
-                 "validation": _stats(validations) if None not in validations else None,
-                 "baselines": {name: _stats([h["baselines"][name] for h in task_headlines])
-                               for name in first.get("baselines", {})},
-                 "baselines_validation": {
-                     name: _stats([h["baselines_validation"][name] for h in task_headlines])
-                     for name in first.get("baselines_validation") or {}
-                     if all(name in (h.get("baselines_validation") or {}) for h in task_headlines)}}
-        out.append(entry)
-    return out
-
-
-def summarise_evaluations(name: str, evaluations: list[tuple[int, str, dict]]) -> dict:
-    """seeds.json of spec `name` from (seed, output name, evaluate.json) of each seed."""
-    runs = [{"seed": seed, "name": run, "evaluate_run_id": ev.get("run_id"),
-             "pretrain_run_id": ev.get("pretrain_run_id"),
-             "training_wall_time_s": ev.get("training_wall_time_s", 0.0), "wall_time_s": ev.get("wall_time_s", 0.0),
-             "git_commit": ev.get("git_commit"), "git_dirty": ev.get("git_dirty"), "spec_hash": ev.get("spec_hash"),
-             "training_hash": ev.get("training_hash"), "dataset_sha256": ev.get("dataset_sha256"),
-             "upstream": ev.get("upstream", {}), "machine": ev.get("machine")}
-            for seed, run, ev in evaluations]
-    base = next((r for r in runs if r["name"] == name), runs[0])
-    return {"spec": name, "spec_hash": base["spec_hash"], "seeds": [seed for seed, _, _ in evaluations],
-            "runs": runs, "headlines": aggregate([ev["headlines"] for _, _, ev in evaluations]),
-            "metrics": task_metrics([ev for _, _, ev in evaluations])}
-
-
-def task_metrics(evaluations: list[dict]) -> dict[str, dict[str, dict]]:
-    """Every number each downstream task reported (spikes, energy, per-fraction accuracies, ...),
-    its mean and spread over the seeds: what the README's prose may quote besides the headlines."""
-    out: dict[str, dict[str, dict]] = {}
-    for headline in evaluations[0].get("headlines", []):
-        task = headline["task"]
-        names = [key for key, value in evaluations[0].get(task, {}).items()
-                 if isinstance(value, (int, float)) and not isinstance(value, bool)]
-        found = {key: _stats([float(ev[task][key]) for ev in evaluations])
-                 for key in names if all(isinstance(ev.get(task, {}).get(key), (int, float)) for ev in evaluations)}
-        if found:
-            out[task] = found
-    return out

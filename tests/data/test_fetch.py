@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline import plugins
 from pipeline.data.fashion_mnist import load_split, read_idx
 from pipeline.data.fetch import fetch_dataset, fetch_file
-from pipeline.data.registry import DATASETS, FASHION_MNIST, MNIST1D, DatasetSource, FieldSpec, Readout, RemoteFile
+from pipeline.data.registry import FASHION_MNIST, MNIST1D, DatasetSource, FieldSpec, Readout, RemoteFile
 from pipeline.errors import PipelineError
 
 
@@ -90,10 +91,17 @@ class Server:
 
 
 def test_read_idx_round_trip(tmp_path: Path):
-    write_split(tmp_path, "train", 5)
+    write_split(tmp_path, "train", 5, seed=3)
     images, labels = load_split(tmp_path, "train")
-    assert images.shape == (5, 28, 28) and images.dtype == np.uint8
-    assert labels.shape == (5,) and labels.dtype == np.int64
+    rng = np.random.default_rng(3)  # the draws write_split made, in its order
+    written_images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    written_labels = rng.integers(0, 10, 5, dtype=np.uint8)
+    assert images.shape == (5, 28, 28)
+    assert images.dtype == np.uint8
+    assert labels.shape == (5,)
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(images, written_images)
+    np.testing.assert_array_equal(labels, written_labels.astype(np.int64))
 
 
 def test_read_idx_rejects_a_short_or_foreign_file(tmp_path: Path):
@@ -170,8 +178,12 @@ def test_a_generated_dataset_is_made_then_checked_like_a_download(tmp_path: Path
     readout = MNIST1D.load_reader()(folder)
     (x_train, y_train), (x_test, y_test), classes = ((readout.train["input"], readout.train["label"]),
                                                      (readout.test["input"], readout.test["label"]), readout.classes)
-    assert x_train.shape == (4000, 1, 40) and x_test.shape == (1000, 1, 40) and x_train.dtype == np.float32
-    assert len(classes) == 10 and set(np.unique(y_train)) == set(range(10)) and len(y_test) == 1000
+    assert x_train.shape == (4000, 1, 40)
+    assert x_test.shape == (1000, 1, 40)
+    assert x_train.dtype == np.float32
+    assert len(classes) == 10
+    assert set(np.unique(y_train)) == set(range(10))
+    assert len(y_test) == 1000
     assert fetch_dataset(MNIST1D, root=tmp_path / "data") == folder  # present and valid: nothing to do
 
 
@@ -228,8 +240,7 @@ def test_a_derived_dataset_is_made_from_its_parent_checked_and_its_integers_stay
                             modality="text", fields=(FieldSpec("input", "int64", (2,)), FieldSpec("label", "int64")),
                             mirror_env="NO_SUCH_MIRROR", generator="tests.data.test_fetch:double",
                             derived_from=("parent_numbers",))
-    monkeypatch.setitem(DATASETS, "parent_numbers", parent)
-    monkeypatch.setitem(DATASETS, "derived_tokens", derived)
+    monkeypatch.setattr(plugins, "datasets", lambda: {"parent_numbers": parent, "derived_tokens": derived})
     root = tmp_path / "data"
     folder = fetch_dataset(derived, root=root)
     assert (root / "parent_numbers" / "numbers.npy").is_file()  # the parent was fetched first
@@ -240,8 +251,10 @@ def test_a_derived_dataset_is_made_from_its_parent_checked_and_its_integers_stay
         fetch_dataset(wrong, root=root)
     # Served as dict batches: the token ids stay int64 from the file to the model's input.
     splits = load_splits(SimpleNamespace(dataset="derived_tokens", val_fraction=0.2, train_subset=None), 0, root)
-    assert splits.train["input"].dtype == torch.int64 and splits.input_shape == (2,)
+    assert splits.train["input"].dtype == torch.int64
+    assert splits.input_shape == (2,)
     batch = next(iter(TensorDataModule(SimpleNamespace(batch_size=4, num_workers=0), 0, splits).train_dataloader()))
-    assert set(batch) == {"input", "label"} and batch["input"].shape == (4, 2)
+    assert set(batch) == {"input", "label"}
+    assert batch["input"].shape == (4, 2)
     assert model_input(batch["input"]).dtype == torch.int64
     assert model_input(torch.full((2,), 255, dtype=torch.uint8)).tolist() == [1.0, 1.0]

@@ -50,12 +50,15 @@ def test_irregular_keeps_20_samples_of_each_signal_with_their_elapsed_times(tmp_
     kept_positions = {}
     for split, signals in (("train", original["x_train"]), ("test", original["x_test"])):
         x, y = readout.train if split == "train" else readout.test, original[f"y_{split}"]
-        assert x["input"].shape == (len(signals), 2, KEPT) and x["input"].dtype == np.float32
+        assert x["input"].shape == (len(signals), 2, KEPT)
+        assert x["input"].dtype == np.float32
         np.testing.assert_array_equal(x["label"], y)
         values, elapsed = x["input"][:, 0], x["input"][:, 1]
         assert (elapsed >= 1).all()
         positions = np.cumsum(elapsed, axis=1).astype(np.int64) - 1  # elapsed times count from t = -1
-        assert (np.diff(positions, axis=1) > 0).all() and positions.min() >= 0 and positions.max() < 40
+        assert (np.diff(positions, axis=1) > 0).all()
+        assert positions.min() >= 0
+        assert positions.max() < 40
         np.testing.assert_array_equal(values, np.take_along_axis(signals, positions, axis=1))
         assert len({tuple(p) for p in positions}) == len(signals)  # each signal its own subset
         kept_positions[split] = positions
@@ -79,12 +82,14 @@ def test_mackey_glass_windows_are_contiguous_shifted_by_one_and_test_follows_tra
     readout = read_mackey_glass(tmp_path)
     assert readout.classes is None
     (x_train, y_train), (x_test, y_test) = ((s["input"], s["target"]) for s in (readout.train, readout.test))
-    assert x_train.shape == y_train.shape == (99, 1, 100) and x_test.shape == y_test.shape == (20, 1, 100)
+    assert x_train.shape == y_train.shape == (99, 1, 100)
+    assert x_test.shape == y_test.shape == (20, 1, 100)
     for x, y in ((x_train, y_train), (x_test, y_test)):
         assert x.dtype == y.dtype == np.float32
         np.testing.assert_array_equal(x[:, 0, 1:], y[:, 0, :-1])  # the target: the next value at each step
         np.testing.assert_array_equal(x[1:, 0, 0], y[:-1, 0, -1])  # window i + 1 starts where window i ends
-        assert 0.2 < x.min() and x.max() < 1.5
+        assert 0.2 < x.min()
+        assert x.max() < 1.5
     # Where they lie in the series: training targets end at step 9900, the test inputs are [10000, 12000).
     series = mackey_glass(MG_TRANSIENT + 12_001, tau=17, seed=MG_SEED)[MG_TRANSIENT:, 0].astype(np.float32)
     np.testing.assert_array_equal(np.concatenate([x_train.ravel(), y_train[-1, 0, -1:]]), series[:9901])

@@ -39,11 +39,13 @@ def test_items_move_in_straight_lines_and_bounce_inside_the_canvas():
     corners = trajectories(200, canvas, np.random.default_rng(0))
     span = canvas.size - canvas.item
     assert corners.shape == (200, ITEMS, FRAMES, 2)
-    assert corners.min() >= 0 and corners.max() <= span
+    assert corners.min() >= 0
+    assert corners.max() <= span
     steps = np.diff(corners, axis=2).astype(float)
     # Rounded positions move about `speed` a frame, less only where a bounce folds the step back.
     distances = np.linalg.norm(steps, axis=-1)
-    assert distances.max() <= 3.0 + np.sqrt(2) and np.median(distances) > 2.0
+    assert distances.max() <= 3.0 + np.sqrt(2)
+    assert np.median(distances) > 2.0
     # Over 20 frames at 3 px a frame on an 18 px span, every item bounces at least once.
     reversals = (np.sign(steps[:, :, 1:]) * np.sign(steps[:, :, :-1]) < 0).any(axis=(2, 3))
     assert reversals.mean() > 0.9
@@ -71,7 +73,8 @@ def test_items_are_composited_by_their_maximum():
     corners = np.zeros((1, ITEMS, FRAMES, 2), dtype=np.int64)
     corners[0, 1, :, 1] = 2  # the second item two columns to the right, overlapping two columns
     frames = compose(items, corners, size=8)
-    assert frames.shape == (1, FRAMES, 1, 8, 8) and frames.dtype == np.uint8
+    assert frames.shape == (1, FRAMES, 1, 8, 8)
+    assert frames.dtype == np.uint8
     first = frames[0, 0, 0]
     np.testing.assert_array_equal(first[0, :6], [50, 50, 200, 200, 200, 200])
     np.testing.assert_array_equal(first[3, :6], [50, 50, 50, 50, 0, 0])
@@ -91,7 +94,9 @@ def test_each_sequence_keeps_its_items_classes():
     images = np.stack([np.full((28, 28), 10 * (c + 1), dtype=np.uint8) for c in range(10)])
     canvas = Canvas(size=64, item=28, speed=(2.0, 2.0), train=30, test=1)
     videos, classes = make_split(images, np.arange(10), 30, canvas, np.random.default_rng(1))
-    assert videos.shape == (30, FRAMES, 1, 64, 64) and classes.shape == (30, ITEMS) and classes.dtype == np.int64
+    assert videos.shape == (30, FRAMES, 1, 64, 64)
+    assert classes.shape == (30, ITEMS)
+    assert classes.dtype == np.int64
     for frames, pair in zip(videos, classes, strict=True):
         assert set(np.unique(frames[0])) - {0} <= {10 * (c + 1) for c in pair}
         assert frames[0].max() == 10 * (max(pair) + 1)
@@ -112,7 +117,8 @@ def test_training_sequences_draw_on_training_items_and_test_on_test_items(tmp_pa
     readout = video.read(out)
     assert readout.classes == video.CLASSES
     for split, value, classes, count in ((readout.train, 100, range(5), 12), (readout.test, 200, range(5, 10), 6)):
-        assert split["input"].shape == (count, FRAMES, 1, 32, 32) and split["input"].dtype == np.uint8
+        assert split["input"].shape == (count, FRAMES, 1, 32, 32)
+        assert split["input"].dtype == np.uint8
         assert set(np.unique(split["input"])) == {0, value}
         assert set(np.unique(split["labels"])) <= set(classes)
     again = tmp_path / "again"

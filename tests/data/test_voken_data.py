@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline import plugins
 from pipeline.data import voken
 from pipeline.data.fashion_mnist import load_split
 from pipeline.data.fetch import fetch_dataset
 from pipeline.data.registry import (
-    DATASETS,
     FASHION_MNIST,
     FMNIST_SCENES,
     GROUNDED_FACTS,
@@ -108,7 +108,8 @@ def test_a_rendered_scene_holds_ink_exactly_where_its_items_were_placed():
         expected = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
         for place in scene.placements:
             top, left, bottom, right = place.box
-            assert 0 <= top < bottom <= CANVAS and 0 <= left < right <= CANVAS
+            assert 0 <= top < bottom <= CANVAS
+            assert 0 <= left < right <= CANVAS
             value = np.uint8(np.rint(255 * DARK)) if place.dark else 255
             np.maximum(expected[top:bottom, left:right], value, out=expected[top:bottom, left:right])
         np.testing.assert_array_equal(picture, expected)
@@ -188,7 +189,7 @@ def sha256(path: Path) -> str:
 @needs_fashion_mnist
 def test_fetch_generates_exactly_the_registered_files_read_as_their_fields(
         source: DatasetSource, fetched: dict[str, Path], readouts: dict[str, Readout]):
-    assert DATASETS[source.name] is source
+    assert plugins.datasets()[source.name] is source
     assert all(sha256(fetched[source.name] / file.name) == file.sha256 for file in source.files)
     readout = readouts[source.name]
     for split in (readout.train, readout.test):
@@ -207,20 +208,24 @@ def test_token_fields_are_cls_tokens_sep_then_padding(readouts: dict[str, Readou
         for split in (readouts[name].train, readouts[name].test):
             ids = split[field]
             lengths = (ids != PAD).sum(axis=1)
-            assert (ids[:, 0] == CLS).all() and (ids[np.arange(len(ids)), lengths - 1] == SEP).all(), name
+            assert (ids[:, 0] == CLS).all(), name
+            assert (ids[np.arange(len(ids)), lengths - 1] == SEP).all(), name
             assert (np.cumsum(ids == PAD, axis=1)[ids != PAD] == 0).all(), name  # no token after padding
-            assert ids.min() >= 0 and ids.max() < VOCAB_SIZE
+            assert ids.min() >= 0
+            assert ids.max() < VOCAB_SIZE
     corpus = readouts["wordnet_corpus"].train
     specials = np.isin(corpus["input"], (PAD, CLS, SEP))
     assert (corpus["word_class"][specials] == NO_CLASS).all()
-    assert (corpus["word_class"] >= NO_CLASS).all() and corpus["word_class"].max() == 9
+    assert (corpus["word_class"] >= NO_CLASS).all()
+    assert corpus["word_class"].max() == 9
 
 
 @needs_wordnet
 @needs_fashion_mnist
 def test_every_scene_caption_names_exactly_its_items(readouts: dict[str, Readout], fetched: dict[str, Path]):
     scenes_ = readouts["fmnist_scenes"]
-    assert len(scenes_.train["input"]) == 20_000 and len(scenes_.test["input"]) == 2_000
+    assert len(scenes_.train["input"]) == 20_000
+    assert len(scenes_.test["input"]) == 2_000
     for split in (scenes_.train, scenes_.test):
         for items, classes in zip(split["items"], split["word_class"], strict=True):
             assert set(items[items != NO_CLASS].tolist()) == set(classes[classes != NO_CLASS].tolist())
@@ -238,7 +243,8 @@ def test_the_tokenizer_round_trips_a_caption(fetched: dict[str, Path]):
     assert [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     for _, caption in scenes(7, 20):
         ids, classes = encode(tokenizer, [caption], 40)
-        assert ids.dtype == np.int64 and classes.dtype == np.int64
+        assert ids.dtype == np.int64
+        assert classes.dtype == np.int64
         assert re.sub(r" - ", "-", decode(tokenizer, ids[0])) == caption
 
 
@@ -246,10 +252,13 @@ def test_the_tokenizer_round_trips_a_caption(fetched: dict[str, Path]):
 @needs_fashion_mnist
 def test_supersense_labels_and_no_test_definition_in_the_corpus(readouts: dict[str, Readout]):
     supersense, corpus = readouts["wordnet_supersense"], readouts["wordnet_corpus"]
-    assert supersense.classes == SUPERSENSES and len(SUPERSENSES) == 26
+    assert supersense.classes == SUPERSENSES
+    assert len(SUPERSENSES) == 26
     for split in (supersense.train, supersense.test):
-        assert split["label"].min() >= 0 and split["label"].max() <= 25
-    assert len(supersense.train["label"]) == 20_000 and len(supersense.test["label"]) == 5_000
+        assert split["label"].min() >= 0
+        assert split["label"].max() <= 25
+    assert len(supersense.train["label"]) == 20_000
+    assert len(supersense.test["label"]) == 5_000
     assert len(np.unique(supersense.train["label"])) == 26
     sentences = {row.tobytes() for row in np.concatenate([corpus.train["input"], corpus.test["input"]])}
     assert not any(row.tobytes() in sentences for row in supersense.test["input"])
@@ -283,7 +292,8 @@ def test_grounded_facts_are_labelled_by_the_class_statistics(readouts: dict[str,
     facts = readouts["grounded_facts"]
     assert facts.classes == ("false", "true")
     stats = class_statistics(*load_split(fetched["fashion_mnist"], "train"))
-    assert stats.shape == (10, 2) and (stats > 0).all()
+    assert stats.shape == (10, 2)
+    assert (stats > 0).all()
     tokenizer = load_tokenizer(fetched["wordnet_corpus"])
     pairs = {}
     for name, split in (("train", facts.train), ("test", facts.test)):
@@ -296,8 +306,10 @@ def test_grounded_facts_are_labelled_by_the_class_statistics(readouts: dict[str,
             pairs[name].add((min(subject, obj), max(subject, obj)))
     assert pairs["train"].isdisjoint(pairs["test"])
     train_pairs, test_pairs = fact_pairs()
-    assert pairs["test"] <= set(test_pairs) and pairs["train"] <= set(train_pairs)
-    assert len(test_pairs) == 3 * 7 + 3 and set(train_pairs).isdisjoint(test_pairs)
+    assert pairs["test"] <= set(test_pairs)
+    assert pairs["train"] <= set(train_pairs)
+    assert len(test_pairs) == 3 * 7 + 3
+    assert set(train_pairs).isdisjoint(test_pairs)
     # No training sentence names a held-out class; every test sentence names one.
     held_out = set(voken.fact_test_classes())
     assert len(held_out) == 3

@@ -14,11 +14,29 @@ def blobs(n: int, dim: int = 20, classes: int = 4, spread: float = 0.3, seed: in
     return centers[labels] + spread * torch.randn(n, dim, generator=generator), labels
 
 
+def shifted(n: int, seed: int, dim: int = 60, shift: float = 0.15):
+    """Two classes of unit Gaussians whose means differ by a weak shift in every dimension."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    return torch.randn(n, dim, generator=generator) + shift * (2 * labels[:, None] - 1), labels
+
+
 def test_linear_probe_separates_separable_data_and_picks_by_validation():
     result = linear_probe(blobs(400), blobs(100, seed=1), blobs(200, seed=2), 4, [1e-2, 1e-4], 50)
     assert result.accuracy == 1.0
-    assert result.weight_decay in (1e-2, 1e-4)
     assert result.predictions.shape == (200,)
+    # A decay so strong that the weights vanish leaves the bias, the training prior (class 0 is
+    # 100 of 160 here): class 0 everywhere, 25% on the balanced validation split; the weak one wins.
+    x, y = blobs(400)
+    skewed = (y == 0) | (torch.arange(400) % 20 < 4)
+    result = linear_probe((x[skewed], y[skewed]), blobs(100, seed=1), blobs(200, seed=2), 4, [1e3, 1e-4], 50)
+    assert result.weight_decay == 1e-4
+    assert result.val_accuracy == 1.0
+    # As many samples as dimensions and a weak signal: the weak decay fits the noise (71.75% on
+    # validation against 78.25%), so the strong one wins.
+    result = linear_probe(shifted(60, 0), shifted(400, 1), shifted(400, 2), 2, [1.0, 1e-6], 150)
+    assert result.weight_decay == 1.0
+    assert result.val_accuracy > 0.75
 
 
 def test_linear_probe_is_at_chance_on_noise():
@@ -40,7 +58,8 @@ def test_feature_extraction_in_eval_mode_and_raw_input():
     encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
     images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
     features = extract_features(encoder, images, batch_size=3)
-    assert features.shape == (10, 3) and encoder.training
+    assert features.shape == (10, 3)
+    assert encoder.training
     assert torch.allclose(raw_input(images), images.flatten(1).float() / 255)
 
 
@@ -54,4 +73,5 @@ def test_the_probe_returns_its_classifier_on_the_raw_features():
     split = (features, labels)
     result = linear_probe(split, split, split, 3, [1e-3])
     predicted = (features @ result.weight.T + result.bias).argmax(1)
-    assert torch.equal(predicted, result.predictions) and result.accuracy > 0.8
+    assert torch.equal(predicted, result.predictions)
+    assert result.accuracy > 0.8

@@ -14,17 +14,11 @@ from torch import nn
 
 from pipeline.data.datamodule import Splits
 from pipeline.errors import PipelineError
-from pipeline.evaluators import (
-    ForecastSpec,
-    NetworkStatsSpec,
-    NoiseRobustnessSpec,
-    forecast,
-    network_stats,
-    noise_robustness,
-)
+from pipeline.evaluators import forecast, network_stats, noise_robustness
 from pipeline.evaluators.context import Context
+from pipeline.evaluators.specs import ForecastSpec, NetworkStatsSpec, NoiseRobustnessSpec
+from pipeline.formatting import spread
 from pipeline.models.continuous import CTRNNSpec
-from pipeline.stages.report import spread
 
 
 def context(splits: Splits, model: nn.Module, out: Path, elapsed_time: str = "none") -> Context:
@@ -101,13 +95,16 @@ def test_an_exact_forecaster_scores_zero_and_beats_both_baselines(tmp_path):
     task = ForecastSpec(warmup=30, horizon=40, starts=5, lags=10)
     result = forecast.run(task, context(series_splits(train, test, 50), Oracle(train, test), tmp_path))
     m = result.metrics
-    assert m["nrmse_one_step"] < 1e-6 and m["nrmse_free_running"] < 1e-6
+    assert m["nrmse_one_step"] < 1e-6
+    assert m["nrmse_free_running"] < 1e-6
     for method in ("persistence_", "ridge_"):
-        assert m[f"{method}nrmse_one_step"] > 0.05 and m[f"{method}nrmse_free_running"] > 0.05
+        assert m[f"{method}nrmse_one_step"] > 0.05
+        assert m[f"{method}nrmse_free_running"] > 0.05
         assert f"{method}nrmse_one_step_val" in m
     assert m["ridge_nrmse_one_step"] < m["persistence_nrmse_one_step"]  # the map is not a random walk
     headline = result.headline
-    assert headline.unit == "NRMSE" and headline.value == m["nrmse_one_step"]
+    assert headline.unit == "NRMSE"
+    assert headline.value == m["nrmse_one_step"]
     assert headline.baselines == {"persistence": m["persistence_nrmse_one_step"],
                                   "ridge on lags": m["ridge_nrmse_one_step"]}
     assert headline.validation == m["nrmse_one_step_val"]
@@ -195,12 +192,15 @@ def test_accuracy_falls_as_noise_grows_and_the_draws_are_seeded(tmp_path):
     task = NoiseRobustnessSpec(levels=[1.0, 0.0, 0.1], repeats=2)
     result = noise_robustness.run(task, context(labelled(False), ThresholdMean(), tmp_path))
     m = result.metrics
-    assert m["accuracy_noise_0"] == 1.0 and m["accuracy_noise_0.1"] == 1.0
+    assert m["accuracy_noise_0"] == 1.0
+    assert m["accuracy_noise_0.1"] == 1.0
     assert 0.55 < m["accuracy_noise_1"] < 0.9  # the noise on the mean: 1 / sqrt(8), against a margin of 0.2
     assert m["area"] == pytest.approx((0.1 * 1.0 + 0.9 * (1.0 + m["accuracy_noise_1"]) / 2) / 1.0)
     headline = result.headline
-    assert headline.label == "accuracy at noise 1x" and headline.value == m["accuracy_noise_1"]
-    assert headline.baselines == {"no noise": 1.0} and headline.baselines_validation == {"no noise": 1.0}
+    assert headline.label == "accuracy at noise 1x"
+    assert headline.value == m["accuracy_noise_1"]
+    assert headline.baselines == {"no noise": 1.0}
+    assert headline.baselines_validation == {"no noise": 1.0}
     assert headline.validation == m["accuracy_val_noise_1"] < 1.0
     assert [path.name for path in result.artifacts] == ["noise_robustness.png"]
     again = noise_robustness.run(task, context(labelled(False), ThresholdMean(), tmp_path)).metrics
@@ -211,7 +211,8 @@ def test_a_time_channel_is_left_untouched(tmp_path):
     task = NoiseRobustnessSpec(levels=[0.0, 1.0], repeats=1)
     model = ThresholdMean()
     m = noise_robustness.run(task, context(labelled(True), model, tmp_path, elapsed_time="last_channel")).metrics
-    assert all(model.time_untouched) and m["accuracy_noise_1"] < 0.9
+    assert all(model.time_untouched)
+    assert m["accuracy_noise_1"] < 0.9
     model = ThresholdMean()  # read as one more value channel, the same channel gets noise
     noise_robustness.run(task, context(labelled(True), model, tmp_path, elapsed_time="none"))
     assert not all(model.time_untouched)
@@ -222,7 +223,7 @@ def test_a_time_channel_is_left_untouched(tmp_path):
 
 class Counted(nn.Module):
     """A network that reports its own statistics and counts solver steps from its last reset on,
-    six per pass."""
+    six per pass: over the pass `probe` runs, as an ODE network does."""
 
     def __init__(self):
         super().__init__()
@@ -240,7 +241,10 @@ class Counted(nn.Module):
         self.passes.append("predict_next")
         return inputs
 
-    def network_stats(self) -> dict[str, float]:
+    def network_stats(self, probe=None) -> dict[str, float]:
+        if probe is not None:
+            self.nfe = 0
+            probe()
         return {"parameters": 18, "synapses_used": 12, "synapses_dense": 16, "tau_mean": 1.5, "nfe": self.nfe}
 
 
@@ -262,7 +266,7 @@ def test_network_stats_reports_the_model_and_times_its_pass(tmp_path, data):
 
 def test_a_model_without_the_required_statistics_is_refused(tmp_path):
     model = Counted()
-    model.network_stats = lambda: {"parameters": 18}
+    model.network_stats = lambda probe=None: {"parameters": 18}
     with pytest.raises(ValueError, match="lacks synapses_used, synapses_dense"):
         network_stats.run(NetworkStatsSpec(timing_repeats=1), context(labelled(False), model, tmp_path))
 

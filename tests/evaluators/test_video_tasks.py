@@ -12,20 +12,18 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from pipeline import plugins
+from pipeline.capabilities import Encoder, VideoPredictor
 from pipeline.data.datamodule import Splits
 from pipeline.errors import PipelineError
 from pipeline.evaluators import (
-    EVALUATORS,
-    ExtrapolationSpec,
-    NextFrameSpec,
-    ObjectProbeSpec,
-    default_downstream,
     extrapolation,
     next_frame,
     object_probe,
     video,
 )
 from pipeline.evaluators.context import Context
+from pipeline.evaluators.specs import ExtrapolationSpec, NextFrameSpec, ObjectProbeSpec
 
 CLASSES = tuple(f"class {i}" for i in range(10))
 LENGTH, SIDE = 6, 16
@@ -268,10 +266,12 @@ def test_the_raw_frames_baseline_pools_the_last_frame():
 
 
 def test_video_data_gets_the_video_tasks_by_default():
-    provides = frozenset({"video_predictor", "encoder"})
-    assert [task["kind"] for task in default_downstream(provides, "video")] == [
+    provides = (VideoPredictor, Encoder)
+    assert [task["kind"] for task in plugins.default_tasks(provides, "video")] == [
         "next_frame", "extrapolation", "object_probe"]
     assert not {"next_frame", "extrapolation", "object_probe"} & {
-        task["kind"] for task in default_downstream(provides, "labelled")}
-    assert {EVALUATORS[kind].data for kind in ("next_frame", "extrapolation", "object_probe")} == {"video"}
-    assert EVALUATORS["next_frame"].needs == EVALUATORS["extrapolation"].needs == frozenset({"video_predictor"})
+        task["kind"] for task in plugins.default_tasks(provides, "labelled")}
+    tasks = plugins.tasks()
+    assert {tasks[kind].data for kind in ("next_frame", "extrapolation", "object_probe")} == {"video"}
+    assert tasks["next_frame"].needs == (VideoPredictor,)
+    assert tasks["extrapolation"].needs == (VideoPredictor,)

@@ -75,7 +75,8 @@ def test_ar1_buffer_stays_class_balanced_and_keeps_older_latents():
     assert isinstance(strategy, AR1)
     strategy.end_experience(0)
     assert _class_counts(strategy.labels, 6) == [6, 6, 0, 0, 0, 0]
-    assert strategy.stored_latents.shape == (12, 16) and strategy.labels.dtype == torch.uint8
+    assert strategy.stored_latents.shape == (12, 16)
+    assert strategy.labels.dtype == torch.uint8
     first = strategy.stored_latents.clone()
     strategy.next_experience(1)
     strategy.end_experience(1)
@@ -105,10 +106,12 @@ def test_a_class_that_comes_back_shares_its_room_between_its_experiences():
     strategy = _net({"name": "ar1", "memory": {"samples": 8}, "cwr_star": False}).strategy
     labels = torch.arange(20) % 2
     kept, taken = strategy.refill(labels, 8)
-    assert len(kept) == 0 and _class_counts(labels[taken], 2) == [4, 4]
+    assert len(kept) == 0
+    assert _class_counts(labels[taken], 2) == [4, 4]
     strategy.store(kept, torch.zeros(8, 3), labels[taken])
     kept, taken = strategy.refill(labels, 8)
-    assert _class_counts(strategy.labels[kept], 2) == [2, 2] and _class_counts(labels[taken], 2) == [2, 2]
+    assert _class_counts(strategy.labels[kept], 2) == [2, 2]
+    assert _class_counts(labels[taken], 2) == [2, 2]
     assert strategy.appearances.tolist()[:2] == [2, 2]
 
 
@@ -118,7 +121,9 @@ def test_a_class_that_comes_back_shares_its_room_between_its_experiences():
 def test_cwr_star_consolidation_matches_the_formula_by_hand():
     net = _net({"name": "ar1", "memory": {"samples": 6}}, num_classes=4, per_class=10)
     strategy, head = net.strategy, net.head
-    assert not head.bias.requires_grad and (head.weight == 0).all() and (head.bias == 0).all()
+    assert not head.bias.requires_grad
+    assert (head.weight == 0).all()
+    assert (head.bias == 0).all()
     generator = torch.Generator().manual_seed(1)
     tw0 = torch.randn(4, 12, generator=generator)
     with torch.no_grad():
@@ -145,7 +150,8 @@ def test_cwr_star_consolidation_matches_the_formula_by_hand():
         want = (expected[j] * w + tw1[j] - tw1.mean()) / (w + 1)
         assert torch.allclose(strategy.cw[j], want, atol=1e-6), j
     assert strategy.past.tolist() == [13, 13, 10, 10]
-    assert torch.allclose(head.weight, strategy.cw) and (head.bias == 0).all()
+    assert torch.allclose(head.weight, strategy.cw)
+    assert (head.bias == 0).all()
 
 
 def test_cwr_star_prepares_only_the_phase_classes():
@@ -214,7 +220,8 @@ def test_bytes_per_sample_and_memory_follow_the_formula():
     assert strategy.capacity() == (20_000 - codebook) // 99
     kept = len(strategy.labels)
     assert kept == 12  # all of experience 0 fits
-    assert strategy.codes.shape == (12, 49, 2) and strategy.codes.dtype == torch.uint8
+    assert strategy.codes.shape == (12, 49, 2)
+    assert strategy.codes.dtype == torch.uint8
     assert strategy.memory() == {"memory_samples": 12, "memory_bytes": 12 * 99 + codebook}
 
 
@@ -275,7 +282,8 @@ def test_remind_replay_step_leaves_the_frozen_lower_network_and_its_statistics_a
     strategy = net.strategy
     assert net.lower_frozen
     strategy.train_fields(0)  # fits the quantiser
-    assert strategy.quantizer_ready and strategy.latent_shape.tolist() == [16, 14, 14]
+    assert strategy.quantizer_ready
+    assert strategy.latent_shape.tolist() == [16, 14, 14]
     strategy.end_experience(0)
     strategy.next_experience(1)
     lower, upper = _lower_state(net), _upper_state(net)  # batch-norm running statistics included
@@ -332,10 +340,12 @@ def test_random_resized_crops_keep_the_map_shape_its_range_and_its_orientation()
     torch.manual_seed(0)
     cropped = strategy.crop(ramp)
     assert cropped.shape == ramp.shape
-    assert cropped.min() >= 0 and cropped.max() <= 7
+    assert cropped.min() >= 0
+    assert cropped.max() <= 7
     assert (cropped.diff(dim=3) >= -1e-6).all()  # still increasing left to right: no flip
     spans = cropped[..., -1] - cropped[..., 0]
-    assert (spans < 6).all() and (spans > 0).all()  # a quarter of the area: about half the width
+    assert (spans < 6).all()  # a quarter of the area: about half the width
+    assert (spans > 0).all()
     torch.testing.assert_close(strategy.crop(torch.ones(2, 3, 7, 7)), torch.ones(2, 3, 7, 7))  # constant stays
     vectors = torch.randn(4, 10)
     assert torch.equal(strategy.crop(vectors), vectors)  # a vector has no map to crop

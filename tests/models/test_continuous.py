@@ -15,8 +15,8 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
+from pipeline import plugins
 from pipeline.data.datamodule import Splits, TensorDataModule
-from pipeline.models import REGISTRY
 from pipeline.models.continuous import ESNSpec, NeuralODESpec
 from pipeline.models.continuous.esn import ESN, ReservoirCore, RidgeRegression
 from pipeline.models.continuous.ode import NeuralODE, ODEBlock, ResBlock
@@ -41,8 +41,8 @@ class Linear(nn.Module):
 
 
 def test_the_registry_builds_them():
-    assert REGISTRY["esn"].load_class() is ESN
-    assert REGISTRY["neural_ode"].load_class() is NeuralODE
+    assert plugins.models()["esn"].load_class() is ESN
+    assert plugins.models()["neural_ode"].load_class() is NeuralODE
 
 
 # --- the neural ODE

@@ -54,7 +54,8 @@ def test_an_ncp_counts_the_synapses_it_computes_through(sparsity: float, units: 
     used, dense = net.network_stats()["synapses_used"], net.network_stats()["synapses_dense"]
     cell = net.encoder.core.cell
     assert used == _connections_computed_through(cell, 1)
-    assert dense == (1 + units) * units and used < dense
+    assert dense == (1 + units) * units
+    assert used < dense
     wiring = AutoNCP(units, 4, sparsity_level=sparsity, seed=spec.wiring.seed)
     wiring.build(1)
     diagram = wiring.synapse_count + wiring.sensory_synapse_count
@@ -100,7 +101,8 @@ def test_every_kind_classifies_forecasts_and_generates_consistently(cls, spec):
     with torch.no_grad():
         next_values = forecaster.predict_next(series)
         free = forecaster.generate(series, 4)
-    assert next_values.shape == (2, 1, 15) and free.shape == (2, 1, 4)
+    assert next_values.shape == (2, 1, 15)
+    assert free.shape == (2, 1, 4)
     # Its first free step is the prediction after the true inputs; each later one equals reading the
     # whole sequence, its own predictions included, from the start.
     torch.testing.assert_close(free[:, :, 0], next_values[:, :, -1])
@@ -108,7 +110,8 @@ def test_every_kind_classifies_forecasts_and_generates_consistently(cls, spec):
         rerun = forecaster.predict_next(torch.cat([series, free[:, :, :3]], dim=2))
     torch.testing.assert_close(free[:, :, 1:], rerun[:, :, -3:], rtol=1e-5, atol=1e-5)
     stats = net.network_stats()
-    assert stats["parameters"] == sum(p.numel() for p in net.parameters()) and stats["synapses_used"] > 0
+    assert stats["parameters"] == sum(p.numel() for p in net.parameters())
+    assert stats["synapses_used"] > 0
 
 
 def test_continuous_time_kinds_integrate_over_the_elapsed_time_and_the_gru_reads_it():

@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from pipeline import plugins
 from pipeline.data.datamodule import Splits, TensorDataModule
-from pipeline.models import REGISTRY
 from pipeline.models.cpc import CPCImageSpec, CPCSequenceSpec, PatchGridSpec
 from pipeline.models.cpc.image import ContextNetwork, CPCImage, patchify, shift_crop
 from pipeline.models.cpc.infonce import info_nce
@@ -24,8 +24,8 @@ SEQUENCE = CPCSequenceSpec(kind="cpc_sequence", context_dim=16, steps=3,
 
 
 def test_the_registry_builds_both_kinds():
-    assert REGISTRY["cpc_image"].load_class() is CPCImage
-    assert REGISTRY["cpc_sequence"].load_class() is CPCSequence
+    assert plugins.models()["cpc_image"].load_class() is CPCImage
+    assert plugins.models()["cpc_sequence"].load_class() is CPCSequence
 
 
 # ------------------------------------------------------------------ patching
@@ -172,7 +172,8 @@ def test_info_nce_is_near_zero_when_predictions_equal_their_targets():
     candidates = F.normalize(torch.randn(50, 64), dim=1)
     targets = torch.randperm(50)[:20]
     loss, accuracy = info_nce(20 * candidates[targets], candidates, targets)
-    assert loss.item() < 1e-3 and accuracy.item() == 1.0
+    assert loss.item() < 1e-3
+    assert accuracy.item() == 1.0
 
 
 def test_info_nce_with_a_mask_ranks_only_the_allowed_candidates():
@@ -217,7 +218,9 @@ def test_each_offset_has_its_own_predictor():
     codes = model.encoder.code_map(model.augmented_patches(torch.rand(8, 1, 28, 28)))
     _, losses, _ = model.cpc_loss(codes)
     grads = torch.autograd.grad(losses[1], weights, allow_unused=True)
-    assert grads[0] is None and grads[2] is None and grads[1].abs().sum() > 0
+    assert grads[0] is None
+    assert grads[2] is None
+    assert grads[1].abs().sum() > 0
 
 
 # ------------------------------------------------------------------ training
@@ -266,5 +269,16 @@ def test_fast_dev_run_of_both_kinds(tiny_splits):
 
 def test_the_downstream_encoder_pools_the_patch_codes_over_the_grid():
     model = CPCImage(IMAGE, TrainSpec(), (1, 28, 28), 10)
-    features = model.encoder(torch.rand(5, 1, 28, 28))
+    images = torch.rand(5, 1, 28, 28)
+    features = model.encoder(images)
     assert features.shape == (5, model.encoder.out_dim) == (5, 16 * 2 * 2)
+    # A 7 x 7 map to 2 x 2: the means over rows and columns 0-3 and 3-6 (adaptive pooling's
+    # overlapping bins), code by code. Channel 0 holds 7 r + c, channel 1 the same plus 49.
+    grid = torch.arange(2 * 7 * 7, dtype=torch.float32).view(1, 2, 7, 7)
+    assert model.encoder.pool(grid).tolist() == [[12.0, 15.0, 33.0, 36.0, 61.0, 64.0, 82.0, 85.0]]
+    # The features are that pooling of the image's patch codes.
+    codes = model.encoder.code_map(patchify(images, IMAGE.patch))
+    assert codes.shape == (5, 16, 7, 7)
+    halves = (slice(0, 4), slice(3, 7))
+    expected = torch.stack([codes[:, :, rows, cols].mean(dim=(2, 3)) for rows in halves for cols in halves], 2)
+    assert torch.allclose(features, expected.flatten(1), atol=1e-6)

@@ -65,7 +65,8 @@ def test_a_one_channel_lif_network_by_hand():
     model = _one_channel_network()
     out = model.spike_batch(torch.rand(1, 1, 2, 2))
     conv1, fc, readout = out.counts
-    assert conv1.spikes == 4 * 2 and fc.spikes == 2  # 4 positions x steps 1 and 3; the fc neuron likewise
+    assert conv1.spikes == 4 * 2  # 4 positions x steps 1 and 3; the fc neuron likewise
+    assert fc.spikes == 2
     # conv1, direct input: 2x2x1x1x9 MACs once; 4 neurons x 3 steps of updates, 8 resets.
     assert (conv1.synaptic_ops, conv1.analog_macs, conv1.macs) == (0, 36, 36)
     assert (conv1.neuron_mults, conv1.neuron_adds, conv1.ann_neuron_ops) == (12, 2 * 12 + 8, 2 * 4)
@@ -150,7 +151,9 @@ def test_the_temporal_closed_form_by_hand():
     data, pulse_pairs = 1 + 2, 1 + 1
     assert count.analog_macs == 2 * data == 6  # w e^(t/tau) and w t e^(t/tau) per input spike and neuron
     assert count.synaptic_ops == 2 * pulse_pairs == 4  # the pulses' products are constants: two adds
-    assert count.macs == 3 * 2 and count.ann_neuron_ops == 2 * 2 and count.spikes == 1
+    assert count.macs == 3 * 2
+    assert count.ann_neuron_ops == 2 * 2
+    assert count.spikes == 1
     assert checks == data + pulse_pairs == 5
     # Exponentials: one per input spike (2), one per neuron for its peak test (2), 8 in the one Lambert W.
     assert (exps, lambert_ws) == (2 + 2 + 8, 1)

@@ -10,11 +10,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from pipeline import plugins
 from pipeline.data.datamodule import Splits, TensorDataModule
-from pipeline.evaluators.spike_stats import evaluate_spiking
-from pipeline.models import REGISTRY
 from pipeline.models.spiking import LSNNSpec
 from pipeline.models.spiking.lsnn import LSNN
+from pipeline.models.spiking.spike_stats import evaluate_spiking
 from pipeline.spec.experiment import DataSpec, TrainSpec
 from pipeline.spec.load import SpecError, load_text
 
@@ -47,7 +47,7 @@ def _bptt_gradients(model: LSNN, inputs: torch.Tensor, labels: torch.Tensor, det
 
 
 def test_the_registry_builds_it():
-    assert REGISTRY["lsnn"].load_class() is LSNN
+    assert plugins.models()["lsnn"].load_class() is LSNN
 
 
 @pytest.mark.parametrize(("refractory", "adaptive_fraction", "input"),
@@ -90,7 +90,8 @@ def test_random_feedback_changes_only_the_learning_signal():
     torch.testing.assert_close(random["readout.bias"], symmetric["readout.bias"])
     assert not torch.allclose(random["encoder.w_in"], symmetric["encoder.w_in"])
     # The random feedback is a fixed buffer (saved with the model, never trained).
-    assert "feedback" in dict(model.named_buffers()) and "feedback" not in dict(model.named_parameters())
+    assert "feedback" in dict(model.named_buffers())
+    assert "feedback" not in dict(model.named_parameters())
     # Symmetric feedback with B set to W_out^T is the same computation.
     with torch.no_grad():
         model.feedback.copy_(model.readout.weight.T)
@@ -120,7 +121,8 @@ def test_the_input_as_a_sequence():
     signal[:, 0, 10:] = 1.0
     spikes = delta.encoder.sequence(signal)
     assert spikes.shape == (120, 2, 2)  # on/off channels
-    assert spikes.sum() == 2 and torch.all(spikes[30, :, 0] == 1)  # one "on" spike, first of its 3 steps
+    assert spikes.sum() == 2
+    assert torch.all(spikes[30, :, 0] == 1)  # one "on" spike, first of its 3 steps
 
 
 def _sequences() -> Splits:
@@ -204,5 +206,6 @@ def test_spec_validation():
     with pytest.raises(SpecError) as caught:
         load_text("name: x\ndata: {dataset: mnist1d}\nmodel:\n  kind: lsnn\n  decision_steps: 50\n", "specs/x.yaml")
     [problem] = caught.value.problems
-    assert str(problem).startswith("specs/x.yaml:3:1: model:") and "decision_steps 50 is longer" in str(problem)
+    assert str(problem).startswith("specs/x.yaml:3:1: model:")
+    assert "decision_steps 50 is longer" in str(problem)
     assert load_text("name: x\ndata: {dataset: fashion_mnist}\nmodel: {kind: lsnn, decision_steps: 28}\n")

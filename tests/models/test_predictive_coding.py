@@ -9,8 +9,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from pipeline import plugins
+from pipeline.capabilities import Classifier, Encoder
 from pipeline.data.datamodule import Splits, TensorDataModule
-from pipeline.models import REGISTRY
 from pipeline.models.predictive_coding import FeedforwardSpec
 from pipeline.models.predictive_coding.module import Feedforward
 from pipeline.spec.experiment import DataSpec, TrainSpec
@@ -48,8 +49,8 @@ def _compare(updates: dict, gradients: dict) -> tuple[float, float]:
 
 
 def test_the_registry_builds_it():
-    assert REGISTRY["feedforward"].load_class() is Feedforward
-    assert REGISTRY["feedforward"].provides == {"encoder", "classifier"}
+    assert plugins.models()["feedforward"].load_class() is Feedforward
+    assert plugins.models()["feedforward"].provides == (Encoder, Classifier)
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "cnn"])
@@ -90,14 +91,17 @@ def test_standard_predictive_coding_only_approximates_backprop(architecture, los
     gradients = _backprop(model, x, labels)
     few = _compare(model.pc_updates(_relax(model, x, labels, steps=5)), gradients)
     settled = _compare(model.pc_updates(_relax(model, x, labels, steps=200)), gradients)
-    assert few[0] < 0.99 and few[1] > 0.3
-    assert settled[0] < 0.99 and settled[1] > 0.1
+    assert few[0] < 0.99
+    assert few[1] > 0.3
+    assert settled[0] < 0.99
+    assert settled[1] > 0.1
     # ... while it does learn in backprop's direction: every update has a positive cosine with it.
     few_updates = model.pc_updates(_relax(model, x, labels, steps=5))
     assert all(_cosine(few_updates[n], g) > 0 for n, g in gradients.items())
     # The same settings with fixed predictions approach backprop as the steps grow.
     fixed = _compare(model.pc_updates(_relax(model, x, labels, steps=200, fixed_prediction=True)), gradients)
-    assert fixed[0] > 0.999999 and fixed[1] < 1e-6
+    assert fixed[0] > 0.999999
+    assert fixed[1] < 1e-6
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "cnn"])
@@ -105,7 +109,8 @@ def test_inference_lowers_the_energy(architecture):
     model, x, labels = _tiny(architecture, fixed_prediction=False, inference_lr=0.1)
     relaxation = _relax(model, x, labels, steps=30)
     energies = relaxation.energies
-    assert len(energies) == 31 and relaxation.halvings == 0  # plain gradient descent: no step rejected
+    assert len(energies) == 31
+    assert relaxation.halvings == 0  # plain gradient descent: no step rejected
     assert all(later <= earlier + 1e-12 for earlier, later in zip(energies, energies[1:], strict=False))
     assert energies[-1] < 0.95 * energies[0]
     # At the start (a forward pass) every hidden error is 0: the energy is the output's loss.
@@ -238,7 +243,8 @@ def test_a_pc_step_moves_the_weights_against_the_update():
 def test_spec_validation():
     base = "name: x\ndata: {dataset: fashion_mnist}\nmodel:\n  kind: feedforward\n"
     spec = load_text(base + "  architecture: cnn\n  widths: [8, 16]\n")
-    assert spec.model.depth == 3 and spec.provides == {"encoder", "classifier"}
+    assert spec.model.depth == 3
+    assert spec.provides == (Encoder, Classifier)
     with pytest.raises(SpecError) as caught:
         load_text(base + "  architecture: cnn\n  widths: [4, 4, 4, 4, 4, 4]\n", "specs/x.yaml")
     assert "halves the image 6 times" in str(caught.value.problems[0])

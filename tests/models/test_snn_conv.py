@@ -9,11 +9,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from pipeline import plugins
 from pipeline.data.datamodule import Splits, TensorDataModule
-from pipeline.evaluators.spike_stats import evaluate_spiking
-from pipeline.models import REGISTRY
 from pipeline.models.spiking import SNNConvSpec
 from pipeline.models.spiking.conv import SNNConv
+from pipeline.models.spiking.spike_stats import evaluate_spiking
 from pipeline.models.spiking.stats import ENERGY_AC_PJ, ENERGY_MAC_PJ, ENERGY_MULT_PJ, LayerCount, summarise
 from pipeline.spec.experiment import DataSpec, TrainSpec
 from pipeline.spec.load import SpecError, load_text
@@ -22,7 +22,7 @@ SMALL = SNNConvSpec(kind="snn_conv", channels=[4, 8], hidden=16, encoding={"kind
 
 
 def test_the_registry_builds_it():
-    assert REGISTRY["snn_conv"].load_class() is SNNConv
+    assert plugins.models()["snn_conv"].load_class() is SNNConv
 
 
 def test_an_encoding_the_network_cannot_take_is_rejected_at_validation():
@@ -66,7 +66,9 @@ def test_it_starts_spiking_and_its_features_are_firing_rates():
     assert record["conv1"].shape == (4, 8, 4, 28, 28)
     assert record["conv1"].mean() > 0.01  # the initial weights make the first layer fire
     features = model.encoder(images)
-    assert features.shape == (8, 16) and 0 <= features.min() and features.max() <= 1
+    assert features.shape == (8, 16)
+    assert 0 <= features.min()
+    assert features.max() <= 1
 
 
 def test_evaluation_counts_spikes_operations_and_energy(tmp_path: Path):
@@ -79,7 +81,8 @@ def test_evaluation_counts_spikes_operations_and_energy(tmp_path: Path):
     torch.manual_seed(1)
     with torch.no_grad():
         expected = (model.classify(images.float() / 255).argmax(1) == labels).float().mean().item()
-    assert metrics["accuracy"] == pytest.approx(expected) and 0 < metrics["sparsity"] < 1
+    assert metrics["accuracy"] == pytest.approx(expected)
+    assert 0 < metrics["sparsity"] < 1
     layers = ("conv1", "conv2", "fc")
     assert metrics["spikes_per_sample"] == pytest.approx(sum(metrics[f"spikes_per_sample/{n}"] for n in layers))
     assert metrics["firing_rate/conv1"] == pytest.approx(metrics["spikes_per_sample/conv1"] / (4 * 28 * 28 * 4))
@@ -107,8 +110,10 @@ def test_synaptic_operations_by_hand():
     # 3 spikes into a layer whose inputs each drive 5 synapses; 2 spikes into a 4-wide readout.
     counts = [LayerCount("hidden", 10, 2.0, 3 * 5, 100), LayerCount("readout", 0, 0.0, 2 * 4, 40)]
     out = summarise(counts, steps=4)
-    assert out["synaptic_ops_per_sample"] == 23 and out["ann_macs_per_sample"] == 140
-    assert out["firing_rate/hidden"] == 2 / (10 * 4) and out["sparsity"] == 1 - 2 / 40
+    assert out["synaptic_ops_per_sample"] == 23
+    assert out["ann_macs_per_sample"] == 140
+    assert out["firing_rate/hidden"] == 2 / (10 * 4)
+    assert out["sparsity"] == 1 - 2 / 40
     assert out["energy_ratio_ann_over_snn"] == pytest.approx(140 * 4.6 / (23 * 0.9))
 
 

@@ -11,10 +11,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from pipeline import plugins
 from pipeline.data.datamodule import Splits, TensorDataModule
-from pipeline.evaluators.spike_stats import evaluate_spiking
-from pipeline.models import REGISTRY
 from pipeline.models.spiking import SNNTemporalSpec
+from pipeline.models.spiking.spike_stats import evaluate_spiking
 from pipeline.models.spiking.temporal import SNNTemporal, first_spike_times, lambert_w0, potential
 from pipeline.spec.experiment import DataSpec, TrainSpec
 from pipeline.spec.load import SpecError, load_text
@@ -24,7 +24,7 @@ STRONG = SMALL.model_copy(update={"pulse_strength": 2.0})  # the pulses alone ma
 
 
 def test_the_registry_builds_it():
-    assert REGISTRY["snn_temporal"].load_class() is SNNTemporal
+    assert plugins.models()["snn_temporal"].load_class() is SNNTemporal
 
 
 def test_lambert_w0_solves_its_equation_across_the_branch():
@@ -33,7 +33,8 @@ def test_lambert_w0_solves_its_equation_across_the_branch():
     w = lambert_w0(z)
     assert torch.all((w >= -1) & (w <= 0))
     torch.testing.assert_close(w * torch.exp(w), z, rtol=0, atol=1e-14)
-    assert w[0].item() == pytest.approx(-1) and lambert_w0(torch.tensor([0.0])).item() == 0
+    assert w[0].item() == pytest.approx(-1)
+    assert lambert_w0(torch.tensor([0.0])).item() == 0
     # W0'(z) = W / (z (1 + W)), away from the branch point and 0.
     zz = torch.tensor([-0.3, -0.1, -0.01], dtype=torch.float64, requires_grad=True)
     (grad,) = torch.autograd.grad(lambert_w0(zz).sum(), zz)
@@ -67,7 +68,8 @@ def test_closed_form_spike_times_equal_a_fine_simulation(seed, decay, threshold)
     times, weights = _case(seed)
     closed = first_spike_times(times, weights, decay, threshold)
     simulated = _simulated(times, weights, decay, threshold)
-    assert torch.isfinite(closed).any() and torch.isinf(closed).any()  # both outcomes are covered
+    assert torch.isfinite(closed).any()
+    assert torch.isinf(closed).any()  # both outcomes are covered
     assert torch.equal(torch.isinf(closed), torch.isinf(simulated))
     fired = torch.isfinite(closed)
     assert (closed[fired] - simulated[fired]).abs().max() < 2e-4  # the grid's step
@@ -134,13 +136,16 @@ def test_strong_pulses_make_every_neuron_fire_and_the_first_spike_decides():
     model = SNNTemporal(STRONG, TrainSpec(), (1, 28, 28), 10)
     images = torch.rand(8, 1, 28, 28)
     times, output = model.output_times(images)
-    assert torch.isfinite(times[1]).all() and torch.isfinite(output).all()  # the pulses alone reach threshold
+    assert torch.isfinite(times[1]).all()
+    assert torch.isfinite(output).all()  # the pulses alone reach threshold
     assert torch.equal(model.decide(output), output.argmin(dim=1))
     silent = output.clone()
     silent[0] = math.inf
     assert model.decide(silent)[0] == -1  # no output spike: no decision
     features = model.encoder(images)
-    assert features.shape == (8, 24) and 0 < features.min() and features.max() <= 1
+    assert features.shape == (8, 24)
+    assert 0 < features.min()
+    assert features.max() <= 1
 
 
 def test_a_hidden_neuron_silent_on_the_whole_batch_is_raised_towards_threshold():
@@ -151,10 +156,12 @@ def test_a_hidden_neuron_silent_on_the_whole_batch_is_raised_towards_threshold()
         model.encoder.layers[0].weight[:, :5] = -1.0  # five hidden neurons that cannot fire
     times, _ = model.output_times(images)
     dead = ~torch.isfinite(times[1]).any(dim=0)
-    assert dead[:5].all() and not dead[5:].all()
+    assert dead[:5].all()
+    assert not dead[5:].all()
     model.dead_drive(times).backward()
     grad = model.encoder.layers[0].weight.grad
-    assert (grad[:, :5] <= 0).all() and (grad[:, :5] < 0).any()  # descent raises their weights...
+    assert (grad[:, :5] <= 0).all()
+    assert (grad[:, :5] < 0).any()  # descent raises their weights...
     assert (grad[:, 5:][:, ~dead[5:]] == 0).all()  # ...and leaves the neurons that fire alone
     # The whole objective includes it with the spec's weight; without it, the dead get nothing.
     quiet = SNNTemporal(SMALL.model_copy(update={"revive_cost": 0.0}), TrainSpec(), (1, 28, 28), 10)
@@ -174,7 +181,8 @@ def test_evaluation_reports_accuracy_time_to_decision_and_counts(tmp_path: Path)
     assert metrics["accuracy"] == pytest.approx((model.decide(output) == labels).float().mean().item())
     assert metrics["time_to_decision"] == pytest.approx(output.amin(dim=1).mean().item())
     assert metrics["decided"] == 1.0
-    assert metrics["spikes_per_sample/hidden1"] == 24 and metrics["firing_rate/output"] == 1.0
+    assert metrics["spikes_per_sample/hidden1"] == 24
+    assert metrics["firing_rate/output"] == 1.0
     # A neuron integrates the input spikes and pulses before its own spike: two multiply-accumulates
     # per input spike (w e^(t/tau), w t e^(t/tau)), two adds per pulse (those products are constants).
     layers = [model.encoder.layers[0], model.output]
@@ -198,7 +206,8 @@ def test_an_encoding_it_cannot_take_is_rejected_at_validation():
     with pytest.raises(SpecError) as caught:
         load_text("name: x\nmodel:\n  kind: snn_temporal\n  encoding: {kind: rate}\n", "specs/x.yaml")
     [problem] = caught.value.problems
-    assert str(problem).startswith("specs/x.yaml:2:1: model: encoding 'rate'") and "use latency" in str(problem)
+    assert str(problem).startswith("specs/x.yaml:2:1: model: encoding 'rate'")
+    assert "use latency" in str(problem)
     with pytest.raises(SpecError) as caught:
         load_text("name: x\ndata: {dataset: mnist1d}\nmodel: {kind: snn_temporal}\n", "specs/x.yaml")
     assert "sequence" in str(caught.value.problems[0])

@@ -53,7 +53,8 @@ def test_alif_adapts_its_threshold_by_hand_computed_values():
         v = a * v + (1 - a) * 2.0 - z * 1.0           # reset by v_th
         z = float(v >= 1.0 + 3.0 * b)                  # A = v_th + beta b
         b = rho * b + (1 - rho) * z
-        assert spikes.item() == z and state.v.item() == pytest.approx(v, abs=1e-4)
+        assert spikes.item() == z
+        assert state.v.item() == pytest.approx(v, abs=1e-4)
         assert state.b.item() == pytest.approx(b, abs=1e-5)
     lif = NeuronCell(neuron.model_copy(update={"kind": "lif"}), FAST).run(torch.full((100, 1), 2.0))[0]
     alif = NeuronCell(neuron, FAST).run(torch.full((100, 1), 2.0))[0]
@@ -70,7 +71,8 @@ def test_the_fused_layer_equals_the_step_by_step_reference(refractory, surrogate
     weights = torch.randn(30, 4, 8)
     fused, fused_v = lif_layer(currents, neuron, spec)
     reference, reference_v = NeuronCell(neuron, spec).run(currents)
-    assert torch.equal(fused, reference) and torch.allclose(fused_v, reference_v, atol=1e-5)
+    assert torch.equal(fused, reference)
+    assert torch.allclose(fused_v, reference_v, atol=1e-5)
     assert fused.sum() > 0
     (grad_fused,) = torch.autograd.grad((fused * weights).sum() + fused_v.sum(), currents)
     (grad_reference,) = torch.autograd.grad((reference * weights).sum() + reference_v.sum(), currents)
@@ -100,7 +102,8 @@ def test_rate_encoding_fires_with_the_input_probability():
     spikes = rate(x, spec, torch.Generator().manual_seed(0))
     assert spikes.shape == (2000, 5)
     assert torch.allclose(spikes.mean(dim=0), x, atol=0.03)
-    assert spikes[:, 0].sum() == 0 and spikes[:, -1].sum() == 2000
+    assert spikes[:, 0].sum() == 0
+    assert spikes[:, -1].sum() == 2000
 
 
 @pytest.mark.parametrize("mode", ["linear", "log"])
@@ -109,9 +112,12 @@ def test_latency_encoding_fires_once_and_stronger_inputs_earlier(mode):
     x = torch.tensor([1.0, 0.8, 0.5, 0.2, 0.06, 0.01])
     spikes = latency(x, spec)
     assert spikes.shape == (20, 6)
-    assert spikes[:, :5].sum(dim=0).tolist() == [1, 1, 1, 1, 1] and spikes[:, 5].sum() == 0  # below threshold
+    assert spikes[:, :5].sum(dim=0).tolist() == [1, 1, 1, 1, 1]
+    assert spikes[:, 5].sum() == 0  # below threshold
     times = spike_times(x, spec)[:5].tolist()
-    assert times[0] == 0 and times == sorted(times) and times[-1] > times[0]
+    assert times[0] == 0
+    assert times == sorted(times)
+    assert times[-1] > times[0]
     if mode == "linear":
         assert times == [0, round(0.2 * 19), round(0.5 * 19), round(0.8 * 19), round(0.94 * 19)]
 

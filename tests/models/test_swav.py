@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from lightly.loss import SwaVLoss
 
+from pipeline import plugins
 from pipeline.data.datamodule import TensorDataModule
-from pipeline.models import REGISTRY
 from pipeline.models.swav import SwAVSpec
 from pipeline.models.swav.loss import prototype_usage, sinkhorn_codes
 from pipeline.models.swav.module import SwAV
@@ -23,7 +23,7 @@ SMALL = SwAVSpec(kind="swav", prototypes=12, projection_hidden_dim=32, projectio
 
 
 def test_registry_builds_swav():
-    assert REGISTRY["swav"].load_class() is SwAV
+    assert plugins.models()["swav"].load_class() is SwAV
 
 
 def test_sinkhorn_codes_are_doubly_stochastic():
@@ -31,7 +31,8 @@ def test_sinkhorn_codes_are_doubly_stochastic():
     batch, k = 64, 16
     scores = F.normalize(torch.randn(batch, 8), dim=1) @ F.normalize(torch.randn(k, 8), dim=1).T
     codes = sinkhorn_codes(scores, epsilon=0.05, iterations=50)
-    assert codes.shape == (batch, k) and (codes >= 0).all()
+    assert codes.shape == (batch, k)
+    assert (codes >= 0).all()
     assert torch.allclose(codes.sum(dim=1), torch.ones(batch), atol=1e-4)
     # Equipartition: every prototype gets an equal share of the batch.
     assert torch.allclose(codes.sum(dim=0), torch.full((k,), batch / k), atol=1e-2)

@@ -65,7 +65,8 @@ def test_prednet_targets_are_made_from_the_errors_below_and_precnet_targets_are_
         torch.testing.assert_close(precnet.targets[level], F.max_pool2d(precnet.state.r[level - 1], 2))
         torch.testing.assert_close(precnet.state.e[level], error_units(precnet.predictions[level],
                                                                         precnet.targets[level]))
-    assert prednet.targets[0] is frame and precnet.targets[0] is frame
+    assert prednet.targets[0] is frame
+    assert precnet.targets[0] is frame
 
 
 def test_with_no_error_below_prednet_has_nothing_to_predict_above_while_precnet_still_does():
@@ -75,7 +76,8 @@ def test_with_no_error_below_prednet_has_nothing_to_predict_above_while_precnet_
     with torch.no_grad():
         prednet = nets["prednet"].step(None, random_state(nets["prednet"]))  # None: the prediction is the frame
         precnet = nets["precnet"].step(None, random_state(nets["precnet"]))
-    assert prednet.state.e[0].abs().max() == 0 and precnet.state.e[0].abs().max() == 0
+    assert prednet.state.e[0].abs().max() == 0
+    assert precnet.state.e[0].abs().max() == 0
     flat = prednet.targets[1].flatten(2)
     torch.testing.assert_close(flat, flat[:, :, :1].expand_as(flat))
     assert precnet.targets[1].flatten(2).std(dim=2).min() > 1e-3
@@ -132,7 +134,9 @@ def test_each_prediction_reads_only_the_frames_before_it(kind: str):
         first, _, _ = net.run(frames, extrapolate_from=3)
         second, _, _ = net.run(changed, extrapolate_from=3)
     torch.testing.assert_close(first, second)
-    assert before.shape == frames.shape and 0 <= before.min() and before.max() <= 1
+    assert before.shape == frames.shape
+    assert 0 <= before.min()
+    assert before.max() <= 1
 
 
 def test_predicted_frames_are_clipped_to_the_pixel_range():
@@ -166,7 +170,8 @@ def test_frame_sides_must_be_divisible_by_two_to_the_layers_minus_one_said_at_th
     with pytest.raises(SpecError) as caught:
         load(write_spec(tmp_path, body))
     message = str(caught.value)
-    assert "spec.yaml:3:" in message and "divisible by 2^(layers-1) = 64" in message
+    assert "spec.yaml:3:" in message
+    assert "divisible by 2^(layers-1) = 64" in message
     load_text(body.replace("[2, 2, 2, 2, 2, 2, 2]", "[2, 2, 2, 2, 2, 2]"), "ok.yaml")  # 32 / 2^5 = 1: fine
 
 
@@ -217,5 +222,6 @@ def test_training_on_its_own_errors_lowers_the_next_frame_error(module, spec):
     with torch.no_grad():
         end = mse_per_frame(net.rollout(frames), frames)
         copy_last = mse_per_frame(torch.cat([frames[:, :1], frames[:, :-1]], dim=1), frames)
-    assert end < 0.5 * start and end < copy_last
+    assert end < 0.5 * start
+    assert end < copy_last
     assert net.encoder(frames).shape == (4, net.encoder.out_dim)

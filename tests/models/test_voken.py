@@ -13,9 +13,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from pipeline import plugins
+from pipeline.capabilities import Encoder
 from pipeline.data.datamodule import Splits, TensorDataModule
 from pipeline.data.text import CLS, IGNORE, MASK, PAD, SEP, UNK, VOCAB_SIZE
-from pipeline.models import REGISTRY
 from pipeline.models.backbones import ConvNet
 from pipeline.models.voken import VokenLMSpec, VokenMatcherSpec
 from pipeline.models.voken.lm import VokenLM
@@ -28,6 +29,7 @@ from pipeline.models.voken.losses import (
     voken_loss,
 )
 from pipeline.models.voken.matcher import VokenMatcher, real_tokens
+from pipeline.models.voken.plugin import LanguageModel
 from pipeline.spec.experiment import DataSpec, TrainSpec
 
 MATCHER = VokenMatcherSpec(kind="voken_matcher", dim=32, layers=1, heads=2, ffn=64, joint_dim=16,
@@ -86,10 +88,11 @@ def _finite_gradients(model) -> None:
 
 
 def test_the_registry_builds_both_kinds():
-    assert REGISTRY["voken_matcher"].load_class() is VokenMatcher
-    assert REGISTRY["voken_lm"].load_class() is VokenLM
-    assert REGISTRY["voken_matcher"].takes_encoder and REGISTRY["voken_matcher"].modalities == ("image-text",)
-    assert REGISTRY["voken_lm"].provides == frozenset({"encoder", "language_model"})
+    assert plugins.models()["voken_matcher"].load_class() is VokenMatcher
+    assert plugins.models()["voken_lm"].load_class() is VokenLM
+    assert plugins.models()["voken_matcher"].takes_encoder
+    assert plugins.models()["voken_matcher"].modalities == ("image-text",)
+    assert plugins.models()["voken_lm"].provides == (Encoder, LanguageModel)
 
 
 def test_specs_check_heads_and_layers():

@@ -25,6 +25,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from pipeline.plugins import cached as plugins_cached
 from pipeline.spec.components import Strict
 
 
@@ -214,31 +215,23 @@ def strategy_label(strategy) -> str:
     return strategy.name + (" (labels trick)" if getattr(strategy, "contrast", None) == "current" else "")
 
 
-StrategySpec = Annotated[
-    Naive | Joint | Cumulative | EWC | SI | LwF | Replay | GDumb | AR1 | REMIND | EnergyBased,
-    Field(discriminator="name"),
-]
+def strategy_union():
+    """Every registered strategy's spec (`pipeline.plugins`), discriminated by `name`."""
+    from functools import reduce
+    from operator import or_
+
+    from pipeline import plugins
+
+    specs = [entry.spec for entry in plugins.strategies().values()]
+    return Annotated[reduce(or_, specs), Field(discriminator="name")] if len(specs) > 1 else specs[0]
 
 
-class ContinualSpec(Strict):
-    """A continual learner: a network, a scenario and a strategy."""
-
-    kind: Literal["continual"]
-    scenario: ScenarioSpec = ScenarioSpec()
-    strategy: StrategySpec = Naive()  # type: ignore[valid-type]
-    hidden: list[int] = Field(
-        [400, 400], min_length=1,
-        description="Without an upstream encoder: the MLP's hidden layers (Linear -> ReLU) on the flattened input.")
-    latent_layer: int | None = Field(
-        None, ge=0,
-        description="Where the network is cut into lower and upper parts, as an index into its modules (an MLP's: "
-                    "one per Linear and per ReLU); the latent replay strategies need it (ar1, remind).")
-    freeze_lower: bool = Field(
-        False, description="Keep the modules below `latent_layer` frozen throughout (an upstream encoder's lower "
-                           "layers, say); ar1 and remind freeze them anyway.")
+class _Learner(Strict):
+    """The checks of a continual learner's spec; its fields are declared by `continual_spec`, whose
+    strategy union is built from the registered strategies."""
 
     @model_validator(mode="after")
-    def _check(self) -> ContinualSpec:
+    def _check(self) -> _Learner:
         if any(h <= 0 for h in self.hidden):
             raise ValueError(f"hidden must all be > 0 (got {self.hidden})")
         if self.strategy.name in ("ar1", "remind") and self.latent_layer is None:
@@ -281,3 +274,51 @@ class ContinualSpec(Strict):
         if self.strategy.name == "remind":
             return "REMIND freezes its lower network from the start: it must be a trained encoder"
         return None
+
+
+@plugins_cached
+def continual_spec() -> type:
+    """The continual learner's spec class over the strategies registered now."""
+    strategy_spec = strategy_union()
+
+    class ContinualSpec(_Learner):
+        """A continual learner: a network, a scenario and a strategy."""
+
+        kind: Literal["continual"]
+        scenario: ScenarioSpec = ScenarioSpec()
+        strategy: strategy_spec = Naive()  # type: ignore[valid-type]
+        hidden: list[int] = Field(
+            [400, 400], min_length=1,
+            description="Without an upstream encoder: the MLP's hidden layers (Linear -> ReLU) on the flattened "
+                        "input.")
+        latent_layer: int | None = Field(
+            None, ge=0,
+            description="Where the network is cut into lower and upper parts, as an index into its modules (an MLP's: "
+                        "one per Linear and per ReLU); the latent replay strategies need it (ar1, remind).")
+        freeze_lower: bool = Field(
+            False, description="Keep the modules below `latent_layer` frozen throughout (an upstream encoder's lower "
+                               "layers, say); ar1 and remind freeze them anyway.")
+
+    ContinualSpec.__qualname__ = "ContinualSpec"  # pickled by name, found through __getattr__
+    return ContinualSpec
+
+
+def __getattr__(name: str):
+    # `ContinualSpec` and `StrategySpec` are built from the registry when first asked for (and again
+    # after a plugin is registered at run time), so a strategy of another package joins the union
+    # whatever the order the plugins were loaded in.
+    if name == "ContinualSpec":
+        return continual_spec()
+    if name == "StrategySpec":
+        return strategy_union()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class ContinualTaskSpec(Strict):
+    """A continual learner's stream: the accuracy matrix (accuracy on experience j's test examples
+    after training on experiences 0..i) as a heatmap, the accuracy over experiences as a curve, and
+    from it the average accuracy after the last experience, forgetting, backward and forward
+    transfer; the memory the strategy keeps, in samples and bytes. The same figures on validation
+    examples. Headline: the average accuracy, beside the network's before any training."""
+
+    kind: Literal["continual"] = "continual"

@@ -15,7 +15,7 @@ from pipeline.models.base import Phase, Supervised
 from pipeline.models.continual import ContinualSpec, strategies
 from pipeline.models.continual import metrics as cl_metrics
 from pipeline.models.continual import scenario as cl_scenario
-from pipeline.spec.experiment import DataSpec, TrainSpec
+from pipeline.spec.components import DataSpec, TrainSpec
 
 
 class LayerStack(nn.Module):

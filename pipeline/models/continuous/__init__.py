@@ -33,6 +33,11 @@ class _Recurrent(Strict):
                                "multiplied by it). Below 1, the dynamics are slow against the sampling, so the "
                                "state remembers more samples.")
 
+    @property
+    def time_channels(self) -> int:
+        """Trailing input channels that hold times, not values (noise and scaling leave them alone)."""
+        return 1 if self.elapsed_time == "last_channel" else 0
+
     def check_input(self, shape: tuple[int, ...]) -> None:
         if len(shape) != 2:
             raise ValueError(f"takes sequences [channels, length], not inputs of shape {list(shape)}")

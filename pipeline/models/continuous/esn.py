@@ -16,7 +16,7 @@ from torch import nn
 from pipeline.data.datamodule import model_input
 from pipeline.models.continuous import ESNSpec
 from pipeline.models.continuous.module import Core, RecurrentEncoder, SequenceNet, State
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 
 class ReservoirCore(Core):
@@ -242,5 +242,5 @@ class ESN(SequenceNet):
         self._regression = None
         self.log("train/loss", float(mse), on_step=True, on_epoch=True, prog_bar=True, batch_size=1)
 
-    def network_stats(self) -> dict[str, float]:
-        return {**super().network_stats(), "spectral_radius": self.encoder.core.spectral_radius()}
+    def network_stats(self, probe=None) -> dict[str, float]:
+        return {**super().network_stats(probe), "spectral_radius": self.encoder.core.spectral_radius()}

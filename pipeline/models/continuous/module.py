@@ -12,7 +12,7 @@ from torch import nn
 from pipeline.data.datamodule import model_input
 from pipeline.models.base import Supervised
 from pipeline.models.continuous import CfCSpec, CTRNNSpec, LTCSpec, RNNSpec, WiringSpec
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
@@ -251,7 +251,9 @@ class SequenceNet(Supervised):
 
     # --- what the network_stats task reports
 
-    def network_stats(self) -> dict[str, float]:
+    def network_stats(self, probe=None) -> dict[str, float]:
+        """`probe` (run the network once on a test batch) is for the figures counted per pass; a
+        recurrent network has none."""
         core = self.encoder.core
         used, dense = core.synapses()
         stats = {"parameters": float(sum(p.numel() for p in self.parameters())),

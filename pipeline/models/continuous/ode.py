@@ -15,7 +15,7 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from pipeline.models.base import Supervised
 from pipeline.models.continuous import NeuralODESpec
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 FIXED_STEP = frozenset({"rk4", "euler", "midpoint"})
 
@@ -127,11 +127,15 @@ class NeuralODE(Supervised):
                  sync_dist=True)
         return loss
 
-    def network_stats(self) -> dict[str, float]:
+    def network_stats(self, probe=None) -> dict[str, float]:
         """Neurons: the block's channels, the width of its state at each position (its size
         times the length would count one network's units once per sample read). Synapses: the
         weights of the three convolutions, all dense (used = dense), the head's left out as a
-        recurrent kind's readout is."""
+        recurrent kind's readout is. NFE: the solver's function evaluations of one pass, over the
+        batch `probe` runs (else since the last reset)."""
+        if probe is not None:
+            self.nfe = 0
+            probe()
         encoder = self.encoder
         convs = [encoder.stem[0], encoder.block.func.conv1, encoder.block.func.conv2]
         synapses = float(sum(conv.weight.numel() for conv in convs))

@@ -10,8 +10,9 @@ from torch import nn
 
 from pipeline.models.base import SelfSupervised
 from pipeline.models.cpc import CPCImageSpec, PatchAugmentSpec, PatchGridSpec
-from pipeline.models.cpc.infonce import PerOffsetMetrics, offset_predictors, per_offset_info_nce
-from pipeline.spec.experiment import TrainSpec
+from pipeline.models.cpc.infonce import PerOffsetMetrics, offset_predictors
+from pipeline.models.cpc.losses import grid_cpc_loss
+from pipeline.spec.components import TrainSpec
 
 
 def patchify(images: torch.Tensor, patch: PatchGridSpec, margin: int = 0) -> torch.Tensor:
@@ -179,19 +180,9 @@ class CPCImage(PerOffsetMetrics, SelfSupervised):
         return flat.view(b, r, q, *flat.shape[1:])
 
     def cpc_loss(self, codes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """(mean loss over offsets, per-offset losses, per-offset accuracies) of codes [B, D, R, Q]."""
-        context = self.context(codes)
-        b, d, r, q = codes.shape
-        candidates = codes.permute(0, 2, 3, 1).reshape(b * r * q, d)  # every patch of the batch
-        index = torch.arange(b * r * q, device=codes.device).view(b, r, q)
-
-        def terms():
-            for offset, predictor in zip(self.offsets, self.predictors, strict=True):
-                sources = context[:, :, : r - offset].permute(0, 2, 3, 1).reshape(-1, context.shape[1])
-                targets = index[:, offset:].reshape(-1)  # the patch `offset` rows below each context
-                yield predictor(sources), candidates, targets, None
-
-        return per_offset_info_nce(terms())
+        """(mean loss over offsets, per-offset losses, per-offset accuracies) of codes [B, D, R, Q]
+        (`grid_cpc_loss` with this model's context network and predictors)."""
+        return grid_cpc_loss(codes, self.context(codes), self.offsets, self.predictors)
 
     def ssl_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes = self.encoder.code_map(self.augmented_patches(images))

@@ -10,8 +10,9 @@ from torch import nn
 from pipeline.models.base import SelfSupervised
 from pipeline.models.cpc import CPCSequenceSpec
 from pipeline.models.cpc.image import ChannelNorm
-from pipeline.models.cpc.infonce import PerOffsetMetrics, offset_predictors, per_offset_info_nce
-from pipeline.spec.experiment import TrainSpec
+from pipeline.models.cpc.infonce import PerOffsetMetrics, offset_predictors
+from pipeline.models.cpc.losses import sequence_cpc_loss
+from pipeline.spec.components import TrainSpec
 
 
 class _ChannelNorm1d(ChannelNorm):
@@ -91,22 +92,8 @@ class CPCSequence(PerOffsetMetrics, SelfSupervised):
     def cpc_loss(self, codes: torch.Tensor, context: torch.Tensor
                  ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """(mean loss over steps, per-step losses, per-step accuracies) of codes [B, T, D] and
-        context [B, T, H]."""
-        b, t, d = codes.shape
-        candidates = codes.reshape(b * t, d)
-        index = torch.arange(b * t, device=codes.device).view(b, t)
-        time = torch.arange(t, device=codes.device).repeat(b)  # the step of each candidate
-
-        def terms():
-            for k, predictor in zip(self.offsets, self.predictors, strict=True):
-                targets = index[:, k:].reshape(-1)
-                allowed = None
-                if not self.spec.same_sequence_negatives:
-                    # Negatives: the other sequences' codes at the target's own step.
-                    allowed = time[None, :] == time[targets][:, None]
-                yield predictor(context[:, : t - k]).reshape(-1, d), candidates, targets, allowed
-
-        return per_offset_info_nce(terms())
+        context [B, T, H] (`sequence_cpc_loss` with this model's predictors and negatives)."""
+        return sequence_cpc_loss(codes, context, self.offsets, self.predictors, self.spec.same_sequence_negatives)
 
     def ssl_step(self, signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes, context = self.encoder.encode(self.augment(signals))

@@ -22,7 +22,7 @@ from torch import nn
 from pipeline.data.datamodule import model_input
 from pipeline.models.base import Supervised
 from pipeline.models.predictive_coding import FeedforwardSpec
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 

@@ -204,3 +204,10 @@ class SNNTemporalSpec(Strict):
         if any(h <= 0 for h in self.hidden):
             raise ValueError(f"hidden must all be > 0 (got {self.hidden})")
         return self
+
+
+class SpikeStatsSpec(Strict):
+    """Spikes, firing rates, sparsity, synaptic operations against the MACs of the same-shaped
+    non-spiking network, the energy estimate, a spike raster and membrane traces."""
+
+    kind: Literal["spike_stats"] = "spike_stats"

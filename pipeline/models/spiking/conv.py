@@ -10,12 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline import plots
 from pipeline.models.base import Supervised
-from pipeline.models.spiking import SNNConvSpec, stats
+from pipeline.models.spiking import SNNConvSpec, figures, stats
 from pipeline.models.spiking.encoding import encode
 from pipeline.models.spiking.neurons import lif_layer
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 
 def _over_time(layer: nn.Module, spikes: torch.Tensor) -> torch.Tensor:
@@ -147,8 +146,8 @@ class SNNConv(Supervised):
     def spike_pictures(self, first: dict[str, torch.Tensor], label: str, classes: tuple[str, ...],
                        out: Path) -> list[Path]:
         return [
-            plots.raster(first["fc"], f"fc layer spikes, one test image ({label})", out / "spike_raster.png",
+            figures.raster(first["fc"], f"fc layer spikes, one test image ({label})", out / "spike_raster.png",
                          input_spikes=None if self.spec.encoding.kind == "direct" else first["conv1_in"].flatten(1)),
-            plots.membrane_trace(first["fc_potentials"][:, :5], first["fc"][:, :5], self.spec.neuron.threshold,
+            figures.membrane_trace(first["fc_potentials"][:, :5], first["fc"][:, :5], self.spec.neuron.threshold,
                                  f"fc layer membrane potentials, one test image ({label})", out / "membrane_trace.png"),
         ]

@@ -30,13 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline import plots
 from pipeline.data.datamodule import model_input
 from pipeline.models.base import Supervised
-from pipeline.models.spiking import EncodingSpec, LSNNSpec, stats
+from pipeline.models.spiking import EncodingSpec, LSNNSpec, figures, stats
 from pipeline.models.spiking.encoding import delta as delta_encode
 from pipeline.models.spiking.surrogates import pseudo_derivative_, spike
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 
 def input_features(input_shape: tuple[int, ...]) -> int:
@@ -306,10 +305,10 @@ class LSNN(Supervised):
         take = 2 if adaptive and hidden - adaptive else 5
         shown = [*lif[:take].tolist(), *alif[:5 - min(take, len(lif))].tolist()][:5]
         return [
-            plots.raster(first["spikes"], f"recurrent spikes (LIF first, then ALIF), one test sequence ({label})",
+            figures.raster(first["spikes"], f"recurrent spikes (LIF first, then ALIF), one test sequence ({label})",
                          out / "spike_raster.png",
                          input_spikes=first["inputs"] if self.spec.input == "delta" else None),
-            plots.membrane_trace(first["potentials"][:, shown], first["spikes"][:, shown],
+            figures.membrane_trace(first["potentials"][:, shown], first["spikes"][:, shown],
                                  first["thresholds"][:, shown],
                                  f"membrane potentials and thresholds, one test sequence ({label})",
                                  out / "membrane_trace.png"),

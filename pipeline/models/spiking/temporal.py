@@ -54,7 +54,7 @@ from pipeline.data.datamodule import model_input
 from pipeline.models.base import Supervised
 from pipeline.models.spiking import SNNTemporalSpec, stats
 from pipeline.models.spiking.encoding import spike_times
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 INVERSE_E = math.exp(-1)
 
@@ -358,13 +358,14 @@ class SNNTemporal(Supervised):
 
     def spike_pictures(self, first: list[torch.Tensor], label: str, classes: tuple[str, ...],
                        out: Path) -> list[Path]:
-        from pipeline import plots
+        from pipeline.models.spiking import figures
 
         grid, potentials = self.output_potentials(first)
-        return [plots.spike_times(first, ["input", *self.layer_names()], f"spike times, one test image ({label})",
-                                  out / "spike_raster.png"),
-                plots.potentials_to_spikes(grid, potentials, first[-1], self.spec.threshold, classes,
-                                           f"output potentials, one test image ({label})", out / "membrane_trace.png")]
+        return [figures.spike_times(first, ["input", *self.layer_names()], f"spike times, one test image ({label})",
+                                    out / "spike_raster.png"),
+                figures.potentials_to_spikes(grid, potentials, first[-1], self.spec.threshold, classes,
+                                             f"output potentials, one test image ({label})",
+                                             out / "membrane_trace.png")]
 
     def output_potentials(self, times: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(time grid, the output neurons' potentials V(t) on it [T, classes]) of one example, from

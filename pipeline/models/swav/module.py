@@ -15,7 +15,7 @@ from pipeline.models.backbones import build_backbone
 from pipeline.models.base import SelfSupervised
 from pipeline.models.swav import SwAVSpec
 from pipeline.models.swav.loss import prototype_usage
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 log = logging.getLogger(__name__)
 

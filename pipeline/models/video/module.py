@@ -16,7 +16,7 @@ from torch import nn
 from pipeline.data.datamodule import model_input
 from pipeline.models.base import Trainable
 from pipeline.models.video import PreCNetSpec, PredNetSpec
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 FRAME_BIAS = 0.1
 """The frame prediction's bias starts here, above zero: where a ReLU output starts below zero

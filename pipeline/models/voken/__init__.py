@@ -106,3 +106,70 @@ class VokenLMSpec(Strict):
     def _check(self) -> VokenLMSpec:
         _check_heads(self.dim, self.heads)
         return self
+
+
+class RetrievalSpec(Strict):
+    """Caption-to-image and image-to-caption retrieval on held-out scenes by a token-image matcher
+    (a caption's score for an image: the mean relevance of its tokens): recall@k, the share of
+    queries whose own image (caption) ranks in the top k of a gallery of `gallery` test scenes;
+    against the untrained matcher and chance (k / gallery). Pictures: captions with the images
+    they retrieve."""
+
+    kind: Literal["retrieval"] = "retrieval"
+    gallery: int = Field(1000, gt=1, description="Test (and validation) scenes ranked against each other.")
+    ks: list[int] = Field([1, 5], min_length=1, description="The k of each recall@k.")
+    examples: int = Field(6, ge=0, description="Test captions drawn (seeded) for the picture of retrieved images.")
+
+    def datasets(self) -> tuple[str, ...]:
+        return ("wordnet_corpus",)  # its tokenizer, to print the captions of the picture
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalSpec:
+        if any(k < 1 or k > self.gallery for k in self.ks):
+            raise ValueError(f"each k must be in [1, gallery={self.gallery}] (got {self.ks})")
+        return self
+
+
+class VokenizeSpec(Strict):
+    """Vokenization (Tan & Bansal 2020): every token of a text corpus, in its context, gets its
+    voken, the image of a fixed pool that the matcher scores highest for it (exact inner-product
+    search, faiss); a token of a type the matcher never read in its training captions gets none
+    (its embedding was never trained). The pool: `pool` scenes of this spec's training split (seeded). Writes the
+    vokenized corpus as a dataset (modality `text`: `input` token ids, `vokens` the voken of each
+    token, IGNORE at padding and special tokens; its classes are the pool's images, named by their
+    captions) into artifacts/<spec>/evaluate/dataset/, for a language model with
+    `upstream: {data: <this spec>}`. Reports the share of the pool used as vokens, and how often a
+    clothing word's voken shows an item of the class it names (against the untrained matcher and
+    chance)."""
+
+    kind: Literal["vokenize"] = "vokenize"
+    corpus: Literal["wordnet_corpus"] = Field("wordnet_corpus", description="The text corpus vokenized.")
+    pool: int = Field(1000, gt=1, description="Training scenes that make the voken pool.")
+    max_sentences: int | None = Field(
+        None, gt=0, description="Vokenize only the first this many training sentences of the corpus (all of its "
+                                "test sentences); default: all.")
+    batch_size: int = Field(512, gt=0, description="Sentences encoded at once.")
+
+    def datasets(self) -> tuple[str, ...]:
+        return (self.corpus,)
+
+
+class TextProbeSpec(Strict):
+    """A language model's sentence features (the mean of its last layer over the tokens) probed
+    by logistic regression on a labelled text task (L2 chosen on validation): WordNet noun
+    supersenses of glosses (26 classes), or grounded facts (whether a sentence comparing two
+    clothing items' brightness or size is true, by Fashion-MNIST's images; each test sentence names
+    a class no training sentence names, so the probe must read that class's brightness or size off
+    the features). Against the same network untrained and the majority class."""
+
+    kind: Literal["text_probe"] = "text_probe"
+    dataset: Literal["wordnet_supersense", "grounded_facts"] = Field(description="The labelled text task.")
+    weight_decays: list[float] = Field([1e-2, 1e-3, 1e-4], min_length=1,
+                                       description="L2 strengths tried; the best on validation is kept.")
+    max_iter: int = Field(200, gt=0, description="L-BFGS iterations at most, per L2 strength.")
+    train_subset: int | None = Field(None, gt=0, description="Fit on only this many training sentences (seeded); "
+                                                             "default: all.")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Training sentences held out to choose the L2.")
+
+    def datasets(self) -> tuple[str, ...]:
+        return (self.dataset,)

@@ -21,7 +21,7 @@ from pipeline.models.voken.losses import (
     voken_loss,
 )
 from pipeline.models.voken.text import TextTransformer, bert_init
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 VALIDATION_SEED = 7_919
 """Validation batch k is masked by a generator seeded VALIDATION_SEED + k: the same tokens, and

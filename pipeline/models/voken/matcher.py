@@ -20,7 +20,7 @@ from pipeline.models.base import Trainable
 from pipeline.models.voken import VokenMatcherSpec
 from pipeline.models.voken.losses import caption_scores, token_image_hinge, true_negatives
 from pipeline.models.voken.text import TextTransformer
-from pipeline.spec.experiment import TrainSpec
+from pipeline.spec.components import TrainSpec
 
 
 def real_tokens(tokens: torch.Tensor) -> torch.Tensor:

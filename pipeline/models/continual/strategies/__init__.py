@@ -3,7 +3,6 @@ protocol (see `Strategy`). `build(spec, net)` makes the one a spec names."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 import torch
@@ -116,21 +115,7 @@ def distillation(logits: torch.Tensor, targets: torch.Tensor, temperature: float
                     reduction="batchmean") * temperature**2
 
 
-MODULES = {
-    "naive": "bounds:Naive",
-    "joint": "bounds:Joint",
-    "cumulative": "bounds:Cumulative",
-    "ewc": "regularization:EWC",
-    "si": "regularization:SI",
-    "lwf": "regularization:LwF",
-    "replay": "rehearsal:Replay",
-    "gdumb": "rehearsal:GDumb",
-    "ar1": "latent:AR1",
-    "remind": "latent:REMIND",
-    "energy": "energy:EnergyBased",
-}
-
-
 def build(spec, net: Continual) -> Strategy:
-    module, name = MODULES[spec.name].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)(spec, net)
+    from pipeline import plugins
+
+    return plugins.strategies()[spec.name].load_class()(spec, net)

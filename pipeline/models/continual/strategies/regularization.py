@@ -9,6 +9,7 @@ from torch.func import functional_call, grad, vmap
 
 from pipeline.data.datamodule import Fields, model_input
 from pipeline.models.continual.strategies import Strategy, distillation, safe, stored_bytes
+from pipeline.models.continual.strategies.penalties import ewc_penalty, si_importance, si_surrogate
 
 
 def _log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -116,12 +117,9 @@ class EWC(_ParameterStrategy):
     def penalty(self) -> torch.Tensor:
         if not bool(self.consolidated):
             return torch.zeros((), device=self.net.head.weight.device)
-        total = 0.0
-        for name, p in self.plastic().items():
-            fisher, anchor = self.kept("fisher_", name), self.kept("anchor_", name)
-            if fisher is not None:
-                total = total + (fisher * (p - anchor) ** 2).sum()
-        return 0.5 * self.spec.ewc_lambda * total
+        params = {name: p for name, p in self.plastic().items() if self.kept("fisher_", name) is not None}
+        return ewc_penalty(params.values(), [self.kept("anchor_", name) for name in params],
+                           [self.kept("fisher_", name) for name in params], self.spec.ewc_lambda)
 
     def loss(self, batch: Fields) -> torch.Tensor:
         return super().loss(batch) + self.penalty()
@@ -176,9 +174,10 @@ class SI(_ParameterStrategy):
         self.keep("previous_", params)
 
     def loss(self, batch: Fields) -> torch.Tensor:
-        penalty = sum((self.kept("importance_", n) * (p - self.kept("anchor_", n)) ** 2).sum()
-                      for n, p in self.plastic().items())
-        return super().loss(batch) + self.spec.si_lambda * penalty
+        params = self.plastic()
+        penalty = si_surrogate(params.values(), [self.kept("anchor_", n) for n in params],
+                               [self.kept("importance_", n) for n in params], self.spec.si_lambda)
+        return super().loss(batch) + penalty
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -191,8 +190,8 @@ class SI(_ParameterStrategy):
     @torch.no_grad()
     def end_experience(self, index: int) -> None:
         for name, p in self.plastic().items():
-            change = (p - self.kept("anchor_", name)) ** 2
-            self.kept("importance_", name).add_(self.kept("path_", name).clamp(min=0) / (change + self.spec.xi))
+            self.kept("importance_", name).add_(si_importance(self.kept("path_", name), p, self.kept("anchor_", name),
+                                                              self.spec.xi))
             self.kept("path_", name).zero_()
             self.kept("anchor_", name).copy_(p)
             self.kept("previous_", name).copy_(p)

@@ -52,6 +52,14 @@ def spiking_pass(ctx: Context) -> SpikingPass:
     return ctx.cached("spikes/pass", lambda: run_spiking(ctx.trained, ctx.split("test")[0], ctx.device))
 
 
+def predictions(ctx: Context, split: str) -> torch.Tensor:
+    """The network's decisions on a split, by the spiking pass (the `network` task's hook): on the
+    test split, the one pass that also gives the spike statistics."""
+    if split == "test":
+        return spiking_pass(ctx).predictions
+    return run_spiking(ctx.trained, ctx.split(split)[0], ctx.device).predictions
+
+
 def run(task, ctx: Context) -> TaskResult:
     result = spiking_pass(ctx)
     label = ctx.splits.classes[int(ctx.labels("test")[0])]

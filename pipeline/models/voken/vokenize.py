@@ -9,12 +9,12 @@ import time
 import numpy as np
 import torch
 
-from pipeline import plots
 from pipeline.data import written
 from pipeline.data.datamodule import model_input
 from pipeline.data.fashion_mnist import CLASSES
 from pipeline.data.text import IGNORE, NO_CLASS, VOCAB_SIZE
 from pipeline.evaluators.context import Context, Headline, TaskResult
+from pipeline.models.voken import figures
 
 
 def pool_index(embeddings: torch.Tensor):
@@ -67,15 +67,15 @@ def clothing_agreement(vokens: torch.Tensor, word_class: torch.Tensor, pool_item
 
 
 def run(task, ctx: Context) -> TaskResult:
+    from pipeline import plugins
     from pipeline.data.datamodule import load_splits
     from pipeline.data.fetch import require_dataset
-    from pipeline.data.registry import DATASETS
     from pipeline.data.voken import decode, load_tokenizer
-    from pipeline.spec.experiment import DataSpec
+    from pipeline.spec.components import DataSpec
 
     started = time.perf_counter()
     corpus = load_splits(DataSpec(dataset=task.corpus, val_fraction=0.0), ctx.spec.seed)
-    tokenizer = load_tokenizer(require_dataset(DATASETS[task.corpus]))
+    tokenizer = load_tokenizer(require_dataset(plugins.datasets()[task.corpus]))
     train_sentences = corpus.train["input"][: task.max_sentences] if task.max_sentences else corpus.train["input"]
     train_classes = corpus.train["word_class"][: len(train_sentences)]
 
@@ -140,7 +140,7 @@ def run(task, ctx: Context) -> TaskResult:
         pictures.append(pool_images[vokens["trained", "test"][row, real]].numpy())
     artifacts = [folder / written.DESCRIPTION]
     if sentences:
-        artifacts.append(plots.voken_strips(sentences, pictures, f"{ctx.spec.name}: tokens and their vokens",
+        artifacts.append(figures.voken_strips(sentences, pictures, f"{ctx.spec.name}: tokens and their vokens",
                                             ctx.out / "vokens.png"))
     return TaskResult(metrics, artifacts, Headline(
         "clothing words whose voken shows their class", metrics["clothing_voken_shows_class_trained"],

@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline import plots
 from pipeline.evaluators.context import Context, Headline, TaskResult
-from pipeline.models.continual import strategy_label
+from pipeline.models.continual import figures, strategy_label
 from pipeline.models.continual.metrics import average_accuracies
 
 
@@ -51,8 +51,9 @@ def run(task, ctx: Context) -> TaskResult:
             for name, checked in model.strategy.phases()[: len(matrix)]]
     strategy = strategy_label(model.spec.strategy)
     average = metrics["average_accuracy"]
-    pictures = [plots.accuracy_matrix(matrix, rows, names, f"{ctx.spec.name}: {strategy}, average {100 * average:.1f}%",
-                                      ctx.out / "accuracy_matrix.png")]
+    pictures = [figures.accuracy_matrix(matrix, rows, names,
+                                        f"{ctx.spec.name}: {strategy}, average {100 * average:.1f}%",
+                                        ctx.out / "accuracy_matrix.png")]
     curve = {"average over experiences seen": list(enumerate(average_accuracies(matrix, seen))),
              **{f"experience {j}": [(i, float(matrix[i, j])) for i in range(len(matrix)) if j in seen[i]]
                 for j in range(len(model.experiences)) if len(matrix) > 1}}

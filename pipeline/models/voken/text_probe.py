@@ -12,7 +12,7 @@ from pipeline.evaluators.features import extract_features, linear_probe
 
 def run(task, ctx: Context) -> TaskResult:
     from pipeline.data.datamodule import load_splits
-    from pipeline.spec.experiment import DataSpec
+    from pipeline.spec.components import DataSpec
 
     data = load_splits(DataSpec(dataset=task.dataset, val_fraction=task.val_fraction,
                                 train_subset=task.train_subset), ctx.spec.seed)

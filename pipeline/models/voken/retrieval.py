@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from pipeline import plots
 from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import Context, Headline, TaskResult
+from pipeline.models.voken import figures
 from pipeline.models.voken.losses import caption_scores
 
 
@@ -56,14 +56,14 @@ def run(task, ctx: Context) -> TaskResult:
             metrics[f"r{k}_chance{suffix}"] = k / size
     artifacts = []
     if task.examples:
+        from pipeline import plugins
         from pipeline.data.fetch import require_dataset
-        from pipeline.data.registry import DATASETS
         from pipeline.data.voken import decode, load_tokenizer
 
-        tokenizer = load_tokenizer(require_dataset(DATASETS["wordnet_corpus"]))
+        tokenizer = load_tokenizer(require_dataset(plugins.datasets()["wordnet_corpus"]))
         picks = torch.randperm(len(test_scores), generator=torch.Generator().manual_seed(ctx.spec.seed))[:task.examples]
         top = test_scores[picks].topk(min(5, test_scores.shape[1]), dim=1).indices
-        artifacts.append(plots.retrieved_images(
+        artifacts.append(figures.retrieved_images(
             [decode(tokenizer, ctx.splits.test["tokens"][i].tolist()) for i in picks.tolist()],
             ctx.splits.test["input"][top].numpy(), picks.tolist(), top.tolist(),
             f"{ctx.spec.name}: captions and the test scenes they retrieve (true scene framed)",
