@@ -8,8 +8,8 @@ so this module, and the core around it, names no family, task, strategy or datas
 What a task needs of a model and what a model provides are capabilities: `typing.Protocol`
 classes (see `pipeline.capabilities`), checked when a spec is validated.
 
-Importing this module imports only the standard library; a plugin's entry is pure data (pydantic
-spec classes and dotted paths), so validating a spec loads no torch.
+Importing this module imports only the standard library and `pipeline.errors`; a plugin's entry is
+pure data (pydantic spec classes and dotted paths), so validating a spec loads no torch.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Literal
+
+from pipeline.errors import PipelineError
 
 GROUP = "pipeline.plugins"
 """The entry-point group: `name = "package.module:PLUGIN"` in a distribution's metadata."""
@@ -141,7 +143,7 @@ class Plugin:
     """The module the entry was read from (set on registration)."""
 
 
-class PluginError(Exception):
+class PluginError(PipelineError):
     """A plugin that cannot be registered (a name taken by another, an entry point that fails)."""
 
 
@@ -161,7 +163,12 @@ def _discover() -> None:
         if _state.discovered:
             return
         _state.discovered = True  # before loading: a plugin's module may ask for the registry
-        for point in sorted(entry_points(group=GROUP), key=lambda p: p.name):
+        points = sorted(entry_points(group=GROUP), key=lambda p: p.name)
+        if not points:
+            raise PluginError(f"no plugin is installed (entry point group {GROUP!r} is empty): the pipeline's own "
+                              "families register through its package metadata, so install it, `make setup` or "
+                              "`pip install -e .`, rather than running it from a folder on PYTHONPATH")
+        for point in points:
             try:
                 plugin = point.load()
             except Exception as err:  # a broken plugin names itself, not a traceback deep inside it

@@ -2,8 +2,9 @@
 lexicographer file and gloss, the gloss split into its definition and its example sentences.
 
 The text datasets of the vokenization chain are made from it: the language model's corpus
-(pipeline.data.voken) and the noun supersense task. The folder is $WORDNET_DIR, else
-/usr/share/wordnet; a missing one is a PipelineError that says how to install it."""
+(pipeline.data.voken.corpus) and the noun supersense task (pipeline.data.voken.supersense). The
+folder is $WORDNET_DIR, else /usr/share/wordnet; a missing one is a PipelineError that says how to
+install it."""
 
 from __future__ import annotations
 

@@ -66,8 +66,14 @@ HEADER = """\
 
 
 def module_file(target: str) -> str:
-    """`pipeline.data.fashion_mnist:read` -> pipeline/data/fashion_mnist.py"""
-    return target.split(":")[0].replace(".", "/") + ".py"
+    """The code of a dataset's reader or generator: `pipeline.data.fashion_mnist:read` ->
+    pipeline/data/fashion_mnist.py; a module inside a package of its own
+    (`pipeline.data.voken.corpus:read_corpus`) -> the whole package (pipeline/data/voken), whose
+    other modules (a tokenizer, a caption grammar) make the same files."""
+    parts = target.split(":")[0].split(".")
+    if len(parts) > 3:
+        return "/".join(parts[:3])
+    return "/".join(parts) + ".py"
 
 
 def family_folder(kind: str) -> str | None:

@@ -58,7 +58,7 @@ def run(task, ctx: Context) -> TaskResult:
     if task.examples:
         from pipeline import plugins
         from pipeline.data.fetch import require_dataset
-        from pipeline.data.voken import decode, load_tokenizer
+        from pipeline.data.voken.tokenizer import decode, load_tokenizer
 
         tokenizer = load_tokenizer(require_dataset(plugins.datasets()["wordnet_corpus"]))
         picks = torch.randperm(len(test_scores), generator=torch.Generator().manual_seed(ctx.spec.seed))[:task.examples]

@@ -70,7 +70,7 @@ def run(task, ctx: Context) -> TaskResult:
     from pipeline import plugins
     from pipeline.data.datamodule import load_splits
     from pipeline.data.fetch import require_dataset
-    from pipeline.data.voken import decode, load_tokenizer
+    from pipeline.data.voken.tokenizer import decode, load_tokenizer
     from pipeline.spec.components import DataSpec
 
     started = time.perf_counter()
