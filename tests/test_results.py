@@ -305,3 +305,20 @@ def test_the_memory_figure_plots_each_learner_that_keeps_something_against_its_b
     assert not figure.exists()
     assert "No continual learner with a memory" in page.read_text()
     assert current()
+
+
+def test_the_spike_table_sets_the_spiking_networks_side_by_side_by_energy_ratio():
+    from pipeline.models.spiking.report import sections
+
+    def result(name: str, ratio: float, spikes: float) -> dict:
+        stats = {"energy_ratio_ann_over_snn": {"mean": ratio, "std": 0.1}, "spikes_per_sample": {"mean": spikes,
+                 "std": None}, "sparsity": {"mean": 0.9, "std": None}}
+        return {"spec": name, "runs": [{}, {}], "metrics": {"spike_stats": stats,
+                                                            "network": {"accuracy": {"mean": 0.8, "std": None}}}}
+
+    (section,) = sections([result("low", 2.0, 1234.0), {"spec": "ssl", "metrics": {"knn": {}}},
+                           result("high", 30.0, 85.0)])
+    rows = section.markdown.splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| `high`", "| `low`"]  # the larger saving first
+    assert "| `low` | 80.0% | 1,234 | 90.0% | - | - | **2x ± 0.10** | 2 |" == rows[1]
+    assert sections([{"spec": "ssl", "metrics": {"knn": {}}}]) == []  # nothing to say without a spiking net

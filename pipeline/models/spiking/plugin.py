@@ -47,4 +47,5 @@ PLUGIN = Plugin(
             SpikeStatsSpec, "pipeline.models.spiking.spike_stats", (Spiking,),
             "spikes, sparsity, synaptic operations, energy, raster, membrane traces", default=40),
     },
+    report="pipeline.models.spiking.report:sections",
 )
