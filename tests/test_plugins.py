@@ -59,13 +59,14 @@ def named_kinds(path: Path, names: set[str]) -> list[str]:
     (or a glob or path made of one), or an import of a family's package."""
     tree = ast.parse(path.read_text())
     prose = docstrings(tree)
+    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose:
             text = node.value
             for name in names:
                 if text == name or text.startswith((f"{name}_*", f"{name}/", f"{name}.")):
-                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text!r}")
+                    found.append(f"{where}:{node.lineno}: {text!r}")
         elif isinstance(node, ast.ImportFrom | ast.Import):
             modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
             if isinstance(node, ast.ImportFrom) and node.module in ("pipeline.models", "pipeline.evaluators"):
@@ -74,7 +75,7 @@ def named_kinds(path: Path, names: set[str]) -> list[str]:
                 parts = module.split(".")
                 if parts[:2] in (["pipeline", "models"], ["pipeline", "evaluators"]) and len(parts) > 2 \
                         and ".".join(parts[:3]) not in SHARED_MODELS and parts[2] not in ("context", "features"):
-                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: imports {module}")
+                    found.append(f"{where}:{node.lineno}: imports {module}")
     return found
 
 
@@ -87,14 +88,11 @@ def test_the_core_names_no_kind_family_or_strategy():
 
 def test_the_check_finds_a_kind_named_in_a_module(tmp_path: Path):
     """The negative control of the test above: a literal, a glob and an import are each caught."""
-    module = ROOT / "tests" / "_names_a_kind.py"
+    module = tmp_path / "names_a_kind.py"
     module.write_text('"""Mentions swav in prose, which is fine."""\n'
                       'from pipeline.models.continual import strategy_label\n'
                       'KIND = "swav"\nPATTERN = "voken_lm_*.json"\n')
-    try:
-        found = named_kinds(module, registered_names())
-    finally:
-        module.unlink()
+    found = named_kinds(module, registered_names())
     assert [hit.split(": ", 1)[1] for hit in found] == [
         "imports pipeline.models.continual", "'swav'", "'voken_lm_*.json'"]
 
