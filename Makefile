@@ -8,19 +8,24 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step lint schema dvc clean
+.PHONY: help setup constraints data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step lint schema dvc clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## Create .venv and install the project (torch, Lightning, MLflow, DVC, lightly)
+setup: $(VENV)/.installed ## Create .venv and install the project with every extra, at constraints.txt's versions
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[all,dev]' -c constraints.txt
 	touch $@
+
+constraints: setup ## Rewrite constraints.txt from the versions installed in .venv (after changing a dependency)
+	$(BIN)/python -m pipeline.extras > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	touch $(VENV)/.installed
 
 data: ## Install Debian's Fashion-MNIST and WordNet (wordnet-base) packages where apt-get can
 	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
@@ -57,11 +62,11 @@ bench-overhead: setup data ## What checkpoint writes and MLflow logging cost a t
 	$(BIN)/python bench/overhead.py
 
 bench-snn: setup ## LIF network forward+backward: ours vs snnTorch (installs the [bench] extra)
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -e '.[bench]' -c constraints.txt
 	$(BIN)/python bench/snn_throughput.py
 
 bench-continual: setup data ## Continual learning: ours vs Avalanche, Split Fashion-MNIST, 3 seeds (installs the [bench] extra)
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -e '.[bench]' -c constraints.txt
 	$(BIN)/python bench/continual_avalanche.py
 
 bench-lightning-step: setup ## What Lightning's loop and self.log add to a small MLP's step, against a plain loop

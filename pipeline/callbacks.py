@@ -32,6 +32,17 @@ def flush_loggers(trainer: pl.Trainer, quiet: bool = False) -> None:
                 print(f"could not write the last metrics to MLflow ({err})", file=sys.stderr)
 
 
+class EpochMetricsSynced(pl.Callback):
+    """Reduces the epoch's metrics logged with `sync_dist` across processes at the start of the epoch's
+    end, on every rank alike. Otherwise the first reader reduces them: the progress bar, which reads
+    them on rank 0 only, so rank 0 waits in that reduction while the other ranks wait in the next
+    collective (a checkpoint's), and DDP hangs. First in the callback list."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            trainer.callback_metrics  # noqa: B018 - the property computes (and caches) every epoch metric
+
+
 class FiniteLoss(pl.Callback):
     """Stops training at the first NaN or infinite loss, before its gradients touch the weights,
     naming the step and the last good checkpoint, instead of training on garbage to the end."""
@@ -124,29 +135,64 @@ class GracefulInterrupt(pl.Callback):
     """The first Ctrl-C asks training to stop after the current batch (Lightning's own handling
     raises KeyboardInterrupt wherever the process is, which can be in the middle of a write to
     the MLflow store and leave it locked); `requested` then tells the stage to save a checkpoint
-    and end the run as KILLED. A second Ctrl-C interrupts at once."""
+    and end the run as KILLED. A second Ctrl-C interrupts at once.
 
-    def __init__(self) -> None:
+    Under SLURM, SIGUSR1 (`#SBATCH --signal=USR1@120`: the job's time is nearly up, or it is
+    preempted) stops the same way and sets `requeue`: the stage then requeues the job, whose
+    `--auto-resume` continues this checkpoint in the same MLflow run. (Lightning's own SLURM
+    requeue is off: it would restore its hpc_ckpt into a new run.)"""
+
+    def __init__(self, slurm: bool | None = None) -> None:
+        import os
+
         self.requested = False
+        self.requeue = False
         self._trainer: pl.Trainer | None = None
-        self._previous = None
+        self._signals = [signal.SIGINT]
+        if os.environ.get("SLURM_JOB_ID") if slurm is None else slurm:
+            self._signals.append(signal.SIGUSR1)
+        self._previous: dict = {}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():
             self._trainer = trainer
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self._signals}
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self._previous.get(signal.SIGINT) or signal.default_int_handler)
+            message = "Ctrl-C: stopping after this batch (again to stop at once)"
+        else:
+            self.requeue = True
+            message = "SIGUSR1 from SLURM: stopping after this batch, then saving a checkpoint and requeueing the job"
         if self._trainer is not None:
             self._trainer.should_stop = True
-            print("\nCtrl-C: stopping after this batch (again to stop at once)", file=sys.stderr)
+            print(f"\n{message}", file=sys.stderr)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self._previous is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+            self._previous = {}
+
+
+def requeue_slurm_job() -> str:
+    """`scontrol requeue` this SLURM job (the task of an array job); what happened, in words."""
+    import os
+    import subprocess
+
+    env = os.environ
+    job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in env
+           else env.get("SLURM_JOB_ID", ""))
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"could not requeue SLURM job {job} ({err}): resubmit it; --auto-resume continues the checkpoint"
+    if done.returncode != 0:
+        return (f"could not requeue SLURM job {job} ({done.stderr.strip() or done.returncode}): resubmit it "
+                "(the job needs #SBATCH --requeue); --auto-resume continues the checkpoint")
+    return f"requeued SLURM job {job}: its --auto-resume continues from the checkpoint"
 
 
 class RngState(pl.Callback):

@@ -16,15 +16,43 @@ app = typer.Typer(
     help="Configuration-driven experiment pipeline for brain-inspired learning.\n\n"
     "A spec (specs/*.yaml) declares a model and its chain: fetch -> pretrain -> evaluate -> report.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-SpecArg = Annotated[Path, typer.Argument(help="An experiment spec, e.g. specs/quickstart.yaml.")]
+SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="An experiment spec, e.g. specs/quickstart.yaml.")]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a spec field: --set train.max_epochs=5 (repeatable)."),
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a spec field: --set train.max_epochs=5 (repeatable)."),
 ]
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"pipeline {version('pipeline')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("pipeline (not installed: run `make setup`)")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more: debug messages too.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Say less: warnings and errors only, no progress bars.")] = False,
+    show_version: Annotated[bool | None, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Options every command takes (before the command's name: `pipeline -q run SPEC`)."""
+    if verbose and quiet:
+        from pipeline.errors import PipelineError
+
+        raise PipelineError("--verbose and --quiet ask for opposite things: give one")
+    from pipeline.stages.common import set_verbosity
+
+    set_verbosity("debug" if verbose else "warning" if quiet else "info")
 
 
 def _load(spec_path: Path, overrides: list[str] | None):
@@ -35,7 +63,7 @@ def _load(spec_path: Path, overrides: list[str] | None):
 
 @app.command()
 def validate(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    specs: Annotated[list[Path], typer.Argument(metavar="SPEC...", help="Spec files to check.")],
     set_: SetOpt = None,
 ) -> None:
     """Check specs without computing anything; every problem is one line file:line:col."""
@@ -59,7 +87,7 @@ def validate(
 @app.command()
 def schema(
     output: Annotated[
-        Path | None, typer.Option(help="Where to write it; default specs/schema.json.")
+        Path | None, typer.Option(metavar="FILE", help="Where to write it; default specs/schema.json.")
     ] = None,
     check: Annotated[bool, typer.Option(help="Exit 1 if the file on disk is stale.")] = False,
 ) -> None:
@@ -113,7 +141,7 @@ def models() -> None:
 
 @app.command()
 def fetch(
-    dataset: Annotated[str, typer.Argument(help="A dataset name, e.g. fashion_mnist.")],
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="A dataset name, e.g. fashion_mnist.")],
     force: Annotated[bool, typer.Option(help="Fetch again even if the files are cached.")] = False,
 ) -> None:
     """Fetch a dataset into data/<name>/ (local mirrors first, then its URLs; sha256-checked)."""
@@ -159,11 +187,15 @@ def run(
     spec: SpecArg,
     set_: SetOpt = None,
     seeds: Annotated[str | None, typer.Option(
-        help="Run the spec once per seed, e.g. 0,1,2 (default: the spec's `seeds`, else its `seed`), and report "
-             "each figure's mean and spread; a seed already trained and evaluated is kept.")] = None,
+        metavar="0,1,2", help="Run the spec once per seed, e.g. 0,1,2 (default: the spec's `seeds`, else its "
+                              "`seed`), and report each figure's mean and spread; a seed already trained and "
+                              "evaluated is kept.")] = None,
     jobs: Annotated[int, typer.Option(
-        help="With several seeds: how many train at once, each in its own process (a GPU or many cores "
-             "shared); the cores are divided among them.")] = 1,
+        metavar="N", help="With several seeds: how many train at once, each in its own process; the cores are "
+                          "divided among them, and the GPUs (one each, round-robin).")] = 1,
+    auto_resume: Annotated[bool, typer.Option(
+        help="Continue this configuration's unfinished training (a killed or requeued job), keep its finished "
+             "one, else train afresh: what a batch job that may be requeued wants.")] = False,
 ) -> None:
     """Every stage of a spec in one process: fetch, pretrain, evaluate, report."""
     from pipeline import stages
@@ -177,11 +209,18 @@ def run(
         from pipeline.stages.seeds import parse_seeds, run_seeds
 
         run_seeds(loaded, spec, parse_seeds(seeds) if seeds is not None else loaded.seeds, jobs)
-        stages.report()  # reports/summary.md (reports/<name>.md is the DVC report stage's)
+        from pipeline.distributed import is_secondary
+
+        if not is_secondary():
+            stages.report()  # reports/summary.md (reports/<name>.md is the DVC report stage's)
         return
     stages.fetch(loaded)
     if loaded.model is not None:  # a spec on an upstream encoder trains nothing of its own
-        stages.pretrain(loaded, spec)
+        stages.pretrain(loaded, spec, auto_resume=auto_resume)
+    from pipeline.distributed import is_secondary
+
+    if is_secondary():  # a DDP process Lightning started: its share of the training was all it had to do
+        return
     stages.evaluate(loaded, spec)
     stages.report([loaded.name])
 
@@ -189,8 +228,9 @@ def run(
 @app.command()
 def report(
     specs: Annotated[
-        list[Path] | None, typer.Argument(help="Specs to report; default: every one evaluated.")
+        list[Path] | None, typer.Argument(metavar="[SPEC]...", help="Specs to report; default: every one evaluated.")
     ] = None,
+    set_: SetOpt = None,
     publish: Annotated[bool, typer.Option(
         help="Also write results/<name>.json of each spec given (the committed figures the docs quote: "
              "spread over seeds, validation, baselines, commit, runs, data hash, machine).")] = False,
@@ -201,7 +241,10 @@ def report(
     from pipeline.spec.load import load
     from pipeline.stages.publish import publish as write_results
 
-    loaded = [load(path) for path in specs or []]
+    loaded = [load(path, set_ or []) for path in specs or []]
+    if set_ and not loaded:
+        raise PipelineError("--set overrides fields of the specs given: name them, "
+                            "e.g. `pipeline report specs/quickstart.yaml --set tracking.uri=...`")
     if publish and not loaded:
         raise PipelineError("--publish writes results/<name>.json of the specs given: name them, "
                             "e.g. `pipeline report --publish specs/quickstart.yaml`")
@@ -239,7 +282,8 @@ def docs(
 @app.command()
 def dvc(
     check: Annotated[bool, typer.Option(help="Exit 1 if dvc.yaml is not what the specs make.")] = False,
-    specs: Annotated[Path | None, typer.Option(help="Folder of specs; default: the project's specs/.")] = None,
+    specs: Annotated[Path | None, typer.Option(
+        metavar="FOLDER", help="Folder of specs; default: the project's specs/.")] = None,
 ) -> None:
     """Write dvc.yaml from specs/*.yaml: every spec's stages, with the specs it builds on."""
     from pipeline.paths import project_root
@@ -258,9 +302,25 @@ def dvc(
 
 
 @app.command()
+def fingerprint(
+    specs: Annotated[Path | None, typer.Option(
+        metavar="FOLDER", help="Folder of specs; default: the project's specs/.")] = None,
+) -> None:
+    """Write fingerprints/*.txt: the hash of the code each DVC stage depends on, comments and
+    docstrings left out (dvc.yaml's fingerprint stage runs this)."""
+    from pipeline.paths import project_root
+    from pipeline.stages import dvc as generator
+
+    root = project_root()
+    written = generator.write_fingerprints(root, specs)
+    typer.echo(f"wrote {len(written)} fingerprints to {root / generator.FINGERPRINTS}")
+
+
+@app.command()
 def ui(
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
-    host: Annotated[str, typer.Option(help="Interface to bind; a non-loopback one needs --expose.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to serve on.")] = 5000,
+    host: Annotated[str, typer.Option(
+        metavar="ADDRESS", help="Interface to bind; a non-loopback one needs --expose.")] = "127.0.0.1",
     expose: Annotated[bool, typer.Option(
         "--expose", help="Allow binding an interface other networks reach (the UI has no login).")] = False,
 ) -> None:

@@ -40,9 +40,31 @@ def reports_dir() -> Path:
     return project_root() / "reports"
 
 
+def store_root() -> Path:
+    """The folder of the default MLflow store (mlflow.db, mlartifacts/): the project root, except
+    in the copy of the project where DVC runs a queued or `--temp` experiment
+    (`<repo>/.dvc/tmp/exps/<tmp>/`, a git checkout without the git-ignored store, deleted once the
+    experiment is collected): its runs belong in the project's own store, in the repository DVC
+    names in $DVC_ROOT. (Its outputs stay in the copy, which is what DVC collects.)"""
+    root = project_root()
+    original = os.environ.get("DVC_ROOT")
+    if not original:
+        return root
+    original_root = Path(original).resolve()
+    exps = original_root / ".dvc" / "tmp" / "exps"
+    if root == exps or not root.is_relative_to(exps):
+        return root
+    for candidate in (root, *root.parents):  # the copy's DVC root: the project's place in it
+        if candidate == exps:
+            break
+        if (candidate / ".dvc").is_dir():
+            return original_root / root.relative_to(candidate)
+    return root
+
+
 def default_tracking_uri() -> str:
-    return f"sqlite:///{project_root() / 'mlflow.db'}"
+    return f"sqlite:///{store_root() / 'mlflow.db'}"
 
 
 def default_artifact_root() -> Path:
-    return project_root() / "mlartifacts"
+    return store_root() / "mlartifacts"

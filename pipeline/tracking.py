@@ -1,8 +1,9 @@
 """The only module that talks to MLflow.
 
 Default store: sqlite at <project root>/mlflow.db, artifacts under <project root>/mlartifacts,
-whatever the working directory. `tracking.uri` in a spec, or $MLFLOW_TRACKING_URI, points it at
-a team server instead.
+whatever the working directory (in the copy where DVC runs a queued or `--temp` experiment, the
+project's own: `paths.store_root`). `tracking.uri` in a spec, or $MLFLOW_TRACKING_URI, points it
+at a team server instead.
 """
 
 from __future__ import annotations

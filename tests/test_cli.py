@@ -136,3 +136,50 @@ def test_ui_refuses_a_non_loopback_interface_unless_exposed():
     result = cli("ui", "--host", "0.0.0.0")
     assert result.returncode == 1
     assert "--expose" in result.stderr
+
+
+def test_version_completion_and_metavars_a_user_reads():
+    from importlib.metadata import version
+
+    assert cli("--version").stdout.strip() == f"pipeline {version('pipeline')}"
+    top = cli("--help").stdout
+    assert "--install-completion" in top
+    assert "--quiet" in top
+    run = cli("run", "--help").stdout
+    assert "KEY=VALUE" in run
+    assert "SPEC" in run
+    assert "list[str]" not in run
+    assert "KEY=VALUE" in cli("report", "--help").stdout
+
+
+def test_quiet_and_verbose(project: Path):
+    both = cli("-q", "-v", "models", env={"PIPELINE_ROOT": str(project)})
+    assert both.returncode == 1
+    assert "opposite" in both.stderr
+
+
+def test_report_takes_overrides_of_the_specs_it_names(project: Path):
+    no_spec = cli("report", "--set", "seed=3", env={"PIPELINE_ROOT": str(project)})
+    assert no_spec.returncode == 1
+    assert "name them" in no_spec.stderr
+    bad = cli("report", "specs/quickstart.yaml", "--set", "train.max_epoch=3", env={"PIPELINE_ROOT": str(project)})
+    assert bad.returncode == 2  # the override is checked like every other
+    assert "max_epoch" in bad.stderr
+
+
+@pytest.mark.parametrize(("flag", "level"), [("-q", "WARNING"), ("-v", "DEBUG"), (None, "INFO")])
+def test_verbosity_reaches_the_stages_and_the_processes_they_start(flag, level):
+    """The flag is set in the environment, which DDP ranks and seed workers inherit; each process's
+    logging follows it (Lightning's too when quiet)."""
+    probe = ("import logging, os; from pipeline.cli import app; from pipeline.stages.common import setup_logging; "
+             f"app([{flag!r}, 'models'] if {flag!r} else ['models'], standalone_mode=False); "
+             "print(os.environ.get('PIPELINE_LOG_LEVEL')); setup_logging(); "
+             "print(logging.getLevelName(logging.getLogger('pipeline').getEffectiveLevel()), "
+             "logging.getLevelName(logging.getLogger('pytorch_lightning').getEffectiveLevel()))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "PIPELINE_LOG_LEVEL"}).stdout.split("\n")
+    assert out[-3] == {"WARNING": "warning", "DEBUG": "debug", "INFO": "info"}[level]
+    pipeline_level, lightning_level = out[-2].split()
+    assert pipeline_level == level
+    if level == "WARNING":
+        assert lightning_level == "WARNING"

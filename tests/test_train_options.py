@@ -44,3 +44,75 @@ def test_gradient_clip_norm_bounds_the_step(tmp_path, clip):
 def test_an_esn_refuses_gradient_clipping():
     with pytest.raises(ValueError, match="gradient_clip_norm"):
         ESN(ESNSpec(kind="esn", units=10), TrainSpec(gradient_clip_norm=1.0), (1, 20), 3)
+
+
+def test_every_choice_of_the_train_section_is_one_lightning_accepts():
+    """The spec lists Lightning's choices by hand (validation stays fast, without importing
+    Lightning): an upgrade of Lightning that drops or renames one fails here."""
+    import inspect
+    import typing
+
+    from lightning_fabric.connector import _PRECISION_INPUT_STR
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    from pipeline.spec.components import Accelerator, Precision, Strategy
+
+    assert set(typing.get_args(Strategy)) - {"auto"} <= set(StrategyRegistry.available_strategies())
+    assert set(typing.get_args(Precision)) <= set(typing.get_args(_PRECISION_INPUT_STR))
+    assert set(typing.get_args(Accelerator)) - {"auto", "gpu"} <= set(AcceleratorRegistry.available_accelerators())
+    from pipeline.stages.train import trainer_options
+
+    spec = ExperimentSpec(name="o", model={"kind": "swav"}, train=TrainSpec(val_check_interval=0.5))
+    assert set(trainer_options(spec)) <= set(inspect.signature(pl.Trainer).parameters)
+
+
+def test_accumulated_batches_step_the_optimiser_once_per_group(tmp_path):
+    spec = ExperimentSpec(name="a", model={"kind": "swav"},
+                          train=TrainSpec(max_epochs=1, accumulate_grad_batches=2, accelerator="cpu"))
+    trainer = build_trainer(spec, default_root_dir=tmp_path, enable_checkpointing=False, logger=False,
+                            enable_progress_bar=False)
+    model = Steep()
+    trainer.fit(model, DataLoader(TensorDataset(torch.ones(4, 4)), batch_size=1))
+    assert trainer.global_step == 2  # 4 batches, 2 per step
+    # Lightning averages a group's gradients (each batch's loss / 2): each step moves w by 1, as one
+    # batch twice the size would; without accumulation, 4 steps would move it by 4.
+    assert model.w.detach().tolist() == pytest.approx([-2.0] * 4)
+
+
+def test_lightning_options_reach_the_trainer(tmp_path):
+    spec = ExperimentSpec(name="v", model={"kind": "swav"},
+                          train=TrainSpec(val_check_interval=0.25, precision="bf16-true", accelerator="cpu",
+                                          devices=[0] if torch.cuda.is_available() else 1))
+    trainer = build_trainer(spec, default_root_dir=tmp_path, logger=False)
+    assert trainer.val_check_interval == 0.25
+    assert trainer.precision == "bf16-true"
+
+
+@pytest.mark.parametrize("devices", [0, -2, [], [1, 1], [-1]])
+def test_devices_that_name_no_device_are_refused(devices):
+    with pytest.raises(ValueError, match="devices"):
+        TrainSpec(devices=devices)
+
+
+def test_a_setting_lightning_refuses_is_one_message_naming_the_section(tmp_path):
+    from pipeline.errors import PipelineError
+
+    spec = ExperimentSpec(name="r", model={"kind": "swav"}, train=TrainSpec(accelerator="tpu"))
+    with pytest.raises(PipelineError, match="train section"):
+        build_trainer(spec, default_root_dir=tmp_path, logger=False)
+
+
+def test_compile_keeps_the_weights_names_and_the_hash_of_eager(tmp_path):
+    from pipeline.spec.experiment import spec_hash
+    from pipeline.stages.train import compile_network
+
+    eager = ExperimentSpec(name="e", model={"kind": "swav"})
+    assert spec_hash(eager.model_copy(update={"train": TrainSpec(compile=False)})) == spec_hash(eager)
+    compiled = ExperimentSpec(name="e", model={"kind": "swav"}, train=TrainSpec(compile=True))
+    model = nn.Module()
+    model.encoder = nn.Linear(3, 2)
+    keys = list(model.state_dict())
+    compile_network(compiled, model)
+    assert model.encoder._compiled_call_impl is not None
+    assert list(model.state_dict()) == keys

@@ -140,9 +140,9 @@ def test_dvc_yaml_is_made_from_the_specs_and_check_notices_staleness(project: Pa
     stages = yaml.safe_load(target.read_text())["stages"]
     assert set(stages["pretrain"]["foreach"]) == {"up"}  # down trains nothing of its own
     assert stages["evaluate"]["foreach"]["down"]["encoder"] == "artifacts/up/pretrain"
-    assert stages["evaluate"]["foreach"]["up"]["family"] == "pipeline/models/swav"
     # A project outside the package's checkout cannot name its code as DVC dependencies.
     assert stages["evaluate"]["do"]["deps"] == ["${item.data}", "${item.encoder}"]
+    assert "code" not in stages["evaluate"]["foreach"]["up"] and "fingerprint" not in stages
     write(project, "other", BASE.format(name="other"))
     assert not generator.write(project / "specs", target, check=True)
     write(project, "renamed", BASE.format(name="not_renamed"))
@@ -156,12 +156,13 @@ def test_the_committed_dvc_yaml_is_current_and_lists_the_code_each_stage_depends
     root = Path(__file__).resolve().parent.parent
     assert generator.write(root / "specs", root / "dvc.yaml", check=True), "dvc.yaml is stale: run `pipeline dvc`"
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    assert {"pipeline/evaluators", "pipeline/upstream.py", "${item.family}"} <= set(stages["evaluate"]["do"]["deps"])
-    assert {"pipeline/stages/train.py", "pipeline/data", "${item.family}"} <= set(stages["pretrain"]["do"]["deps"])
+    for stage in ("pretrain", "evaluate"):  # the code through its fingerprint (tests/test_dvc.py)
+        assert "${item.code}" in stages[stage]["do"]["deps"]
+    code = stages["fingerprint"]["deps"]
+    assert {"pipeline/evaluators", "pipeline/upstream.py", "pipeline/stages/train.py", "pipeline/data"} <= set(code)
     assert "pipeline/cli.py" not in str(stages)
     assert "pipeline/tracking.py" not in str(stages)
-    for stage in ("pretrain", "evaluate"):  # every listed path exists
-        generator.fingerprint([d for d in stages[stage]["do"]["deps"] if d.startswith("pipeline/")], root)
+    generator.fingerprint(code, root)  # every listed path exists
 
 
 def test_a_code_change_changes_the_fingerprint_and_caches_do_not(tmp_path: Path):

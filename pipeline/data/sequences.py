@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.data.mnist1d import CLASSES
 from pipeline.data.registry import Readout
 from pipeline.errors import PipelineError
+from pipeline.extras import require
 
 FILES = ("x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy")
 
@@ -86,12 +87,8 @@ def generate_mackey_glass(folder: Path, parents: dict[str, Path] | None = None) 
     [10000, 12000) in order, each starting where the previous one ends, because the forecast
     evaluator rebuilds the test series by concatenating them; the last one's target needs step
     12000, so one step past the test series is generated."""
-    try:
-        from reservoirpy.datasets import mackey_glass
-    except ImportError as err:
-        raise PipelineError(f"generating Mackey-Glass needs the `reservoirpy` package ({err}): "
-                            "pip install reservoirpy") from None
-    series = mackey_glass(MG_TRANSIENT + MG_TRAIN + MG_TEST + 1, tau=17, seed=MG_SEED)[MG_TRANSIENT:, 0]
+    datasets = require("reservoirpy.datasets", "continuous", "generating Mackey-Glass")
+    series = datasets.mackey_glass(MG_TRANSIENT + MG_TRAIN + MG_TEST + 1, tau=17, seed=MG_SEED)[MG_TRANSIENT:, 0]
     x_train, y_train = windows(series[:MG_TRAIN], MG_TRAIN // MG_WINDOW - 1)
     x_test, y_test = windows(series[MG_TRAIN:], MG_TEST // MG_WINDOW)
     _save(folder, {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test})

@@ -102,6 +102,15 @@ class DataSpec(Strict):
         return dataset
 
 
+# The choices Lightning's Trainer accepts for each (tests/test_train_options.py checks them against
+# Lightning's own registries, so an upgrade that drops one fails there, not in a user's run).
+Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
+Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_find_unused_parameters_true", "fsdp",
+                   "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
+                   "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload"]
+
+
 class TrainSpec(Strict):
     max_epochs: int = Field(10, gt=0)
     limit_train_batches: float | int = Field(
@@ -109,11 +118,26 @@ class TrainSpec(Strict):
     )
     optimizer: OptimizerSpec = OptimizerSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
-    accelerator: Literal["auto", "cpu", "gpu", "mps"] = "auto"
-    devices: int | Literal["auto"] = 1
-    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    precision: Precision = Field(
+        "32-true", description="Lightning's precision: 32-true; 16-mixed or bf16-mixed (autocast, float32 weights); "
+                               "16-true or bf16-true (the weights too, half the memory); 64-true.")
+    accelerator: Accelerator = "auto"
+    devices: int | list[int] | Literal["auto"] = Field(
+        1, description="How many devices (-1: all), or which: a list of device indices, e.g. [0, 2].")
+    strategy: Strategy = Field(
+        "auto", description="Lightning's strategy for several devices or nodes: ddp (one process per device; "
+                            "ddp_spawn, ddp_fork: started otherwise), fsdp (weights sharded), deepspeed_* (needs "
+                            "the deepspeed package).")
     num_nodes: int = Field(1, gt=0)
+    accumulate_grad_batches: int | None = Field(
+        None, gt=0, description="Step the optimiser once every N batches, on their averaged gradients (as one batch N "
+                                "times larger would, in the memory of one); null: every batch.")
+    val_check_interval: float | int | None = Field(
+        None, gt=0, description="Validate this often within an epoch: a fraction of it (float) or every N training "
+                                "batches (int); null: at each epoch's end.")
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] | None = Field(
+        None, description="torch.compile the model's network before training (true: its default mode, or a "
+                          "mode's name); null or false: eager. The first steps pay the compilation.")
     deterministic: bool = True
     log_every_n_steps: int = Field(10, gt=0)
     gradient_clip_norm: float | None = Field(
@@ -132,6 +156,21 @@ class TrainSpec(Strict):
                     "each fit is always written): a kill loses at most this long of training, and short epochs "
                     "do not spend their time writing checkpoints. 0: every epoch end (or N steps).",
     )
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, devices):
+        if isinstance(devices, int) and (devices == 0 or devices < -1):
+            raise ValueError(f"devices takes a count > 0, -1 for all, a list of indices or auto (got {devices})")
+        if isinstance(devices, list) and (not devices or min(devices) < 0 or len(set(devices)) != len(devices)):
+            raise ValueError(f"a devices list holds distinct device indices >= 0, e.g. [0, 1] (got {devices})")
+        return devices
+
+    @field_validator("compile")
+    @classmethod
+    def _eager_is_null(cls, compile):
+        # false and null train the same: both leave the hashes alone.
+        return None if compile is False else compile
 
 
 class TrackingSpec(Strict):

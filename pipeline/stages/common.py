@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -19,8 +20,27 @@ def write_json(path: Path, payload: dict) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
+VERBOSITY = "PIPELINE_LOG_LEVEL"
+"""The environment variable `pipeline -v/-q` sets: the processes a command starts (DDP ranks, seed
+workers) say as much as it does."""
+
+
+def set_verbosity(level: str) -> None:
+    """debug, info (the default) or warning; for this process and those it starts."""
+    os.environ[VERBOSITY] = level
+
+
+def quiet() -> bool:
+    return os.environ.get(VERBOSITY) == "warning"
+
+
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    level = getattr(logging, os.environ.get(VERBOSITY, "info").upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s")
+    logging.getLogger("pipeline").setLevel(level)
+    if level > logging.INFO:  # Lightning's and MLflow's notes too
+        for name in ("pytorch_lightning", "lightning_fabric", "lightning", "mlflow"):
+            logging.getLogger(name).setLevel(level)
     # Lightning's advertisement for its hosted logger, printed on every fit; we log to MLflow.
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage()

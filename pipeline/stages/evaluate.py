@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from pipeline import paths
+from pipeline.distributed import is_secondary
 from pipeline.errors import PipelineError
 from pipeline.provenance import content_hash, git_state, machine
 from pipeline.spec.experiment import ExperimentSpec, spec_hash, task_keys, training_hash
@@ -25,6 +26,9 @@ def evaluate_code(kind: str) -> str:
 
 def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     setup_logging()
+    if is_secondary():  # rank 0 of a DDP training evaluates; the others wrote their share of it
+        log.info("evaluate %s: left to rank 0", spec.name)
+        return {}
     import torch
 
     from pipeline import plugins, tracking

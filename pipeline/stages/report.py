@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline import paths, plugins
 from pipeline.aggregate import figures
+from pipeline.distributed import is_secondary
 from pipeline.errors import PipelineError
 from pipeline.formatting import Section, baselines_text, spread, table, wall_per_seed
 from pipeline.fsutil import write_atomic
@@ -90,7 +91,9 @@ def plugin_sections(results: list[dict], figures: Path | None = None, link: str 
 
 def report(names: list[str] | None = None) -> str:
     """reports/summary.md over every evaluated spec (and reports/<name>.md for each named one);
-    prints the summary."""
+    prints the summary. Rank 0's alone in a DDP training's processes."""
+    if is_secondary():
+        return ""
     metrics_root = paths.project_root() / "metrics"
     variants = seed_variants(metrics_root)
     evaluated = sorted(p.parent.name for p in metrics_root.glob("*/evaluate.json") if p.parent.name not in variants)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline import paths
 from pipeline.aggregate import summarise_evaluations
+from pipeline.distributed import is_secondary
 from pipeline.errors import PipelineError
 from pipeline.formatting import spread
 from pipeline.spec.experiment import ExperimentSpec, spec_hash
@@ -90,6 +91,8 @@ def run_one_seed(spec: ExperimentSpec, spec_path: Path | None, seed: int, index:
     log.info("seeds %s: seed %d (%d of %d) as %s", spec.name, seed, index, total, run.name)
     if run.model is not None:
         stages.pretrain(run, spec_path, auto_resume=True)
+    if is_secondary():  # a DDP process Lightning started trains its share and nothing else
+        return {}
     evaluated = evaluation_is_current(run, spec_path)
     if evaluated is not None:
         log.info("seeds %s: the evaluation of %s is current (run %s): kept", spec.name, run.name, evaluated["run_id"])
@@ -97,12 +100,45 @@ def run_one_seed(spec: ExperimentSpec, spec_path: Path | None, seed: int, index:
     return stages.evaluate(run, spec_path)
 
 
-def _in_parallel(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int], jobs: int) -> list[dict]:
-    """Each seed in a worker process, `jobs` at a time. Every seed runs to its end even when
-    another fails (what they wrote is kept); then the first failure is raised."""
-    import multiprocessing
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (indices or UUIDs)."""
     import os
+
+    if (listed := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def _pin_gpu(slots) -> None:
+    """A worker's initializer: this worker sees one GPU of its own, taken from the queue of free ones
+    (set before anything in the worker touches CUDA)."""
+    import os
+
+    os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
+
+
+def worker_pool(jobs: int, gpus: list[str]):
+    """A pool of `jobs` fresh interpreters (spawn: CUDA cannot be forked once initialised); with
+    GPUs, worker i sees GPU i mod len(gpus) alone."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    if not gpus:
+        return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    slots = context.Queue()
+    for worker in range(jobs):
+        slots.put(gpus[worker % len(gpus)])
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_pin_gpu, initargs=(slots,))
+
+
+def _in_parallel(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int], jobs: int) -> list[dict]:
+    """Each seed in a worker process, `jobs` at a time. With GPUs, the workers are spread over them
+    round-robin (each sees one: CUDA_VISIBLE_DEVICES), instead of all landing on GPU 0. Every seed
+    runs to its end even when another fails (what they wrote is kept); then the first failure is raised."""
+    import os
 
     try:
         cores = len(os.sched_getaffinity(0))
@@ -113,8 +149,10 @@ def _in_parallel(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int],
     # The threads one process would use (OMP_NUM_THREADS, else the cores), shared among the jobs.
     threads = max(1, min(cores, torch.get_num_threads()) // jobs)
     log.info("seeds %s: %d seeds, %d at a time, %d torch thread(s) each", spec.name, len(seeds), jobs, threads)
-    # spawn: a fresh interpreter per worker (CUDA cannot be forked once initialised).
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    gpus = visible_gpus()
+    if gpus:
+        log.info("seeds %s: the %d workers spread over GPU(s) %s", spec.name, jobs, ", ".join(gpus))
+    with worker_pool(jobs, gpus) as pool:
         futures = [pool.submit(run_one_seed, spec, spec_path, seed, index, len(seeds), threads)
                    for index, seed in enumerate(seeds, start=1)]
         outcomes = []
@@ -145,6 +183,8 @@ def run_seeds(spec: ExperimentSpec, spec_path: Path | None, seeds: list[int], jo
         evaluated = _in_parallel(spec, spec_path, seeds, jobs)
     else:
         evaluated = [run_one_seed(spec, spec_path, seed, index, len(seeds)) for index, seed in enumerate(seeds, 1)]
+    if is_secondary():
+        return {}
     evaluations = [(seed, variant(spec, seed).name, ev) for seed, ev in zip(seeds, evaluated, strict=True)]
     summary = summarise_evaluations(spec.name, evaluations)
     write_json(paths.metrics_dir(spec.name) / "seeds.json", summary)

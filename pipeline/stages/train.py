@@ -13,7 +13,7 @@ from pipeline.fsutil import save_torch_atomic, write_atomic
 from pipeline.provenance import git_state, machine
 from pipeline.spec.experiment import ExperimentSpec, spec_hash, training_hash
 from pipeline.spec.load import dump
-from pipeline.stages.common import build_model, log, setup_logging, spec_command, write_json
+from pipeline.stages.common import build_model, log, quiet, setup_logging, spec_command, write_json
 from pipeline.stages.dvc import code_paths, fingerprint
 from pipeline.stages.resume import (
     checkpointing,
@@ -25,12 +25,9 @@ from pipeline.stages.resume import (
 )
 
 
-def build_trainer(spec: ExperimentSpec, **overrides):
-    """A Lightning Trainer configured by the spec's `train` section."""
-    import pytorch_lightning as pl
-
-    from pipeline.callbacks import AtomicCheckpointIO
-
+def trainer_options(spec: ExperimentSpec) -> dict:
+    """The Trainer's keyword arguments the spec's `train` section sets (named as Trainer's own
+    parameters: tests/test_train_options.py checks them against its signature)."""
     t = spec.train
     options = dict(
         max_epochs=t.max_epochs,
@@ -40,6 +37,7 @@ def build_trainer(spec: ExperimentSpec, **overrides):
         strategy=t.strategy,
         num_nodes=t.num_nodes,
         precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches or 1,
         # "warn": deterministic algorithms wherever they exist (all of them on CPU), without
         # failing on the few CUDA kernels that have none.
         deterministic="warn" if t.deterministic else False,
@@ -47,10 +45,41 @@ def build_trainer(spec: ExperimentSpec, **overrides):
         gradient_clip_val=t.gradient_clip_norm,
         gradient_clip_algorithm="norm",
         enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()],
     )
-    options.update(overrides)
-    return pl.Trainer(**options)
+    if t.val_check_interval is not None:
+        options["val_check_interval"] = t.val_check_interval
+    return options
+
+
+def build_trainer(spec: ExperimentSpec, **overrides):
+    """A Lightning Trainer configured by the spec's `train` section. Under SLURM, Lightning's own
+    requeue (which restores its hpc_ckpt into a new MLflow run) is off: the stage's interrupt
+    handling saves the checkpoint and requeues, and `--auto-resume` continues the same run."""
+    import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    from pipeline.callbacks import AtomicCheckpointIO
+
+    plugins = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    options = {**trainer_options(spec), "plugins": plugins, **overrides}
+    try:
+        return pl.Trainer(**options)
+    except (MisconfigurationException, ValueError, RuntimeError, ImportError) as err:
+        raise PipelineError(f"{spec.name}: Lightning refuses the spec's train section ({err}); change "
+                            "train.accelerator, train.devices, train.strategy or train.precision (see `pipeline "
+                            "schema`)") from None
+
+
+def compile_network(spec: ExperimentSpec, model) -> None:
+    """`train.compile`: torch.compile the model's encoder in place (its parameters and state_dict
+    keys stay as they are, so checkpoints and weight files are the eager model's)."""
+    mode = spec.train.compile
+    if not mode:
+        return
+    model.encoder.compile(**({} if mode is True else {"mode": mode}))
 
 
 def _publish_curves(spec: ExperimentSpec, out: Path) -> None:
@@ -70,6 +99,7 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
     from pipeline.callbacks import (
         CheckpointOnException,
         EpochMetricsInCheckpoint,
+        EpochMetricsSynced,
         FiniteLoss,
         GracefulInterrupt,
         RngState,
@@ -80,6 +110,7 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
     logger = run.lightning_logger(resumed=resumed, step_offset=offset)
     interrupt = GracefulInterrupt()
     callbacks = [
+        EpochMetricsSynced(),  # first: before any callback that reads the epoch's metrics on one rank
         interrupt,
         checkpointing(spec, folder),
         # An error mid-training keeps what was learnt so far.
@@ -88,12 +119,13 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
         RngState(),
         TrainingClock(),
         EpochMetricsInCheckpoint(),
-        TQDMProgressBar(refresh_rate=10),
     ]
+    if not quiet():
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
     if logger:  # secondary DDP processes log nothing
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer = build_trainer(spec, logger=logger, callbacks=callbacks, default_root_dir=out,
-                            max_epochs=phase.max_epochs)
+                            max_epochs=phase.max_epochs, enable_progress_bar=not quiet())
     try:
         trainer.fit(model, datamodule=phase.data, ckpt_path=checkpoint)
     except BaseException as err:
@@ -105,6 +137,10 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
     flush_loggers(trainer)
     if interrupt.requested:
         trainer.save_checkpoint(folder / "interrupted.ckpt")
+        if interrupt.requeue and trainer.is_global_zero:
+            from pipeline.callbacks import requeue_slurm_job
+
+            log.info("pretrain %s: %s", spec.name, requeue_slurm_job())
         raise KeyboardInterrupt
     return trainer
 
@@ -163,6 +199,7 @@ def pretrain(spec: ExperimentSpec, spec_path: Path | None = None, resume: bool =
             raise PipelineError(f"{spec.name}: model kind {spec.model.kind!r} cannot take the data {data.name} "
                                 f"wrote (shape {list(splits.input_shape)}): {err}") from None
     model = build_model(spec, splits.input_shape, splits.num_classes, **extra)
+    compile_network(spec, model)
     phases = model.phases(spec, splits)
     out.mkdir(parents=True, exist_ok=True)
     # Phases finished by the run being resumed, with the global step each ended at.

@@ -6,18 +6,28 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from pipeline.data.text import CLS, NO_CLASS, PAD, SEP, SPECIAL_TOKENS, UNK, VOCAB_SIZE
 from pipeline.data.voken.constants import TOKENIZER_FILE
 from pipeline.data.voken.names import name_spans
 from pipeline.errors import PipelineError
+from pipeline.extras import require
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer, models, normalizers
+
+
+def _tokenizers() -> ModuleType:
+    """The `tokenizers` library (the voken extra), imported when a tokenizer is made or read."""
+    return require("tokenizers", "voken", "the text datasets' WordPiece tokenizer")
 
 
 def _normalizer() -> normalizers.Normalizer:
-    return normalizers.BertNormalizer(lowercase=True)
+    return _tokenizers().normalizers.BertNormalizer(lowercase=True)
 
 
 def _is_punctuation(char: str) -> bool:
@@ -42,12 +52,13 @@ def train_tokenizer(sentences: Sequence[str], vocab_size: int = VOCAB_SIZE) -> T
     from run to run. They are given to it after the special tokens, in sorted order, so each id is
     the same on every run; the trained vocabulary then makes a fresh tokenizer in which only the
     real special tokens are special."""
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, show_progress=False,
+    tokenizers = _tokenizers()
+    trainer = tokenizers.trainers.WordPieceTrainer(vocab_size=vocab_size, show_progress=False,
                                         special_tokens=[*SPECIAL_TOKENS, *continuation_alphabet(sentences)])
-    trained = _bare_tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS[UNK]))
+    trained = _bare_tokenizer(tokenizers.models.WordPiece(unk_token=SPECIAL_TOKENS[UNK]))
     trained.train_from_iterator(sentences, trainer)
     vocab = trained.get_vocab(with_added_tokens=False)
-    tokenizer = _bare_tokenizer(models.WordPiece(vocab, unk_token=SPECIAL_TOKENS[UNK]))
+    tokenizer = _bare_tokenizer(tokenizers.models.WordPiece(vocab, unk_token=SPECIAL_TOKENS[UNK]))
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     if len(vocab) != vocab_size or any(tokenizer.token_to_id(t) != i for i, t in enumerate(SPECIAL_TOKENS)):
         raise ValueError(f"the tokenizer has {len(vocab)} ids, not {vocab_size} with the special tokens first "
@@ -58,18 +69,20 @@ def train_tokenizer(sentences: Sequence[str], vocab_size: int = VOCAB_SIZE) -> T
 def _bare_tokenizer(model: models.Model) -> Tokenizer:
     """`model` with BERT's normaliser, pre-tokeniser and WordPiece decoder; no post-processor
     (CLS and SEP are added by `encode`)."""
-    tokenizer = Tokenizer(model)
+    tokenizers = _tokenizers()
+    tokenizer = tokenizers.Tokenizer(model)
     tokenizer.normalizer = _normalizer()
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = tokenizers.decoders.WordPiece()
     return tokenizer
 
 
 def load_tokenizer(folder: Path) -> Tokenizer:
     """The project's tokenizer from a `wordnet_corpus` folder."""
     path = Path(folder) / TOKENIZER_FILE
+    tokenizers = _tokenizers()
     try:
-        return Tokenizer.from_file(str(path))
+        return tokenizers.Tokenizer.from_file(str(path))
     except Exception as err:  # tokenizers raises its own Exception for a missing or bad file
         raise PipelineError(f"{path}: cannot read the tokenizer ({err}); run `pipeline fetch wordnet_corpus`") from None
 

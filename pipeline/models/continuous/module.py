@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.data.datamodule import model_input
+from pipeline.extras import require
 from pipeline.models.base import Supervised
 from pipeline.models.continuous import CfCSpec, CTRNNSpec, LTCSpec, RNNSpec, WiringSpec
 from pipeline.spec.components import TrainSpec
@@ -92,11 +93,10 @@ class CTRNNCore(Core):
 
 
 def _wiring(spec: WiringSpec, units: int):
-    from ncps.wirings import AutoNCP, FullyConnected
-
+    wirings = require("ncps.wirings", "continuous", f"the {spec.kind} wiring")
     if spec.kind == "ncp":
-        return AutoNCP(units, spec.outputs, sparsity_level=spec.sparsity, seed=spec.seed)
-    return FullyConnected(units)
+        return wirings.AutoNCP(units, spec.outputs, sparsity_level=spec.sparsity, seed=spec.seed)
+    return wirings.FullyConnected(units)
 
 
 class NCPSCore(Core):
@@ -107,19 +107,18 @@ class NCPSCore(Core):
 
     def __init__(self, spec: LTCSpec | CfCSpec, in_dim: int):
         super().__init__()
-        from ncps.torch import LTC, CfC
-
+        ncps = require("ncps.torch", "continuous", f"the {spec.kind} cell")
         self.wiring = None
         if isinstance(spec, LTCSpec):
             self.wiring = _wiring(spec.wiring, spec.units)
-            network = LTC(in_dim, self.wiring, mixed_memory=spec.mixed_memory, ode_unfolds=spec.ode_unfolds)
+            network = ncps.LTC(in_dim, self.wiring, mixed_memory=spec.mixed_memory, ode_unfolds=spec.ode_unfolds)
             self.out_dim = self.wiring.output_dim
         elif spec.wiring.kind == "ncp":
             self.wiring = _wiring(spec.wiring, spec.units)
-            network = CfC(in_dim, self.wiring, mixed_memory=spec.mixed_memory, mode=spec.mode)
+            network = ncps.CfC(in_dim, self.wiring, mixed_memory=spec.mixed_memory, mode=spec.mode)
             self.out_dim = self.wiring.output_dim
         else:
-            network = CfC(in_dim, spec.units, mixed_memory=spec.mixed_memory, mode=spec.mode,
+            network = ncps.CfC(in_dim, spec.units, mixed_memory=spec.mixed_memory, mode=spec.mode,
                           backbone_units=spec.backbone_units, backbone_layers=spec.backbone_layers,
                           backbone_dropout=spec.backbone_dropout)
             self.out_dim = spec.units

@@ -11,13 +11,17 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchdiffeq import odeint, odeint_adjoint
 
+from pipeline.extras import require
 from pipeline.models.base import Supervised
 from pipeline.models.continuous import NeuralODESpec
 from pipeline.spec.components import TrainSpec
 
 FIXED_STEP = frozenset({"rk4", "euler", "midpoint"})
+
+
+def _torchdiffeq():
+    return require("torchdiffeq", "continuous", "the neural ODE block")
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -52,6 +56,7 @@ class ODEBlock(nn.Module):
 
     def __init__(self, func: nn.Module, spec: NeuralODESpec):
         super().__init__()
+        _torchdiffeq()  # a missing solver library is said when the network is built, not at its first step
         self.func = func
         self.solver, self.rtol, self.atol = spec.solver, spec.rtol, spec.atol
         self.options = {"step_size": spec.step_size} if spec.solver in FIXED_STEP else None
@@ -61,7 +66,8 @@ class ODEBlock(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         self.func.nfe = 0
         times = torch.tensor([0.0, self.t_end], dtype=h.dtype, device=h.device)
-        integrate = odeint_adjoint if self.adjoint else odeint
+        solvers = _torchdiffeq()
+        integrate = solvers.odeint_adjoint if self.adjoint else solvers.odeint
         path = integrate(self.func, h, times, rtol=self.rtol, atol=self.atol, method=self.solver,
                          options=self.options)
         self.nfe = self.func.nfe

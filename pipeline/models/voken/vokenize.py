@@ -14,13 +14,13 @@ from pipeline.data.datamodule import model_input
 from pipeline.data.fashion_mnist import CLASSES
 from pipeline.data.text import IGNORE, NO_CLASS, VOCAB_SIZE
 from pipeline.evaluators.context import Context, Headline, TaskResult
+from pipeline.extras import require
 from pipeline.models.voken import figures
 
 
 def pool_index(embeddings: torch.Tensor):
     """An exact inner-product index (faiss) over the pool's image embeddings [P, D]."""
-    import faiss
-
+    faiss = require("faiss", "voken", "vokenization (its nearest-image search)")
     index = faiss.IndexFlatIP(embeddings.shape[1])
     index.add(np.ascontiguousarray(embeddings.numpy(), dtype=np.float32))
     return index

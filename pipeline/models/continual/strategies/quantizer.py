@@ -12,6 +12,8 @@ import math
 import numpy as np
 import torch
 
+from pipeline.extras import require
+
 
 def packed_code_bytes(subquantizers: int, bits: int) -> int:
     """Bytes of one position's code, packed as faiss packs it: ceil(M * bits / 8)."""
@@ -38,7 +40,7 @@ def train_centroids(points: np.ndarray, subquantizers: int, bits: int) -> np.nda
     its centroids [M, 2^bits, C / M], float32."""
     # faiss's loader logs each CPU-specific build it does not find before taking the generic one.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    import faiss
+    faiss = require("faiss", "continual", "REMIND's product quantiser")
 
     quantizer = faiss.ProductQuantizer(points.shape[1], subquantizers, bits)
     quantizer.train(points)
