@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from pipeline.errors import PipelineError
 from pipeline.fsutil import save_torch_atomic
+from pipeline.lightning_internals import batches_that_stepped, epoch_metrics_to_log
 
 
 def flush_loggers(trainer: pl.Trainer, quiet: bool = False) -> None:
@@ -79,44 +80,61 @@ class CheckpointOnException(pl.Callback):
                   file=sys.stderr)
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(Checkpoint):
     """`<dirpath>/last.ckpt` and no other file, rewritten (atomically, by AtomicCheckpointIO) at each
     epoch end, or every `every_n_train_steps` steps, unless the one there is younger than
     `min_interval_s`; the end of a fit that ran its course is always written. A kill loses at most
     that interval and one epoch (or N steps) of training, while a run of one-second epochs does
-    not spend its time writing checkpoints
-    (Lightning's own `save_last` would also write each checkpoint twice: the epoch's file and
-    last.ckpt)."""
+    not spend its time writing checkpoints. Built on Lightning's public API (`Checkpoint`,
+    `trainer.save_checkpoint`, the strategy's `broadcast`): ModelCheckpoint's top-k bookkeeping is
+    not needed for one file, and its `save_last` would write each checkpoint twice."""
 
     def __init__(self, dirpath: Path, every_n_train_steps: int | None = None, min_interval_s: float = 0.0):
-        super().__init__(dirpath=dirpath, filename="last", every_n_train_steps=every_n_train_steps,
-                         save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_train_steps = every_n_train_steps
         self.min_interval_s = min_interval_s
+        self.last_model_path = ""
+        self._saved_step = -1
         self._saved_at = time.monotonic()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._saved_at = time.monotonic()
 
-    def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if self.every_n_train_steps and trainer.global_step % self.every_n_train_steps == 0:
+            self._save(trainer, respect_interval=True)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.every_n_train_steps:
+            self._save(trainer, respect_interval=True)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The fit's final state, whenever the interval skipped its last epoch end.
+        self._save(trainer, respect_interval=False)
+
+    def _save(self, trainer: pl.Trainer, respect_interval: bool) -> None:
         # After a stop asked for (Ctrl-C), the epoch Lightning ends early is no epoch's end: last.ckpt
         # stays a whole epoch's (or N steps') end, which a resume repeats exactly; the stage keeps
         # the state at the stop in interrupted.ckpt.
-        if super()._should_skip_saving_checkpoint(trainer) or trainer.should_stop:
-            return True
+        if (trainer.should_stop or trainer.sanity_checking or trainer.fast_dev_run
+                or trainer.global_step == self._saved_step):
+            return
         # Rank 0's clock decides for every rank: a save ends at a barrier all of them must reach.
-        return trainer.strategy.broadcast(time.monotonic() - self._saved_at < self.min_interval_s)
-
-    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if respect_interval and trainer.strategy.broadcast(time.monotonic() - self._saved_at < self.min_interval_s):
+            return
         flush_loggers(trainer)  # what the checkpoint stands for is in the store first
-        self.last_model_path = filepath  # before saving: it is part of the callback's saved state
-        super()._save_checkpoint(trainer, filepath)
+        self.last_model_path = str(self.path)  # before saving: it is part of the callback's saved state
+        self._saved_step = trainer.global_step
+        trainer.save_checkpoint(self.path)
         self._saved_at = time.monotonic()
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # The fit's final state, whenever the interval skipped its last epoch end (not after a stop
-        # asked for: see above).
-        if self._last_global_step_saved != trainer.global_step and not (trainer.fast_dev_run or trainer.should_stop):
-            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+    def state_dict(self) -> dict:
+        return {"last_model_path": self.last_model_path, "saved_step": self._saved_step}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.last_model_path = state_dict.get("last_model_path", "")
+        self._saved_step = state_dict.get("saved_step", -1)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -147,7 +165,7 @@ class GracefulInterrupt(pl.Callback):
 
         self.requested = False
         self.requeue = False
-        self._trainer: pl.Trainer | None = None
+        self._fitting: pl.Trainer | None = None
         self._signals = [signal.SIGINT]
         if os.environ.get("SLURM_JOB_ID") if slurm is None else slurm:
             self._signals.append(signal.SIGUSR1)
@@ -155,7 +173,7 @@ class GracefulInterrupt(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():
-            self._trainer = trainer
+            self._fitting = trainer
             self._previous = {signum: signal.signal(signum, self._handle) for signum in self._signals}
 
     def _handle(self, signum, frame) -> None:
@@ -166,8 +184,8 @@ class GracefulInterrupt(pl.Callback):
         else:
             self.requeue = True
             message = "SIGUSR1 from SLURM: stopping after this batch, then saving a checkpoint and requeueing the job"
-        if self._trainer is not None:
-            self._trainer.should_stop = True
+        if self._fitting is not None:
+            self._fitting.should_stop = True
             print(f"\n{message}", file=sys.stderr)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -257,15 +275,14 @@ class EpochMetricsInCheckpoint(pl.Callback):
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict) -> None:
-        if not self._epoch_ended or not trainer.loggers or trainer._results is None:
+        if not self._epoch_ended or not trainer.loggers:
             return
-        # Exactly what the loop logs next: the epoch-reduced metrics, at the epoch's last step
-        # (Lightning's own convention, e.g. its LearningRateMonitor reads the same counter).
-        logged = trainer._logger_connector.metrics["log"]
-        metrics = {key: float(value) for key, value in logged.items()}
+        # Exactly what the loop logs next: the epoch-reduced metrics, at the epoch's last step.
+        metrics = epoch_metrics_to_log(trainer)
+        if metrics is None:
+            return
         metrics.setdefault("epoch", trainer.current_epoch)
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped - 1
-        checkpoint[self.KEY] = {"step": step, "metrics": metrics}
+        checkpoint[self.KEY] = {"step": batches_that_stepped(trainer) - 1, "metrics": metrics}
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict) -> None:

@@ -51,7 +51,9 @@ class PerOffsetMetrics:
     offset_title = "InfoNCE accuracy per offset (true target ranked first)"
 
     def log_offsets(self, losses: list[torch.Tensor], accuracies: list[torch.Tensor], batch_size: int) -> None:
-        if self._trainer is None:  # called outside a Trainer (tests, tools)
+        from pipeline.lightning_internals import attached_trainer
+
+        if attached_trainer(self) is None:  # called outside a Trainer (tests, tools)
             return
         for offset, loss, accuracy in zip(self.offsets, losses, accuracies, strict=True):
             self.log(f"train/infonce_loss_k{offset}", loss, on_step=False, on_epoch=True,

@@ -11,6 +11,7 @@ from lightly.loss import SwaVLoss
 from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
 
 from pipeline.data.augment import MultiCrop
+from pipeline.lightning_internals import attached_trainer
 from pipeline.models.backbones import build_backbone
 from pipeline.models.base import SelfSupervised
 from pipeline.models.swav import SwAVSpec
@@ -72,7 +73,7 @@ class SwAV(SelfSupervised):
             if self.spec.queue_length:
                 self._enqueue(z_large.detach().float().view(len(large), batch, -1))
             loss = self.criterion(large_scores, small_scores, queue_scores)
-        if self._trainer is not None:
+        if attached_trainer(self) is not None:
             self.log("train/prototypes_used", prototype_usage(large_scores[0].detach()),
                      on_step=False, on_epoch=True, batch_size=batch, sync_dist=True)
         return loss, features[:batch]
