@@ -50,8 +50,9 @@ def options(
         from pipeline.errors import PipelineError
 
         raise PipelineError("--verbose and --quiet ask for opposite things: give one")
-    from pipeline.stages.common import set_verbosity
+    from pipeline.stages.common import set_verbosity, tune_collector
 
+    tune_collector()  # every command that imports torch or MLflow starts and exits faster
     set_verbosity("debug" if verbose else "warning" if quiet else "info")
 
 

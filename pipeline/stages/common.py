@@ -1,7 +1,10 @@
-"""What every stage shares: JSON files written atomically, logging, building a family's model."""
+"""What every stage shares: JSON files written atomically, logging, the garbage collector's settings,
+building a family's model."""
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import logging
 import os
@@ -34,7 +37,45 @@ def quiet() -> bool:
     return os.environ.get(VERBOSITY) == "warning"
 
 
+COLLECTOR_THRESHOLDS = (2000, 10, 100)
+"""The cyclic garbage collector's thresholds in a stage's process (`tune_collector`); CPython's
+default is (700, 10, 10)."""
+
+_freeze_at_exit = False
+
+
+def tune_collector() -> None:
+    """Spare a stage's process the collector's scans of what it imports. Starting a stage imports
+    torch, Lightning (with torchmetrics, torchvision, torch._dynamo) and MLflow: a million objects
+    or so that live as long as the process. CPython's defaults collect the oldest generation each
+    time it has grown by a quarter: eight or nine full scans of them during the start, a fifth of
+    it (bench/stage_start.py), and again on the way out, where the interpreter collects several
+    times more (one to two seconds after the stage has finished). Here:
+    - the thresholds (`COLLECTOR_THRESHOLDS`): young collections less often, and a full one only
+      after a hundred middle-generation collections (CPython's own rule still waits for the
+      long-lived objects to grow by a quarter), one or none during the start;
+    - at exit, `gc.freeze()` (an atexit hook): the collections of the interpreter's shutdown skip
+      every object alive by then, whose memory goes back with the process. Reference-counted
+      objects are still finalised as usual, atexit hooks (loggers, MLflow, multiprocessing, temporary
+      folders) still run; only the finalisers of cyclic garbage left at exit are skipped, which
+      Python does not promise to run anyway.
+    Thresholds already set higher are kept, and a collector switched off (threshold 0) stays off.
+    Called by `setup_logging`, the first thing every stage does, before its heavy imports; in a
+    process that calls the stages in turn (the tests), the settings stay for the rest of it."""
+    global _freeze_at_exit
+    current = gc.get_threshold()
+    if current[0]:
+        gc.set_threshold(*(max(have, want) for have, want in zip(current, COLLECTOR_THRESHOLDS, strict=True)))
+    if not _freeze_at_exit:
+        atexit.register(gc.freeze)
+        _freeze_at_exit = True
+
+
 def setup_logging() -> None:
+    """A stage's set-up, the first thing it does: its logging (the level `pipeline -v/-q` set),
+    and the garbage collector's settings for a process that imports torch, Lightning and MLflow
+    (`tune_collector`)."""
+    tune_collector()
     level = getattr(logging, os.environ.get(VERBOSITY, "info").upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(message)s")
     logging.getLogger("pipeline").setLevel(level)
