@@ -147,6 +147,106 @@ def test_the_protocol_fills_one_row_per_experience_and_keeps_it_with_the_weights
     assert np.isfinite(fresh.initial_test.numpy()).all()
 
 
+def test_without_per_epoch_validation_the_fits_validate_nothing_and_the_figures_stay(monkeypatch):
+    """`validate_every_epoch: false`: no validation step in any fit, the sanity check's included;
+    the accuracy matrices after each experience are still measured, and are those of the
+    validating run, weights too (replay draws its batches from the global random stream, which a
+    validation's DataLoader draws from as well)."""
+    calls = []
+    original = Continual.validation_step
+    monkeypatch.setattr(Continual, "validation_step",
+                        lambda self, batch, i: calls.append(i) or original(self, batch, i))
+    runs = {}
+    for validate in (None, False):
+        calls.clear()
+        net = network({"name": "replay", "memory": {"samples": 60}}, validate_every_epoch=validate)
+        measured = run_stream(net, splits(), epochs=2)
+        runs[validate] = net, len(calls), measured
+    (validating, validated, measured), (quiet, none, quiet_measured) = runs[None], runs[False]
+    assert validated > 0 and none == 0  # the validating run is the control
+    for split in ("test", "val"):
+        assert quiet.matrix(split).shape == (5, 5) and np.isfinite(quiet.matrix(split)).all()
+        assert np.array_equal(quiet.matrix(split), validating.matrix(split))
+    assert quiet_measured == measured  # the figures logged after each experience, validation's included
+    assert quiet.summary("val")["average_accuracy"] == validating.summary("val")["average_accuracy"]
+    for name, value in validating.state_dict().items():
+        assert torch.equal(quiet.state_dict()[name], value), name
+
+
+def test_the_loss_is_logged_as_a_per_step_self_log_would_log_it():
+    """The module logs `train/loss_step` and `train/loss_epoch` without a `self.log` at every step:
+    the loggers receive the same points (steps and values) as from `self.log("train/loss",
+    on_step=True, on_epoch=True)`, the reference below."""
+    from pytorch_lightning.loggers import Logger
+
+    class Recorder(Logger):
+        name, version = "recorder", 0
+
+        def __init__(self):
+            super().__init__()
+            self.points = []
+
+        def log_metrics(self, metrics, step=None):
+            self.points += [(step, key, value) for key, value in metrics.items() if key.startswith("train/loss")]
+
+        def log_hyperparams(self, *args, **kwargs):
+            pass
+
+    class PerStepLog(Continual):
+        def training_step(self, batch, batch_idx):
+            loss = self.strategy.loss(batch)
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["label"]))
+            return loss
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            self.strategy.after_step()
+
+    logged = {}
+    for cls in (Continual, PerStepLog):
+        spec = ContinualSpec(kind="continual", strategy={"name": "replay", "memory": {"samples": 60}}, hidden=[32])
+        torch.manual_seed(0)
+        net = cls(spec, TrainSpec(optimizer={"name": "adam", "lr": 0.01, "weight_decay": 0},
+                                  scheduler={"name": "none"}), (1, 8, 8), 10)
+        experiment = SimpleNamespace(seed=0, data=DataSpec(batch_size=16), train=SimpleNamespace(max_epochs=2))
+        recorder = Recorder()
+        for index, phase in enumerate(net.phases(experiment, splits())):
+            pl.seed_everything(index, verbose=False)
+            trainer = pl.Trainer(max_epochs=phase.max_epochs, logger=recorder, log_every_n_steps=3,
+                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                 accelerator="cpu")
+            trainer.fit(net, datamodule=phase.data)
+            net.after_phase(index, phase)
+        logged[cls] = recorder.points
+    assert {key for _, key, _ in logged[Continual]} == {"train/loss_step", "train/loss_epoch"}
+    assert len([p for p in logged[Continual] if p[1] == "train/loss_step"]) >= 5
+    assert logged[Continual] == logged[PerStepLog]
+
+
+def test_the_validation_option_leaves_every_shipped_continual_specs_hash_as_it_was():
+    """Null by default, `validate_every_epoch` is left out of both hashes: every shipped continual
+    spec hashes as it did before the setting existed; set, it counts."""
+    from pathlib import Path
+
+    from pipeline.spec.experiment import OPERATIONAL_TRAIN, digest, spec_hash, training_hash
+    from pipeline.spec.load import load
+
+    paths = sorted((Path(__file__).resolve().parents[2] / "specs").glob("continual_*.yaml"))
+    assert len(paths) > 20
+    for path in paths:
+        spec = load(path)
+        assert spec.model.validate_every_epoch is None, path.name
+        whole = spec.model_dump(mode="json", exclude={"name": True, "description": True, "tracking": True,
+                                                      "seeds": True, "train": set(OPERATIONAL_TRAIN)})
+        training = spec.model_dump(mode="json", include={"seed", "data", "model", "train", "upstream"},
+                                   exclude={"data": {"probe_subset", "eval_subset"}, "train": set(OPERATIONAL_TRAIN)})
+        for body in (whole, training):
+            del body["model"]["validate_every_epoch"]  # as the spec was dumped before the setting
+        assert spec_hash(spec) == digest(whole), path.name
+        assert training_hash(spec) == digest(training), path.name
+    off = load(paths[0], ["model.validate_every_epoch=false"])
+    assert spec_hash(off) != spec_hash(load(paths[0]))
+
+
 def test_naive_forgets_what_cumulative_keeps():
     data = splits(n_train=400)
     naive, cumulative = network(), network({"name": "cumulative"})
@@ -490,7 +590,9 @@ def test_a_continual_spec_is_validated_before_any_compute():
             ({"model": {"kind": "continual", "strategy": {"name": "naive", "contrast": "current"}},
               "train": {"optimizer": {"name": "adam", "weight_decay": 1e-4}}}, "the labels trick leaves the rows"),
             ({"model": {"kind": "continual", "strategy": {"name": "energy"}},
-              "train": {"optimizer": {"name": "adam", "weight_decay": 1e-4}}}, "the energy model leaves the rows")):
+              "train": {"optimizer": {"name": "adam", "weight_decay": 1e-4}}}, "the energy model leaves the rows"),
+            ({"model": {"kind": "continual", "validate_every_epoch": False}, "train": {"val_check_interval": 10}},
+             "validate_every_epoch: false turns off")):
         with pytest.raises(ValidationError, match=message):
             ExperimentSpec.model_validate({**base, **wrong})
     for strategy in ({"name": "naive", "contrast": "current"}, {"name": "energy"}):  # decoupled decay is fine

@@ -252,11 +252,15 @@ class _Learner(Strict):
         return self
 
     def refuses_training(self, train) -> str | None:
-        """Why the training settings `train` (TrainSpec) would defeat this model, if they would: a
-        strategy that leaves the rows of classes outside the current experience without gradient
-        (the labels trick's head, the energy model's label embedding) is only protected while
-        nothing else moves them; Adam's coupled weight decay is their whole gradient then, which Adam
-        normalises to a step of about lr each, wiping them out in one experience."""
+        """Why the training settings `train` (TrainSpec) would defeat this model, if they would:
+        validation within epochs asked for while the per-epoch validation is off; or a strategy that
+        leaves the rows of classes outside the current experience without gradient (the labels
+        trick's head, the energy model's label embedding), only protected while nothing else moves
+        them: Adam's coupled weight decay is their whole gradient then, which Adam normalises to a
+        step of about lr each, wiping them out in one experience."""
+        if self.validate_every_epoch is False and train.val_check_interval is not None:
+            return ("train.val_check_interval asks for validation within each epoch, which validate_every_epoch: "
+                    "false turns off: leave one of them out")
         keeps_rows = self.strategy.name == "energy" or getattr(self.strategy, "contrast", None) == "current"
         optimizer = train.optimizer
         if keeps_rows and optimizer.name == "adam" and optimizer.weight_decay > 0:
@@ -298,6 +302,13 @@ def continual_spec() -> type:
         freeze_lower: bool = Field(
             False, description="Keep the modules below `latent_layer` frozen throughout (an upstream encoder's lower "
                                "layers, say); ar1 and remind freeze them anyway.")
+        validate_every_epoch: bool | None = Field(
+            None,
+            description="Validate on the current experience's validation examples at each epoch's end during its fit "
+                        "(the `val/accuracy` curve, and Lightning's sanity check before each fit). null (as true): "
+                        "yes; false: no validation inside the fits, which saves its time. The accuracy matrices on "
+                        "validation and test examples after each experience, and the weights, are the same either "
+                        "way.")
 
     ContinualSpec.__qualname__ = "ContinualSpec"  # pickled by name, found through __getattr__
     return ContinualSpec

@@ -5,7 +5,10 @@ kept as buffers (saved with the weights) for the `continual` downstream task."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,8 +69,23 @@ class ExperienceData(TensorDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.net.phase = self.index
-        val = cl_scenario.union([self.net.experiences[i] for i in self.checked_on], "val")
+        val = cl_scenario.union([self.net.experiences[i] for i in self.checked_on], "val") if self.validates else {}
         self.splits = Splits(train=self.net.strategy.train_fields(self.index), val=val, test={}, classes=None)
+
+    validates = True
+
+
+class ExperienceTraining(ExperienceData):
+    """A phase's data without validation examples (`validate_every_epoch: false`): with no
+    `val_dataloader` of its own, Lightning runs no validation in the fit, nor its sanity check."""
+
+    validates = False
+    val_dataloader = pl.LightningDataModule.val_dataloader  # Lightning's own: "not overridden"
+
+
+def _draw_as_a_loader_does() -> None:
+    """What creating a DataLoader's iterator takes from the global random stream (its base seed)."""
+    torch.empty((), dtype=torch.int64).random_()
 
 
 class Continual(Supervised):
@@ -97,6 +115,7 @@ class Continual(Supervised):
         self.register_buffer("class_order", torch.full((num_classes,), -1, dtype=torch.int64))
         self.register_buffer("task_classes", torch.zeros(count, num_classes, dtype=torch.bool))
         self.experiences: list[cl_scenario.Experience] = []
+        self._epoch_loss: dict = {"sum": torch.zeros(()), "count": 0, "last": None}  # see training_step
         self.phase = 0
         self.seed = 0
         self.lower_frozen = False
@@ -180,9 +199,16 @@ class Continual(Supervised):
         # b_j: the untrained network's accuracy on each experience (forward transfer's reference).
         for split in ("test", "val"):
             getattr(self, f"initial_{split}").copy_(torch.tensor(self.accuracies(split)))
-        return [Phase(name, ExperienceData(self, index, checked_on, spec.data, spec.seed),
-                      spec.train.max_epochs)
+        data = ExperienceData if self.validates else ExperienceTraining
+        if not self.validates:  # asked for: Lightning's note that the fits will not validate says nothing
+            warnings.filterwarnings("ignore", message="You defined a `validation_step` but have no `val_dataloader`")
+        return [Phase(name, data(self, index, checked_on, spec.data, spec.seed), spec.train.max_epochs)
                 for index, (name, checked_on) in enumerate(self.strategy.phases())]
+
+    @property
+    def validates(self) -> bool:
+        """Whether each fit validates at its epochs' ends (`validate_every_epoch`; null: yes)."""
+        return self.spec.validate_every_epoch is not False
 
     @torch.no_grad()
     def accuracies(self, split: str) -> list[float]:
@@ -208,6 +234,25 @@ class Continual(Supervised):
 
     def on_fit_start(self) -> None:
         self.fit_device = self.device
+
+    # Without validation, the fit still takes from the global random stream what a validating one
+    # takes: a DataLoader's iterator draws its base seed from it, once for each epoch's validation
+    # (Lightning's sanity check gives back what it took). So whatever draws from it later (replay's
+    # batches from the buffer) draws the same numbers, and the weights and accuracy matrices are
+    # those of the validating fit; tests/models/test_continual.py checks it.
+
+    def on_train_epoch_end(self) -> None:
+        epoch = self._epoch_loss
+        if epoch["count"]:
+            self.log("train/loss_epoch", epoch["sum"] / epoch["count"], on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=1)
+        if not self.validates and self._would_validate():
+            _draw_as_a_loader_does()
+
+    def _would_validate(self) -> bool:
+        """Whether the current phase has validation examples (a validating fit would run on them)."""
+        _, checked_on = self.strategy.phases()[self.phase]
+        return any(len(self.experiences[i].val["label"]) for i in checked_on)
 
     def after_phase(self, index: int, phase: Phase) -> dict[str, float]:
         # Lightning leaves the module on the CPU after a fit: consolidate and score where it trained.
@@ -248,13 +293,32 @@ class Continual(Supervised):
 
     # --- Lightning ---
 
+    # The loss is logged as `self.log("train/loss", on_step=True, on_epoch=True)` would log it (the
+    # same `train/loss_step` points, the same `train/loss_epoch` values), without calling it at every
+    # step (a Lightning `log` call costs about half a millisecond, a tenth of a step of the MLP):
+    # each step adds its loss to the epoch's sum; the step's value is logged only on the steps
+    # Lightning sends to the loggers (every `log_every_n_steps`), the epoch's mean at its end.
+    # (A plain dict: setting a module's attribute at every step costs more than it should.)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss = {"sum": torch.zeros((), device=self.device), "count": 0, "last": None}
+
     def training_step(self, batch: Fields, batch_idx: int) -> torch.Tensor:
         loss = self.strategy.loss(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["label"]))
+        size, epoch = len(batch["label"]), self._epoch_loss
+        epoch["last"] = loss.detach()
+        epoch["sum"] = epoch["sum"] + epoch["last"] * size  # as Lightning's mean-reduced epoch value
+        epoch["count"] += size
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.strategy.after_step()
+        trainer = self.trainer
+        every = trainer.log_every_n_steps
+        # The steps whose metrics Lightning sends to the loggers (the optimiser has stepped by now).
+        if every and (trainer.global_step % every == 0 or trainer.should_stop):
+            self.log("train/loss_step", self._epoch_loss["last"], on_step=True, on_epoch=False, prog_bar=True,
+                     batch_size=len(batch["label"]))
 
     def validation_step(self, batch: Fields, batch_idx: int) -> None:
         predicted = self.strategy.scores(batch["input"], batch["task"]).argmax(dim=1)
@@ -263,4 +327,4 @@ class Continual(Supervised):
 
     def plot_groups(self) -> dict[str, tuple[str, list[str]]]:
         return {"training_curves": ("training (steps continue across experiences)",
-                                    ["train/loss_epoch", "val/accuracy"])}
+                                    ["train/loss_epoch"] + (["val/accuracy"] if self.validates else []))}
