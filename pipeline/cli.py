@@ -210,18 +210,13 @@ def run(
         from pipeline.stages.seeds import parse_seeds, run_seeds
 
         run_seeds(loaded, spec, parse_seeds(seeds) if seeds is not None else loaded.seeds, jobs)
-        from pipeline.distributed import is_secondary
-
-        if not is_secondary():
-            stages.report()  # reports/summary.md (reports/<name>.md is the DVC report stage's)
+        stages.report()  # reports/summary.md (reports/<name>.md is the DVC report stage's)
         return
     stages.fetch(loaded)
     if loaded.model is not None:  # a spec on an upstream encoder trains nothing of its own
         stages.pretrain(loaded, spec, auto_resume=auto_resume)
-    from pipeline.distributed import is_secondary
-
-    if is_secondary():  # a DDP process Lightning started: its share of the training was all it had to do
-        return
+    # In a DDP process Lightning started, evaluate and report return at once: its share of the
+    # training was all it had to do.
     stages.evaluate(loaded, spec)
     stages.report([loaded.name])
 

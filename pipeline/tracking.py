@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import paths, plugins
 from pipeline.data.source import DatasetSource
+from pipeline.distributed import is_secondary
 from pipeline.errors import PipelineError
 from pipeline.provenance import git_state
 from pipeline.spec.experiment import ExperimentSpec, flatten, spec_hash
@@ -137,13 +138,6 @@ class Run:
                                 experiment_name=self.client.get_experiment(self.experiment_id).name)
 
 
-def is_secondary_process() -> bool:
-    """True in the processes Lightning's DDP launcher starts for ranks other than 0: they train,
-    but only rank 0 writes to MLflow and to artifacts."""
-    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-    return any(int(os.environ.get(var, "0") or 0) > 0 for var in ranks)
-
-
 class _SilentRun:
     """Stands in for a Run on secondary DDP processes: logs nothing."""
 
@@ -166,7 +160,7 @@ def stage_run(spec: ExperimentSpec, stage: str, spec_path: Path | None, upstream
     role "training" for a spec's own training); the spec file as an artifact. Ends FINISHED,
     FAILED (with the error as a tag) or KILLED (Ctrl-C): never left RUNNING. With
     `resume_run_id`, that run is reopened and continued instead."""
-    if is_secondary_process():
+    if is_secondary():  # DDP's other ranks train; rank 0 alone writes to MLflow
         yield _SilentRun()  # type: ignore[misc]
         return
     uri = tracking_uri(spec)

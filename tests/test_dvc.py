@@ -19,7 +19,7 @@ import yaml
 
 from pipeline import paths
 from pipeline.stages import dvc as generator
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import needs_fashion_mnist, tiny_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -169,27 +169,27 @@ CODE_EDITS = {
 }
 
 
-@pytest.mark.parametrize("edit", sorted(EDITS))
-def test_a_prose_edit_leaves_the_fingerprint(tmp_path: Path, edit: str):
+def fingerprints_around(tmp_path: Path, old: str, new: str) -> tuple[str, str, Path]:
+    """The fingerprint of a package holding CODE, before and after replacing `old` by `new` in it."""
     (tmp_path / "pkg").mkdir()
     module = tmp_path / "pkg" / "geometry.py"
     module.write_text(CODE)
     before = generator.fingerprint(["pkg"], tmp_path)
-    old, new = EDITS[edit]
     module.write_text(CODE.replace(old, new))
+    return before, generator.fingerprint(["pkg"], tmp_path), module
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_a_prose_edit_leaves_the_fingerprint(tmp_path: Path, edit: str):
+    before, after, module = fingerprints_around(tmp_path, *EDITS[edit])
     assert module.read_text() != CODE
-    assert generator.fingerprint(["pkg"], tmp_path) == before
+    assert after == before
 
 
 @pytest.mark.parametrize("edit", sorted(CODE_EDITS))
 def test_a_code_edit_changes_the_fingerprint(tmp_path: Path, edit: str):
-    (tmp_path / "pkg").mkdir()
-    module = tmp_path / "pkg" / "geometry.py"
-    module.write_text(CODE)
-    before = generator.fingerprint(["pkg"], tmp_path)
-    old, new = CODE_EDITS[edit]
-    module.write_text(CODE.replace(old, new))
-    assert generator.fingerprint(["pkg"], tmp_path) != before
+    before, after, _ = fingerprints_around(tmp_path, *CODE_EDITS[edit])
+    assert after != before
 
 
 def dvc_env() -> dict[str, str]:
@@ -271,21 +271,9 @@ def test_a_dvc_experiments_copy_logs_to_the_projects_store(tmp_path: Path, monke
 
 
 # A SwAV spec that trains and evaluates in seconds: the end-to-end tests below run it through DVC.
-TINY = """\
-name: tiny
-data: {train_subset: 256, probe_subset: 600, eval_subset: 1000, batch_size: 64}
-model:
-  kind: swav
-  prototypes: 10
-  projection_hidden_dim: 32
-  projection_dim: 16
-  freeze_prototypes_steps: 0
-  backbone: {widths: [8, 16]}
-  multicrop: {small_crops: 1}
-train: {max_epochs: 1, limit_train_batches: 2}
-downstream:
-  - {kind: knn, k: 5}
-"""
+TINY = (tiny_spec("tiny", images=256, limit_train_batches=2)
+        .replace("batch_size: 64}", "probe_subset: 600, eval_subset: 1000, batch_size: 64}")
+        + "downstream:\n  - {kind: knn, k: 5}\n")
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,7 @@ def evaluate_code(kind: str) -> str:
 
 def evaluate(spec: ExperimentSpec, spec_path: Path | None = None) -> dict:
     setup_logging()
-    if is_secondary():  # rank 0 of a DDP training evaluates; the others wrote their share of it
-        log.info("evaluate %s: left to rank 0", spec.name)
+    if is_secondary():  # rank 0 of a DDP training evaluates; the others trained their share of it
         return {}
     import torch
 

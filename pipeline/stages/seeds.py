@@ -91,7 +91,7 @@ def run_one_seed(spec: ExperimentSpec, spec_path: Path | None, seed: int, index:
     log.info("seeds %s: seed %d (%d of %d) as %s", spec.name, seed, index, total, run.name)
     if run.model is not None:
         stages.pretrain(run, spec_path, auto_resume=True)
-    if is_secondary():  # a DDP process Lightning started trains its share and nothing else
+    if is_secondary():  # a DDP process Lightning started trains its share; evaluate is rank 0's
         return {}
     evaluated = evaluation_is_current(run, spec_path)
     if evaluated is not None:

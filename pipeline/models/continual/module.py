@@ -63,6 +63,8 @@ class ExperienceData(TensorDataModule):
     asked for when the fit starts (it may depend on what the phases before left, a buffer say),
     and the validation examples of the experiences it is checked on."""
 
+    validates = True
+
     def __init__(self, net: Continual, index: int, checked_on: list[int], data: DataSpec, seed: int):
         super().__init__(data, seed * 1009 + index)
         self.net, self.index, self.checked_on = net, index, checked_on
@@ -71,8 +73,6 @@ class ExperienceData(TensorDataModule):
         self.net.phase = self.index
         val = cl_scenario.union([self.net.experiences[i] for i in self.checked_on], "val") if self.validates else {}
         self.splits = Splits(train=self.net.strategy.train_fields(self.index), val=val, test={}, classes=None)
-
-    validates = True
 
 
 class ExperienceTraining(ExperienceData):
