@@ -62,6 +62,8 @@ QUICK_CONTINUOUS = {"ct_rnn_mnist1d_irregular_quick": "mnist1d_irregular", "esn_
 # copying the last frame; and the predictive-coding learning rule on a feed-forward classifier.
 QUICK_VIDEO = {"prednet_moving_fmnist_quick": "moving_fmnist_32", "precnet_moving_fmnist_quick": "moving_fmnist_32"}
 QUICK_LEARNING_RULES = {"pc_mlp_fmnist_quick": "fashion_mnist"}
+# Meta-learning: MAML on few-shot episodes and on sinusoid functions, each scored by few_shot.
+QUICK_META = {"maml_mnist1d_fewshot_quick": "mnist1d_fewshot", "maml_sinusoid_quick": "sinusoid"}
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -104,7 +106,7 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # "families": the tiny specs and a quick spec of each family that trains from scratch; "chained": the
 # specs that build on swav_fmnist_quick (continual learners, vokenization), with it.
 PROJECTS = {
-    "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES),
+    "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -314,6 +316,33 @@ def test_a_network_trained_by_predictive_coding_is_scored_itself(repo: Path, nam
     model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
     assert f"| {name} | {model} | {dataset} | network | the network itself" in (
         repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize(("name", "dataset"), QUICK_META.items())
+def test_a_meta_learner_is_scored_on_tasks_it_never_saw(repo: Path, name: str, dataset: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    metrics = evaluate.data.metrics
+    files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert "few_shot_steps.png" in files
+    if dataset == "sinusoid":
+        assert "val/query_mse" in pretrain.data.metrics
+        assert "few_shot_functions.png" in files
+        for key in ("mse_steps_1", "pretrained_mse_steps_1", "pretrained_mse_steps_10"):
+            assert metrics[f"few_shot/10shot/{key}"] > 0, key
+        headline = "few_shot | query MSE after 1 step, K = 10"
+    else:
+        assert "val/query_accuracy" in pretrain.data.metrics
+        for shots in (1, 5):
+            for key in ("accuracy", "scratch", "centroid", "embedding"):
+                assert 0 < metrics[f"few_shot/{shots}shot/{key}"] <= 1, key
+            assert metrics[f"few_shot/{shots}shot/ci95"] > 0
+        history = client.get_metric_history(evaluate.info.run_id, "few_shot/1shot_accuracy_vs_steps")
+        assert [m.step for m in history] == [0, 1, 2]
+        headline = "few_shot | 5-way 1-shot accuracy"
+    model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
+    assert f"| {name} | {model} | {dataset} | {headline}" in (repo / "reports" / f"{name}.md").read_text()
 
 
 @pytest.mark.parametrize(("name", "strategy"), QUICK_CONTINUAL.items())
