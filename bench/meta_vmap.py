@@ -25,9 +25,10 @@ same torch threads:
 Each peer gets `--warmup` meta-steps, then `--repeats` rounds (the order rotating) of
 `--iterations` meta-steps; the table gives the median over rounds of ms per meta-step. Before
 timing, each peer's meta-gradient is compared with the loop's (max |difference| / max |loop's|).
-Unless --no-extra, the same for two smaller problems where per-op overhead, not arithmetic,
-dominates: Conv-4 with 1 query per class, and the sine-regression MLP of the MAML paper (1-40-40-1,
-ReLU, 10 points per task, meta-batch 25, inner lr 0.01).
+Unless --no-extra, the same for three smaller problems where per-op overhead, not arithmetic,
+dominates: Conv-4 with 1 query per class; the 1-D Conv-4 of the MNIST-1D few-shot specs on 1x40
+signals with 15 queries per class; and the sine-regression MLP of the MAML paper (1-40-40-1, ReLU,
+10 points per task, meta-batch 25, inner lr 0.01).
 
 Memory. The peak resident memory of one meta-step, meta-batch `--memory-meta-batch` of the headline
 task, against the inner steps: MAML (second order), FOMAML and iMAML (lam 1, `--cg-steps`), all
@@ -100,6 +101,15 @@ def conv4(channels: int = 32, ways: int = 5) -> nn.Module:
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels, ways))  # 28 -> 14 -> 7 -> 3 -> 1
 
 
+def conv4_1d(channels: int = 32, ways: int = 5) -> nn.Module:
+    """The 1-D Conv-4 of the MNIST-1D few-shot specs (40 samples: 40 -> 20 -> 10 -> 5 -> 2)."""
+    layers: list[nn.Module] = []
+    for block in range(4):
+        layers += [nn.Conv1d(1 if block == 0 else channels, channels, 3, padding=1),
+                   nn.BatchNorm1d(channels, track_running_stats=False), nn.ReLU(), nn.MaxPool1d(2)]
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(2 * channels, ways))
+
+
 def sine_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 1))
 
@@ -118,12 +128,13 @@ class Problem:
     lr: float
 
 
-def episodes(meta_batch: int, ways: int = 5, shots: int = 1, queries: int = 15) -> tuple[torch.Tensor, ...]:
+def episodes(meta_batch: int, ways: int = 5, shots: int = 1, queries: int = 15,
+             shape: tuple[int, ...] = (1, 28, 28)) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(0)
     support_y = torch.arange(ways).repeat_interleave(shots).repeat(meta_batch, 1)
     query_y = torch.arange(ways).repeat_interleave(queries).repeat(meta_batch, 1)
-    return (torch.randn(meta_batch, ways * shots, 1, 28, 28, generator=generator), support_y,
-            torch.randn(meta_batch, ways * queries, 1, 28, 28, generator=generator), query_y)
+    return (torch.randn(meta_batch, ways * shots, *shape, generator=generator), support_y,
+            torch.randn(meta_batch, ways * queries, *shape, generator=generator), query_y)
 
 
 def sines(meta_batch: int, points: int = 10) -> tuple[torch.Tensor, ...]:
@@ -143,6 +154,8 @@ def problems(args: argparse.Namespace) -> list[Problem]:
     return [headline,
             Problem("Conv-4, 5-way 1-shot, 1 query/class", conv4, F.cross_entropy, lambda t: episodes(t, queries=1),
                     args.meta_batch, 0.4),
+            Problem(f"1-D Conv-4 on MNIST-1D signals (1x40), 5-way 1-shot, {args.queries} queries/class", conv4_1d,
+                    F.cross_entropy, lambda t: episodes(t, queries=args.queries, shape=(1, 40)), args.meta_batch, 0.4),
             Problem("sine MLP 1-40-40-1, 10 points", sine_mlp, squared_error, sines, 25, 0.01)]
 
 

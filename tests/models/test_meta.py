@@ -205,3 +205,26 @@ def _histories(root: Path):
     assert run.info.status == "FINISHED"
     return run.info.run_id, {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
                              for key in run.data.metrics}
+
+
+def test_the_report_sets_each_meta_learner_beside_its_baselines():
+    from pipeline.models.meta.report import sections
+
+    def stats(*values):
+        mean = sum(values) / len(values)
+        return {"mean": mean, "std": None if len(values) == 1 else 0.01, "values": list(values)}
+
+    classes = {"spec": "maml_x", "model": "maml", "runs": [{}, {}], "metrics": {"few_shot": {
+        "1shot/accuracy": stats(0.6, 0.62), "1shot/scratch": stats(0.3, 0.32), "1shot/centroid": stats(0.4, 0.4),
+        "1shot/embedding": stats(0.5, 0.52), "1shot/ci95": stats(0.02, 0.02), "5shot/accuracy": stats(0.8, 0.8)}}}
+    one_seed = {"spec": "protonet_x", "model": "protonet", "runs": [{}], "metrics": {"few_shot": {
+        "1shot/accuracy": stats(0.7), "1shot/accuracy_ci95": stats(0.015)}}}
+    functions = {"spec": "maml_sine", "model": "maml", "runs": [{}], "metrics": {"few_shot": {
+        "10shot/mse_steps_1": stats(0.5), "10shot/pretrained_mse_steps_1": stats(2.5),
+        "10shot/mse_steps_10": stats(0.2), "10shot/pretrained_mse_steps_10": stats(1.5)}}}
+    found = {section.title: section.markdown for section in sections([classes, one_seed, functions, {"spec": "y"}])}
+    rows = found["Few-shot accuracy on meta-test classes"].splitlines()
+    assert "| `maml_x` | maml | 1 | **61.0 ± 1.0%** | 31.0 ± 1.0% | 40.0 ± 1.0% | 51.0 ± 1.0% | 2 |" in rows
+    assert any(row.startswith("| `maml_x` | maml | 5 | **80.0 ± 1.0%** | - |") for row in rows)
+    assert "| `protonet_x` | protonet | 1 | **70.0 ± 1.5% (95% CI)** |" in "\n".join(rows)
+    assert "| `maml_sine` | 10 |" in found["Adapting to new functions"]

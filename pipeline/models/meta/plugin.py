@@ -55,4 +55,5 @@ PLUGIN = Plugin(
             data="any"),
     },
     datasets=DATASETS,
+    report="pipeline.models.meta.report:sections",
 )
