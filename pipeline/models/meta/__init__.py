@@ -167,13 +167,15 @@ class FewShotSpec(Strict):
 
     kind: Literal["few_shot"] = "few_shot"
     shots: list[int] = Field([1, 5], min_length=1, description="Shots scored (the first is the headline's).")
-    episodes: int = Field(600, gt=0, description="Meta-test episodes per shot count (and meta-validation ones).")
+    episodes: int = Field(600, gt=0, description="Meta-test episodes per shot count (meta-validation: at most 100).")
     steps: list[int] = Field([0, 1, 2, 5, 10], min_length=1,
                              description="Inner steps of the accuracy-against-steps curve.")
-    scratch_steps: int = Field(100, gt=0, description="Adam steps of the from-scratch baseline on a support set.")
+    scratch_steps: int = Field(50, gt=0, description="Adam steps of the from-scratch baseline on a support set.")
     scratch_lrs: list[float] = Field([1e-3, 3e-3, 1e-2], min_length=1,
-                                     description="Learning rates of the from-scratch baseline, chosen on "
-                                                 "meta-validation episodes.")
+                                     description="Learning rates of the from-scratch baseline (Adam), chosen on "
+                                                 "meta-validation episodes; on functions, those tried (with the "
+                                                 "meta-learner's inner_lr) for the pretrained network's SGD "
+                                                 "fine-tuning, chosen on meta-validation functions per step count.")
     embedding_epochs: int = Field(10, gt=0, description="Epochs of the supervised body on the meta-training classes "
                                                         "(the good-embedding baseline; on functions, the network "
                                                         "pretrained on all training functions).")

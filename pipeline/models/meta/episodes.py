@@ -127,11 +127,21 @@ class Pools:
     test: ClassPool | FunctionPool
 
 
+def canonical(fields: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The examples in an order fixed by their content (a fixed random projection of each input),
+    whatever order the splits were drawn in: the training split is shuffled by the spec's seed, and
+    the meta-validation episodes (and functions) must not change with it."""
+    flat = fields["input"].reshape(len(fields["input"]), -1).double()
+    projection = torch.from_numpy(np.random.default_rng(SPLIT_SEED).standard_normal(flat.shape[1]))
+    order = torch.argsort(flat @ projection, stable=True)
+    return {name: values[order] for name, values in fields.items()}
+
+
 def pools(splits: Splits, val_fraction: float, ways: int, regression: bool) -> Pools:
     """The meta-train, meta-validation and meta-test pools of a dataset's splits. The training
     side is the training split with its validation examples put back (those were carved out by
-    example; meta-validation is carved out by class)."""
-    side = {name: torch.cat([splits.train[name], splits.val[name]]) for name in splits.train}
+    example; meta-validation is carved out by class), in a canonical order."""
+    side = canonical({name: torch.cat([splits.train[name], splits.val[name]]) for name in splits.train})
     if regression:
         if "target" not in side:
             raise PipelineError("objective: regression needs a dataset of functions (a `target` field at each "
@@ -143,7 +153,9 @@ def pools(splits: Splits, val_fraction: float, ways: int, regression: bool) -> P
                      FunctionPool(side["input"], side["target"], np.sort(order[:n_val])),
                      FunctionPool(splits.test["input"], splits.test["target"], np.arange(len(splits.test["input"]))))
     if "label" not in side or not splits.classes:
-        raise PipelineError("classification episodes need a labelled dataset; for functions set objective: regression")
+        raise PipelineError("classification episodes need a dataset with class labels (mnist1d_fewshot, "
+                            "fmnist_fewshot); on a dataset of functions set objective: regression, with a kind that "
+                            "adapts (not protonet)")
     split = split_classes(splits.classes, side["label"].numpy(), splits.test["label"].numpy(), val_fraction, ways)
     inputs, labels = side["input"], side["label"]
     return Pools(ClassPool(inputs, labels, split.train), ClassPool(inputs, labels, split.val),

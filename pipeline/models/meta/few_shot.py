@@ -15,7 +15,8 @@ Every figure is also given on meta-validation episodes (what settings are chosen
 
 Functions (regression): the query's squared error after each number of inner steps, beside the
 same network trained on all training functions at once and then fine-tuned on the support points
-by the same SGD (its learning rate chosen on meta-validation functions): MAML's sinusoid result is
+by the same SGD (its learning rate chosen on meta-validation functions for each number of steps):
+MAML's sinusoid result is
 that the meta-learned start fits a new function in one step and the pretrained one does not.
 """
 
@@ -37,8 +38,8 @@ from pipeline.models.meta.module import MetaLearner, build_body
 
 CHUNK = 32
 """Episodes vectorised at once."""
-VAL_EPISODES = 200
-"""Meta-validation episodes per figure (at most the task's episode count)."""
+VAL_EPISODES = 100
+"""Meta-validation episodes per figure and per setting tried (at most the task's episode count)."""
 PICTURED = 3
 """Functions drawn with their adapted curves."""
 
@@ -185,7 +186,9 @@ def _classes(task, ctx: Context, model: MetaLearner, pools: episodes.Pools) -> T
         if spec.adapts:
             series = []
             for steps in task.steps:
-                value = float(_per_chunk(lambda c, s=steps: model.evaluate(c, s), test).mean())
+                per_episode = scores["meta"] if steps == spec.eval_inner_steps else \
+                    _per_chunk(lambda c, s=steps: model.evaluate(c, s), test)
+                value = float(per_episode.mean())
                 metrics[f"{key}/accuracy_steps_{steps}"] = value
                 ctx.log_series({f"few_shot/{key}_accuracy_vs_steps": value}, step=steps)
                 series.append((steps, value))
@@ -269,14 +272,17 @@ def _functions(task, ctx: Context, model: MetaLearner, pools: episodes.Pools) ->
         test = _draw(pools.test, task, "test", task.episodes, 1, shots, e.queries)
         val = _draw(pools.val, task, "val", n_val, 1, shots, e.queries)
         rates = sorted({*task.scratch_lrs, spec.inner_lr})
-        lr_scores = {lr: pretrained.scores(val, most, lr).mean().item() for lr in rates}
-        best_lr = min(lr_scores, key=lr_scores.get)
-        metrics[f"{key}/pretrained_lr"] = best_lr
+        best_lr = {}  # the pretrained network's fine-tuning rate, chosen on meta-validation per step count
+        for steps in task.steps:
+            tried = {lr: pretrained.scores(val, steps, lr).mean().item() for lr in (rates if steps else rates[:1])}
+            best_lr[steps] = min(tried, key=tried.get)
+            metrics[f"{key}/pretrained_lr_steps_{steps}"] = best_lr[steps]
+            metrics[f"{key}/val_pretrained_mse_steps_{steps}"] = tried[best_lr[steps]]
         lines: dict[str, list[tuple[float, float]]] = {"meta-learned": [], "pretrained on all functions": []}
         for steps in task.steps:
             for label, name, score in (("meta-learned", "mse", lambda c, s=steps: model.evaluate(c, s)),
                                        ("pretrained on all functions", "pretrained_mse",
-                                        lambda c, s=steps, lr=best_lr: pretrained.scores(c, s, lr))):
+                                        lambda c, s=steps, lr=best_lr[steps]: pretrained.scores(c, s, lr))):
                 values = _per_chunk(score, test)
                 metrics[f"{key}/{name}_steps_{steps}"] = values.mean().item()
                 metrics[f"{key}/{name}_steps_{steps}_ci95"] = interval(values)
@@ -284,7 +290,6 @@ def _functions(task, ctx: Context, model: MetaLearner, pools: episodes.Pools) ->
             ctx.log_series({f"few_shot/{key}_mse_vs_steps": metrics[f"{key}/mse_steps_{steps}"]}, step=steps)
         one = 1 if 1 in task.steps else task.steps[0]
         metrics[f"{key}/val_mse_steps_{one}"] = _per_chunk(lambda c, s=one: model.evaluate(c, s), val).mean().item()
-        metrics[f"{key}/val_pretrained_mse_steps_{one}"] = pretrained.scores(val, one, best_lr).mean().item()
         panels[f"K = {shots}"] = lines
         if headline is None:
             headline = Headline(
@@ -297,7 +302,7 @@ def _functions(task, ctx: Context, model: MetaLearner, pools: episodes.Pools) ->
                 baselines_validation={f"pretrained on all functions, {one} step{'s' if one != 1 else ''}":
                                       metrics[f"{key}/val_pretrained_mse_steps_{one}"]})
         if shots == task.shots[0]:
-            curves_png = _draw_functions(ctx, model, pretrained, test, shots, best_lr, one, most)
+            curves_png = _draw_functions(ctx, model, pretrained, test, shots, best_lr[most], one, most)
     pictures = [plots.line_panels(panels, f"{ctx.spec.name}: query MSE against inner steps", "inner steps",
                                   ctx.out / "few_shot_steps.png"), curves_png]
     return TaskResult(metrics, pictures, headline)

@@ -19,10 +19,6 @@ from pipeline.models.meta import algorithms, episodes
 from pipeline.spec.components import TrainSpec
 
 
-def _pool_fits(size: int) -> bool:
-    return size >= 2
-
-
 class ConvBody(nn.Module):
     """`blocks` x (3x3 convolution, batch norm, ReLU, 2x max pooling while the map is at least 2
     wide), flattened: images [C, H, W] or sequences [C, L]. The meta-learners' batch norm keeps no
@@ -35,7 +31,7 @@ class ConvBody(nn.Module):
         layers, channels, size = [], input_shape[0], min(input_shape[1:])
         for _ in range(blocks):
             layers += [conv(channels, width, 3, padding=1), norm(width, track_running_stats=running_stats), nn.ReLU()]
-            if _pool_fits(size):
+            if size >= 2:
                 layers.append(pool(2))
                 size //= 2
             channels = width
@@ -142,15 +138,32 @@ class MetaLearner(Trainable):
             lrs = self.learning_rates()
             lrs = {n: lr.detach() for n, lr in lrs.items()} if lrs is not None else None
             return algorithms.adapted_losses(
-                self.loss, params, batch["support_x"], batch["support_y"], batch["query_x"], batch["query_y"],
+                self.inner_loss(params), params, batch["support_x"], batch["support_y"], batch["query_x"],
+                batch["query_y"],
                 steps=steps, lr=self.spec.inner_lr, first_order=True, lrs=lrs, names=self.moving(),
                 query_fn=self.score, vectorise=self.spec.vectorise).detach()
 
+    def inner_loss(self, start):
+        """The loss a task's inner loop descends when it is scored: the support loss, plus iMAML's
+        proximal term lam/2 |phi - start|^2 (the problem it was meta-trained to start)."""
+        if self.spec.kind != "imaml":
+            return self.loss
+        lam = self.spec.lam
+
+        def proximal(params, inputs, targets):
+            distance = sum(((params[n] - start[n]) ** 2).sum() for n in params)
+            return self.loss(params, inputs, targets) + lam / 2 * distance
+
+        return proximal
+
     def _prototype_logits(self, params, batch: episodes.Episode) -> torch.Tensor:
+        """Support and query sets embedded together, as one batch (normalised on the episode's
+        statistics, as the prototypical networks' reference code does)."""
         ways = int(batch["support_y"].max()) + 1
 
         def one(support_x, support_y, query_x):
-            support, query = self.call(params, support_x), self.call(params, query_x)
+            embedded = self.call(params, torch.cat([support_x, query_x]))
+            support, query = embedded[:len(support_x)], embedded[len(support_x):]
             return algorithms.prototype_logits(support, support_y, query, ways)
 
         tasks = (batch["support_x"], batch["support_y"], batch["query_x"])
@@ -182,6 +195,7 @@ class MetaLearner(Trainable):
         elif kind == "reptile":
             inputs, targets = torch.cat([sx, qx], dim=1), torch.cat([sy, qy], dim=1)
             params = {n: p.detach() for n, p in self.adapted().items()}
+            # Reptile has no query loss: its curve is the tasks' loss before adaptation.
             loss = vmap(self.loss, in_dims=(None, 0, 0))(params, inputs, targets).mean()
             direction = algorithms.reptile_direction(self.loss, params, inputs, targets, steps=self.spec.inner_steps,
                                                      lr=self.spec.inner_lr, batch_size=self.spec.inner_batch,

@@ -65,7 +65,7 @@ def sections(results: list[dict], figures: Path | None = None, link: str = "", c
     found = []
     text = class_table(results)
     if text:
-        found.append(Section("Few-shot accuracy on meta-test classes", "5-way episodes of classes meta-training "
+        found.append(Section("Few-shot accuracy on meta-test classes", "N-way episodes of classes meta-training "
                              "never saw, the baselines on the same episodes.\n\n" + text))
     text = function_table(results)
     if text:
