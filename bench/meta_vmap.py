@@ -45,20 +45,26 @@ measurements scatter by +-50 MiB; with it they repeat to the MiB).
 Writes results/bench/meta_vmap.{json,txt} (--quick: meta_vmap_quick.{json,txt}) with the commit, the
 machine, its load averages before and after, and the command.
 
-Findings so far (two --quick runs and manual checks, 2-core AMD EPYC shared with other work, 2
-threads; the full run's tables replace these numbers). The aim, vmap >= 3x faster than the loop at
-meta-batch 16, is not met on the headline task: vmap ~1.2 s per meta-step, the loop and cloning
-~0.55 s (0.45x). It is not per-op overhead: the loop's ~10k op calls cost little beside its
-convolutions, pooling and norms on 80-image task batches. Vmapped, the query pass carries
-16 x 75 = 1200 images: one 32x28x28 activation of the first block is 120 MB (7.5 MB per task in the
-loop, which stays in cache), and once the weights are per task (after the first inner step) the
-convolutions run as grouped ones and the norms' affine weights as per-task multiplies, with extra
-permute and copy passes over those tensors (profile: mul, add, copy and fill ~27% of vmap's time,
-~7% of the loop's). vmap(..., chunk_size=4) brought it to the loop's time, no better; 1 thread
-instead of 2 gives the same ratio; the composite norms cost vmap 10-20% over the fused kernels
-(which give a wrong gradient). Where per-op overhead dominates vmap wins: ~1.8-2x with 1 query per
-class, ~11x on the sine MLP. Cloning is the loop within noise. Memory (meta-batch 4): MAML 163 MiB
-at 1 inner step, 563 MiB at 20; iMAML 221 MiB at 1 and at 20; FOMAML 144 and 145.
+Findings (results/bench/meta_vmap.txt, the full run at commit 12652af: 2-core AMD EPYC, 2 threads).
+The aim, vmap >= 3x faster than the loop at meta-batch 16, is met where a task's work is small and
+missed on the 28x28 Conv-4 with 15 queries a class:
+- 1-D Conv-4 on MNIST-1D signals (the few-shot specs' network), 15 queries: 2.5x at 1 inner step,
+  3.6x at 5 (vmap 180 ms, loop 648 ms per meta-step);
+- sine MLP: 10.8x at 1 step, 11.5x at 5;
+- Conv-4 on 28x28 images, 1 query a class: 1.8x, 1.7x;
+- Conv-4 on 28x28 images, 15 queries a class: 0.49x at 1 step, 0.73x at 5 (vmap 1.2 s, the loop
+  0.59 s). Not per-op overhead: vmapped, the query pass carries 16 x 75 = 1200 images, one
+  32x28x28 activation of the first block is 120 MB (7.5 MB per task in the loop, which stays in
+  cache), and once the weights are per task the convolutions run as grouped ones with extra
+  permute and copy passes (profile: mul, add, copy and fill ~27% of vmap's time, ~7% of the
+  loop's). vmap(..., chunk_size=4) reached the loop's time, no better; 1 thread gives the same
+  ratio. So the rotated Fashion-MNIST specs set `vectorise: false`.
+Cloning is the loop within noise. The composite norms cost vmap 5-15% over the fused kernels, whose
+second-order gradient is wrong under vmap (1e-2 of its largest entry at 1 inner step). At 5 inner
+steps on the 28x28 Conv-4, even the composite norms' vmapped gradient differs from the loop's by
+1e-2 to 4e-2 of its largest entry (float32 through five second-order steps of lr 0.4; on the 1-D
+Conv-4 the two agree to 7e-6). Memory (meta-batch 4, extra peak per meta-step): MAML 163, 247, 352
+and 563 MiB at 1, 5, 10 and 20 inner steps; iMAML 220-221 MiB at every step count; FOMAML 144-145.
 """
 
 from __future__ import annotations

@@ -4,8 +4,12 @@ same weights."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -264,3 +268,26 @@ def test_the_report_sets_each_meta_learner_beside_its_baselines():
     assert any(row.startswith("| `maml_x` | maml | 5 | **80.0 ± 1.0%** | - |") for row in rows)
     assert "| `protonet_x` | protonet | 1 | **70.0 ± 1.5% (95% CI)** |" in "\n".join(rows)
     assert "| `maml_sine` | 10 |" in found["Adapting to new functions"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["anil", "meta_sgd", "reptile", "imaml", "protonet"])
+def test_every_kind_trains_and_is_scored_through_pipeline_run(kind: str, tmp_path: Path):
+    """The quick MAML spec's settings with another kind (MAML itself runs in the DVC chain test)."""
+    root = tmp_path / kind
+    (root / "specs").mkdir(parents=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    shipped = Path(__file__).resolve().parents[2] / "specs" / "maml_mnist1d_fewshot_quick.yaml"
+    text = shipped.read_text().replace("kind: maml", f"kind: {kind}")
+    if kind == "protonet":  # no inner loop
+        text = "\n".join(line for line in text.splitlines() if "inner_" not in line) + "\n"
+    (root / "specs" / "quick.yaml").write_text(text)
+    result = subprocess.run([sys.executable, "-m", "pipeline", "-q", "run", "specs/quick.yaml"], cwd=root,
+                            env={**os.environ, "PIPELINE_ROOT": str(root)}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((root / "metrics" / "maml_mnist1d_fewshot_quick" / "evaluate.json").read_text())
+    assert evaluated["model"] == kind
+    for shots in (1, 5):
+        assert 0 < evaluated["few_shot"][f"{shots}shot/accuracy"] <= 1
+    assert evaluated["headlines"][0]["label"].startswith("5-way 1-shot accuracy")
