@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -282,10 +279,7 @@ def test_every_kind_trains_and_is_scored_through_pipeline_run(kind: str, tmp_pat
     if kind == "protonet":  # no inner loop
         text = "\n".join(line for line in text.splitlines() if "inner_" not in line) + "\n"
     (root / "specs" / "quick.yaml").write_text(text)
-    result = subprocess.run([sys.executable, "-m", "pipeline", "-q", "run", "specs/quick.yaml"], cwd=root,
-                            env={**os.environ, "PIPELINE_ROOT": str(root)}, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    finish(pipeline(root, "-q", "run", "specs/quick.yaml"))
     evaluated = json.loads((root / "metrics" / "maml_mnist1d_fewshot_quick" / "evaluate.json").read_text())
     assert evaluated["model"] == kind
     for shots in (1, 5):

@@ -113,6 +113,27 @@ class CompositeNorms(TorchFunctionMode):
         return self._COMPOSITES.get(func, func)(*args, **(kwargs or {}))
 
 
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm)
+
+
+def has_norms(module: nn.Module) -> bool:
+    """Whether the module has normalisation layers (whose fused kernels vmap gets wrong in second
+    order: see the module's doc)."""
+    return any(isinstance(layer, NORMS) for layer in module.modules())
+
+
+def functional_forward(module: nn.Module, params: Params, inputs: torch.Tensor, *, composite: bool,
+                       buffers: Params | None = None) -> torch.Tensor:
+    """The module's output on the inputs with the given params (and buffers), through
+    `functional_call`; under `CompositeNorms` if `composite` (whose dispatch costs time on every op,
+    so a module without norms should not ask for it)."""
+    weights = params if buffers is None else (params, buffers)
+    if not composite:
+        return functional_call(module, weights, (inputs,))
+    with CompositeNorms():
+        return functional_call(module, weights, (inputs,))
+
+
 def loss_of(module: nn.Module, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy, *,
             composite_norms: bool = True) -> LossFn:
     """The `LossFn` of a module: loss(module's output on the inputs with the given params, targets),
@@ -128,16 +149,10 @@ def loss_of(module: nn.Module, loss: Callable[[torch.Tensor, torch.Tensor], torc
                          "every task (and cannot run under vmap); build it with track_running_stats=False, "
                          "which normalises each task's support or query set on its own statistics")
     buffers = dict(module.named_buffers())
-    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm)
-    composite = composite_norms and any(isinstance(layer, norms) for layer in module.modules())
+    composite = composite_norms and has_norms(module)
 
     def task_loss(params: Params, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if composite:
-            with CompositeNorms():
-                outputs = functional_call(module, (params, buffers), (inputs,))
-        else:
-            outputs = functional_call(module, (params, buffers), (inputs,))
-        return loss(outputs, targets)
+        return loss(functional_forward(module, params, inputs, composite=composite, buffers=buffers), targets)
 
     return task_loss
 
@@ -293,6 +308,16 @@ def conjugate_gradient(apply: Callable[[Params], Params], b: Params, iterations:
     return x
 
 
+def proximal(loss_fn: LossFn, theta: Params, lam: float) -> LossFn:
+    """iMAML's inner objective: loss_fn(phi, x, y) + lam/2 |phi - theta|^2."""
+
+    def objective(phi: Params, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        distance = {name: phi[name] - theta[name] for name in phi}
+        return loss_fn(phi, inputs, targets) + lam / 2 * _dot(distance, distance)
+
+    return objective
+
+
 def imaml_hypergradient(loss_fn: LossFn, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                         query_x: torch.Tensor, query_y: torch.Tensor, *, steps: int, lr: float, lam: float,
                         cg_steps: int, vectorise: bool = True) -> tuple[Params, torch.Tensor]:
@@ -307,15 +332,12 @@ def imaml_hypergradient(loss_fn: LossFn, params: Params, support_x: torch.Tensor
     Returns (the mean over tasks of v_t, the query losses at phi_t [T]), both detached: the caller
     assigns the first to the params' `.grad`."""
     theta = _detached(params)
-
-    def proximal(phi: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        distance = {name: phi[name] - theta[name] for name in phi}
-        return loss_fn(phi, x, y) + lam / 2 * _dot(distance, distance)
+    inner = proximal(loss_fn, theta, lam)
 
     def task(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> tuple[Params, torch.Tensor]:
         phi = theta
         for _ in range(steps):
-            grads = _value_and_grad(proximal, phi, sx, sy)[1]
+            grads = _value_and_grad(inner, phi, sx, sy)[1]
             phi = {name: (value - lr * grads[name]).detach() for name, value in phi.items()}
         query_loss, query_grad = _value_and_grad(loss_fn, phi, qx, qy)
         _, hessian_product = vjp(lambda weights: grad(loss_fn)(weights, sx, sy), phi)

@@ -32,6 +32,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from pipeline import plots
+from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import Context, Headline, TaskResult
 from pipeline.models.meta import algorithms, episodes
 from pipeline.models.meta.module import MetaLearner, build_body
@@ -122,7 +123,7 @@ class GoodEmbedding:
                 order = torch.randperm(len(index), generator=generator)
                 for start in range(0, len(order) - 1, 128):
                     chosen = order[start:start + 128]
-                    inputs = episodes.model_input(pool.inputs[index[chosen.numpy()]]).to(device)
+                    inputs = model_input(pool.inputs[index[chosen.numpy()]]).to(device)
                     loss = F.cross_entropy(net(inputs), labels[chosen].to(device))
                     optimiser.zero_grad()
                     loss.backward()
@@ -239,8 +240,8 @@ class Pretrained:
         self.net = copy.deepcopy(initial)
         optimiser = torch.optim.Adam(self.net.adapted().values(), lr=1e-3)
         generator = np.random.default_rng(seed)
-        points = episodes.model_input(pool.inputs[pool.functions]).transpose(1, 2)  # [N, P, C]
-        values = episodes.model_input(pool.targets[pool.functions]).transpose(1, 2)
+        points = model_input(pool.inputs[pool.functions]).transpose(1, 2)  # [N, P, C]
+        values = model_input(pool.targets[pool.functions]).transpose(1, 2)
         with torch.enable_grad(), torch.inference_mode(False):
             for _ in range(epochs):
                 order = torch.as_tensor(generator.permutation(len(points)))

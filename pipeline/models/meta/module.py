@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from pipeline.models.base import Phase, Trainable
 from pipeline.models.meta import algorithms, episodes
@@ -86,7 +86,7 @@ class MetaLearner(Trainable):
             self.inner_lrs = nn.ParameterDict({
                 _key(name): nn.Parameter(torch.full_like(p, spec.inner_lr)) for name, p in self.adapted().items()})
         self.pools: episodes.Pools | None = None
-        self.normalised = any(isinstance(m, nn.modules.batchnorm._NormBase) for m in self.modules())
+        self.normalised = algorithms.has_norms(self)
         self.validation_metric = "val/query_mse" if self.regression else "val/query_accuracy"
 
     # --- the network as a function of its weights ---
@@ -109,10 +109,7 @@ class MetaLearner(Trainable):
     def call(self, params, inputs: torch.Tensor) -> torch.Tensor:
         """The network's output with the given weights. Its batch norm is computed from plain ops
         (`algorithms.CompositeNorms`): the fused kernel's second derivatives are wrong under vmap."""
-        if not self.normalised:  # the mode's dispatch costs time on every op
-            return functional_call(self, params, (inputs,))
-        with algorithms.CompositeNorms():
-            return functional_call(self, params, (inputs,))
+        return algorithms.functional_forward(self, params, inputs, composite=self.normalised)
 
     def loss(self, params, inputs, targets) -> torch.Tensor:
         outputs = self.call(params, inputs)
@@ -121,16 +118,14 @@ class MetaLearner(Trainable):
     def score(self, params, inputs, targets) -> torch.Tensor:
         """Query accuracy, or squared error on functions."""
         outputs = self.call(params, inputs)
-        if self.regression:
-            return F.mse_loss(outputs, targets)
-        return (outputs.argmax(dim=-1) == targets).float().mean()
+        return F.mse_loss(outputs, targets) if self.regression else algorithms.accuracy(outputs, targets)
 
     # --- scoring episodes (meta-validation here, the few_shot task downstream) ---
 
-    def evaluate(self, batch: episodes.Episode, steps: int | None = None, params=None) -> torch.Tensor:
+    def evaluate(self, batch: episodes.Episode, steps: int | None = None) -> torch.Tensor:
         """Each task's query score [T] after `steps` inner steps on its support set (default: the
         spec's eval_inner_steps); prototypes for protonet. No meta-gradient is kept."""
-        params = {n: p.detach() for n, p in (params or self.adapted()).items()}
+        params = {n: p.detach() for n, p in self.adapted().items()}
         with torch.enable_grad(), torch.inference_mode(False):
             if not self.spec.adapts:
                 return self._prototype_scores(params, batch).detach()
@@ -146,15 +141,7 @@ class MetaLearner(Trainable):
     def inner_loss(self, start):
         """The loss a task's inner loop descends when it is scored: the support loss, plus iMAML's
         proximal term lam/2 |phi - start|^2 (the problem it was meta-trained to start)."""
-        if self.spec.kind != "imaml":
-            return self.loss
-        lam = self.spec.lam
-
-        def proximal(params, inputs, targets):
-            distance = sum(((params[n] - start[n]) ** 2).sum() for n in params)
-            return self.loss(params, inputs, targets) + lam / 2 * distance
-
-        return proximal
+        return algorithms.proximal(self.loss, start, self.spec.lam) if self.spec.kind == "imaml" else self.loss
 
     def _prototype_logits(self, params, batch: episodes.Episode) -> torch.Tensor:
         """Support and query sets embedded together, as one batch (normalised on the episode's

@@ -30,33 +30,37 @@ def _shots(metrics: dict, suffix: str) -> list[int]:
     return sorted({int(key.split("shot/")[0]) for key in metrics if key.endswith(suffix) and "shot/" in key})
 
 
-def class_table(results: list[dict]) -> str:
+def _rows(results: list[dict], suffix: str, row) -> list[list[str]]:
+    """row(result, few_shot metrics, shots) for each spec scored by few_shot and each shot count
+    with a metric ending in `suffix`."""
     rows = []
     for result in results:
         metrics = result.get("metrics", {}).get("few_shot")
-        if not metrics:
-            continue
-        for shots in _shots(metrics, "/accuracy"):
-            key = f"{shots}shot"
-            rows.append([f"`{result['spec']}`", result.get("model", "-"), str(shots),
-                         f"**{_cell(metrics, f'{key}/accuracy', 'accuracy')}**",
-                         _cell(metrics, f"{key}/scratch", "accuracy"), _cell(metrics, f"{key}/centroid", "accuracy"),
-                         _cell(metrics, f"{key}/embedding", "accuracy"), str(len(result.get("runs", [])))])
+        if metrics:
+            rows += [row(result, metrics, shots) for shots in _shots(metrics, suffix)]
+    return rows
+
+
+def class_table(results: list[dict]) -> str:
+    def row(result: dict, metrics: dict, shots: int) -> list[str]:
+        key = f"{shots}shot"
+        return [f"`{result['spec']}`", result.get("model", "-"), str(shots),
+                f"**{_cell(metrics, f'{key}/accuracy', 'accuracy')}**",
+                _cell(metrics, f"{key}/scratch", "accuracy"), _cell(metrics, f"{key}/centroid", "accuracy"),
+                _cell(metrics, f"{key}/embedding", "accuracy"), str(len(result.get("runs", [])))]
+
+    rows = _rows(results, "/accuracy", row)
     return table(rows, CLASS_COLUMNS) if rows else ""
 
 
 def function_table(results: list[dict]) -> str:
-    rows = []
-    for result in results:
-        metrics = result.get("metrics", {}).get("few_shot")
-        if not metrics:
-            continue
-        for shots in _shots(metrics, "/mse_steps_1"):
-            key = f"{shots}shot"
-            rows.append([f"`{result['spec']}`", str(shots),
-                         *(spread(metrics.get(f"{key}/{name}_steps_{steps}"), "MSE")
-                           for steps in (1, 10) for name in ("mse", "pretrained_mse")),
-                         str(len(result.get("runs", [])))])
+    def row(result: dict, metrics: dict, shots: int) -> list[str]:
+        return [f"`{result['spec']}`", str(shots),
+                *(spread(metrics.get(f"{shots}shot/{name}_steps_{steps}"), "MSE")
+                  for steps in (1, 10) for name in ("mse", "pretrained_mse")),
+                str(len(result.get("runs", [])))]
+
+    rows = _rows(results, "/mse_steps_1", row)
     return table(rows, FUNCTION_COLUMNS) if rows else ""
 
 
