@@ -22,9 +22,13 @@ class Encoder(Protocol):
 
 @runtime_checkable
 class Classifier(Protocol):
-    """Its own predictions: `predict(inputs)` -> class indices [B]."""
+    """Its own predictions: `predict(inputs)` -> class indices [B]; `classify(inputs)` -> the scores
+    they are the argmax of, [B, classes]: logits, or log-probabilities where the model predicts a
+    distribution of its own (an ensemble's mean); their softmax is its predictive distribution."""
 
     def predict(self, inputs: Any) -> Any: ...
+
+    def classify(self, inputs: Any) -> Any: ...
 
 
 @runtime_checkable

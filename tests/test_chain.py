@@ -64,6 +64,8 @@ QUICK_VIDEO = {"prednet_moving_fmnist_quick": "moving_fmnist_32", "precnet_movin
 QUICK_LEARNING_RULES = {"pc_mlp_fmnist_quick": "fashion_mnist"}
 # Meta-learning: MAML on few-shot episodes and on sinusoid functions, each scored by few_shot.
 QUICK_META = {"maml_mnist1d_fewshot_quick": "mnist1d_fewshot", "maml_sinusoid_quick": "sinusoid"}
+QUICK_OOD = {"ood_energy_oe_fmnist_quick": "energy_oe", "ood_laplace_fmnist_quick": "laplace",
+             "ood_ensemble_fmnist_quick": "ensemble"}
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -106,7 +108,8 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # "families": the tiny specs and a quick spec of each family that trains from scratch; "chained": the
 # specs that build on swav_fmnist_quick (continual learners, vokenization), with it.
 PROJECTS = {
-    "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META),
+    "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
+                 *QUICK_OOD),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -343,6 +346,27 @@ def test_a_meta_learner_is_scored_on_tasks_it_never_saw(repo: Path, name: str, d
         headline = "few_shot | 5-way 1-shot accuracy"
     model = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["model"]
     assert f"| {name} | {model} | {dataset} | {headline}" in (repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize(("name", "method"), QUICK_OOD.items())
+def test_an_ood_method_trains_and_is_scored_for_calibration_and_ood_detection(repo: Path, name: str, method: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    trained, metrics = pretrain.data.metrics, evaluate.data.metrics
+    if method == "energy_oe":  # the second phase, and what its margins are chosen on
+        assert {"train/energy_in", "train/energy_out", "val_outliers/auroc_energy"} <= set(trained)
+        assert len(client.get_metric_history(pretrain.info.run_id, "val_outliers/fpr95_energy")) == 2
+    if method == "laplace":
+        assert trained["laplace/prior_precision"] > 0
+    assert 0 <= metrics["calibration/ece"] <= 1 and metrics["calibration/temperature"] > 0
+    families = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["ood_detection"]
+    assert all(0 <= families[f"mean/{score}/auroc"] <= 1 for score in ("msp", "max_logit", "energy", "own"))
+    files = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert {"reliability.png", "ood_scores.png"} <= files
+    report = (repo / "reports" / f"{name}.md").read_text()
+    assert f"| {name} | ood_cnn | fashion_mnist | calibration | ECE (15 bins)" in report
+    assert "| ood_detection | mean AUROC over" in report
 
 
 @pytest.mark.parametrize(("name", "strategy"), QUICK_CONTINUAL.items())

@@ -254,6 +254,14 @@ def task_datasets(task) -> tuple[str, ...]:
     return datasets() if datasets is not None else ()
 
 
+def model_datasets(model) -> tuple[str, ...]:
+    """The registered datasets a model's training reads besides its spec's own (outliers to expose
+    it to; its spec section's `datasets()`): fetched with the spec's, and dependencies of its
+    pretrain stage."""
+    datasets = getattr(model, "datasets", None)
+    return datasets() if datasets is not None else ()
+
+
 def task_keys(spec) -> list[str]:
     """The name each downstream task's results go under: its kind, numbered where a kind repeats."""
     kinds = [task.kind for task in spec.downstream]

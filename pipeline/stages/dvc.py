@@ -248,6 +248,8 @@ class _Code:
 def _plan(specs: dict) -> dict:
     """Each stage's entries (the foreach items of dvc.yaml) and the code sets they depend on."""
     from pipeline import plugins
+    from pipeline.spec.experiment import model_datasets
+    from pipeline.spec.experiment import task_datasets as task_datasets_of
     from pipeline.stages.fetch import datasets as datasets_of
 
     registered = plugins.datasets()
@@ -272,8 +274,13 @@ def _plan(specs: dict) -> dict:
                      **{f"parent{i}": f"data/{parents[min(i, len(parents) - 1)]}" for i in range(most_parents)}}
               for name in sorted(datasets) if (parents := registered[name].derived_from)}
     # Likewise the datasets a spec's downstream tasks read besides its own (a corpus, a text task).
-    task_datasets = {name: [d for d in read[name] if d != spec.data.dataset] for name, spec in specs.items()}
+    task_datasets = {name: list(dict.fromkeys(d for task in spec.downstream for d in task_datasets_of(task)
+                                              if d != spec.data.dataset)) for name, spec in specs.items()}
     most_task_data = max(map(len, task_datasets.values()), default=0)
+    # And those its model's training reads (outliers to expose it to): dependencies of its pretrain stage.
+    model_data = {name: [d for d in model_datasets(spec.model) if d != spec.data.dataset]
+                  for name, spec in specs.items()}
+    most_model_data = max(map(len, model_data.values()), default=0)
     # And the outputs of the seeds besides a spec's own.
     most_seeds = max((len(other_seeds(spec)) for spec in specs.values()), default=0)
     pretrain, evaluate, seeds, report = {}, {}, {}, {}
@@ -284,8 +291,11 @@ def _plan(specs: dict) -> dict:
         tasks_read = {f"task_data{i}": task_data[min(i, len(task_data) - 1)] for i in range(most_task_data)}
         if spec.model is not None:
             upstream = spec.upstream.get("encoder")
+            read_too = [f"data/{dataset}" for dataset in model_data[name]] or [data]
             pretrain[name] = {"data": data, "code": code.family("pretrain", spec.model.kind, CODE["pretrain"]),
-                              "encoder": f"artifacts/{upstream}/pretrain" if upstream in specs else data}
+                              "encoder": f"artifacts/{upstream}/pretrain" if upstream in specs else data,
+                              **{f"model_data{i}": read_too[min(i, len(read_too) - 1)]
+                                 for i in range(most_model_data)}}
         owner = encoder_owner(name, specs)
         kind = specs[owner].model.kind if owner else None
         evaluate[name] = {"data": data, "code": code.family("evaluate", kind, CODE["evaluate"]),
@@ -306,6 +316,7 @@ def _plan(specs: dict) -> dict:
     code.add("report", CODE["report"])
     return {"fetch": fetch, "derive": derive, "pretrain": pretrain, "evaluate": evaluate, "seeds": seeds,
             "report": report, "code": code, "most_parents": most_parents, "most_task_data": most_task_data,
+            "most_model_data": most_model_data,
             "most_seeds": most_seeds}
 
 
@@ -325,6 +336,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
 
     params = [{"specs/${key}.yaml": None}]
     task_slots = [f"${{item.task_data{i}}}" for i in range(plan["most_task_data"])]
+    model_slots = [f"${{item.model_data{i}}}" for i in range(plan["most_model_data"])]
     most_seeds = plan["most_seeds"]
     stages: dict = {
         # The fingerprint of each code set, rewritten whenever a file of it changes; a stage that
@@ -347,7 +359,7 @@ def generate(folder: Path, project: Path | None = None) -> str:
             # one of the same configuration and code is kept (see `pipeline pretrain --auto-resume`).
             "cmd": "pipeline pretrain specs/${key}.yaml --auto-resume",
             "params": params,
-            "deps": ["${item.data}", "${item.encoder}", *code_deps("${item.code}")],
+            "deps": ["${item.data}", "${item.encoder}", *model_slots, *code_deps("${item.code}")],
             "outs": [{"artifacts/${key}/pretrain": {"persist": True}}],
             "metrics": [{"metrics/${key}/pretrain.json": {"cache": False}}],
             "plots": [{"metrics/${key}/plots": {"cache": False, "x": "step", "y": "value"}}]}},

@@ -1,5 +1,6 @@
 """The fetch stage: a spec's dataset into data/<name>/, checked (see pipeline.data.fetch), and the
-datasets its downstream tasks read besides it (a corpus to vokenize, a text task to probe)."""
+datasets its model and downstream tasks read besides it (outliers to train on, a corpus to vokenize,
+a text task to probe)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from pipeline.spec.experiment import ExperimentSpec
 
 
 def datasets(spec: ExperimentSpec) -> list[str]:
-    """Every registered dataset the spec's stages read, its own first (none of its own when
-    another spec's stage writes it: `data.dataset: upstream`)."""
-    from pipeline.spec.experiment import task_datasets
+    """Every registered dataset the spec's stages read (its model's training and its tasks), its own
+    first (none of its own when another spec's stage writes it: `data.dataset: upstream`)."""
+    from pipeline.spec.experiment import model_datasets, task_datasets
 
     names = [] if spec.data.dataset == "upstream" else [spec.data.dataset]
-    for task in spec.downstream:
-        names += [name for name in task_datasets(task) if name not in names]
+    for read in (model_datasets(spec.model), *(task_datasets(task) for task in spec.downstream)):
+        names += [name for name in read if name not in names]
     return names
 
 

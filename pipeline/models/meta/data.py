@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.arrays import load_arrays, save_arrays
 from pipeline.data.source import Readout
 from pipeline.errors import PipelineError
 
@@ -71,32 +72,6 @@ SINUSOID_SEEDS = {"train": 21, "test": 22}
 
 
 # --- shared ----------------------------------------------------------------------------------
-
-def _save(folder: Path, arrays: dict[str, np.ndarray]) -> None:
-    for name, array in arrays.items():
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
-
-
-def _load(folder: Path, dataset: str, layout: dict[str, tuple[str, tuple[int, ...]]]) -> dict[str, np.ndarray]:
-    """Each `<stem>.npy` of `layout` ({stem: (dtype, shape of one example)}), checked: its dtype, its
-    shape, and that the files of one split (stems ending in _train or _test) hold as many examples."""
-    arrays, lengths = {}, {}
-    fix = f"run `pipeline fetch {dataset} --force`"
-    for stem, (dtype, shape) in layout.items():
-        path = folder / f"{stem}.npy"
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise PipelineError(f"{path}: cannot read {dataset} ({err}); {fix}") from None
-        if array.dtype != np.dtype(dtype) or array.shape[1:] != shape:
-            raise PipelineError(f"{path}: {array.dtype} {list(array.shape)}, expected {dtype} [N, "
-                                f"{', '.join(map(str, shape))}] (a corrupt or foreign file); {fix}")
-        split = stem.rsplit("_", 1)[-1]
-        if lengths.setdefault(split, len(array)) != len(array):
-            raise PipelineError(f"{path}: {len(array)} examples, the other {split} files {lengths[split]}; {fix}")
-        arrays[stem] = array
-    return arrays
-
 
 def _check_labels(arrays: dict[str, np.ndarray], folder: Path, dataset: str, train_classes: int,
                   classes: int) -> None:
@@ -204,7 +179,7 @@ def generate_mnist1d_fewshot(folder: Path, parents: dict[str, Path] | None = Non
         signals, labels = made[split]
         arrays[f"x_{split}"] = ((signals - mean) / std).astype(np.float32)[:, None]
         arrays[f"y_{split}"] = labels + offset
-    _save(folder, arrays)
+    save_arrays(folder, arrays)
 
 
 def read_mnist1d_fewshot(folder: Path) -> Readout:
@@ -212,7 +187,7 @@ def read_mnist1d_fewshot(folder: Path) -> Readout:
     train, the ten digits (labels 100-109) in test."""
     layout = {f"{kind}_{split}": spec for split in SPLITS
               for kind, spec in (("x", ("float32", (1, 40))), ("y", ("int64", ())))}
-    arrays = _load(folder, "mnist1d_fewshot", layout)
+    arrays = load_arrays(folder, "mnist1d_fewshot", layout)
     classes = mnist1d_fewshot_classes()
     _check_labels(arrays, folder, "mnist1d_fewshot", FEWSHOT_TEMPLATES, len(classes))
     return Readout({"input": arrays["x_train"], "label": arrays["y_train"]},
@@ -272,7 +247,7 @@ def generate_fmnist_fewshot(folder: Path, parents: dict[str, Path]) -> None:
         order = rng.permutation(sum(map(len, labels)))
         arrays[f"x_{split}"] = np.concatenate(images).astype(np.uint8)[order]
         arrays[f"y_{split}"] = np.concatenate(labels)[order]
-    _save(folder, arrays)
+    save_arrays(folder, arrays)
 
 
 def read_fmnist_fewshot(folder: Path) -> Readout:
@@ -282,7 +257,7 @@ def read_fmnist_fewshot(folder: Path) -> Readout:
 
     layout = {f"{kind}_{split}": spec for split in SPLITS
               for kind, spec in (("x", ("uint8", (1, 28, 28))), ("y", ("int64", ())))}
-    arrays = _load(folder, "fmnist_fewshot", layout)
+    arrays = load_arrays(folder, "fmnist_fewshot", layout)
     classes = fmnist_fewshot_classes(CLASSES)
     _check_labels(arrays, folder, "fmnist_fewshot", len(_fmnist_sides()["train"]) * len(FMNIST_ANGLES), len(classes))
     return Readout({"input": arrays["x_train"], "label": arrays["y_train"]},
@@ -310,7 +285,7 @@ def generate_sinusoid(folder: Path, parents: dict[str, Path] | None = None) -> N
     for split in SPLITS:
         tasks = sinusoid_tasks(SINUSOID_TASKS[split], np.random.default_rng(SINUSOID_SEEDS[split]))
         arrays.update({f"{name}_{split}": array for name, array in tasks.items()})
-    _save(folder, arrays)
+    save_arrays(folder, arrays)
 
 
 def read_sinusoid(folder: Path) -> Readout:
@@ -320,7 +295,7 @@ def read_sinusoid(folder: Path) -> Readout:
     layout = {f"{kind}_{split}": spec for split in SPLITS
               for kind, spec in (("x", ("float32", shape)), ("y", ("float32", shape)),
                                  ("amplitude", ("float32", ())), ("phase", ("float32", ())))}
-    arrays = _load(folder, "sinusoid", layout)
+    arrays = load_arrays(folder, "sinusoid", layout)
     train, test = ({"input": arrays[f"x_{split}"], "target": arrays[f"y_{split}"],
                     "amplitude": arrays[f"amplitude_{split}"], "phase": arrays[f"phase_{split}"]}
                    for split in SPLITS)
