@@ -27,7 +27,7 @@ NOT_FAMILIES = {"all", "dev", "bench", "ray"}
 """Extras that bring no family: `all` itself, the tools (sweeps, development) and the benchmarks."""
 
 IMPORT_NAMES = {"faiss-cpu": "faiss", "tokenizers": "tokenizers", "ncps": "ncps", "torchdiffeq": "torchdiffeq",
-                "reservoirpy": "reservoirpy"}
+                "reservoirpy": "reservoirpy", "laplace-torch": "laplace"}
 """The top-level module of each family extra's distribution."""
 
 
@@ -103,6 +103,14 @@ def _mackey_glass(tmp_path: Path):
     generate_mackey_glass(tmp_path)
 
 
+def _laplace():
+    from pipeline.models.ood import OODNetSpec
+    from pipeline.models.ood.module import OODNet
+    from pipeline.spec.components import TrainSpec
+
+    OODNet(OODNetSpec(channels=[2], hidden=4, laplace={}), TrainSpec(), (1, 28, 28), 10).fit_laplace(None)
+
+
 CASES = [
     ("continual", "faiss", lambda tmp: _remind_quantiser()),
     ("voken", "faiss", lambda tmp: _voken_index()),
@@ -112,6 +120,7 @@ CASES = [
     ("continuous", "ncps", lambda tmp: _ncp_ltc()),
     ("continuous", "torchdiffeq", lambda tmp: _ode_block()),
     ("continuous", "reservoirpy", _mackey_glass),
+    ("ood", "laplace", lambda tmp: _laplace()),
 ]
 
 

@@ -305,7 +305,8 @@ def _plan(specs: dict) -> dict:
         if others := other_seeds(spec):
             variants = [f"{name}-seed{seed}" for seed in others]
             seeds[name] = {
-                **evaluate[name], "seeds": ",".join(map(str, spec.seeds)),
+                **evaluate[name], **{k: v for k, v in pretrain.get(name, {}).items() if k.startswith("model_data")},
+                "seeds": ",".join(map(str, spec.seeds)),
                 "code": code.family("seeds", kind, [*CODE["pretrain"],
                                                     *(p for p in CODE["evaluate"] if p not in CODE["pretrain"]),
                                                     "pipeline/stages/seeds.py"]),
@@ -375,7 +376,8 @@ def generate(folder: Path, project: Path | None = None) -> str:
             # other seeds' folders persist: a rerun keeps each seed that is current.
             "cmd": "pipeline run specs/${key}.yaml --seeds ${item.seeds}",
             "params": params,
-            "deps": ["${item.data}", "${item.encoder}", "${item.evaluated}", *task_slots, *code_deps("${item.code}")],
+            "deps": ["${item.data}", "${item.encoder}", "${item.evaluated}", *model_slots, *task_slots,
+                     *code_deps("${item.code}")],
             "outs": [*({f"${{item.artifacts{i}}}": {"persist": True}} for i in range(most_seeds)),
                      *({f"${{item.metrics{i}}}": {"persist": True, "cache": False}} for i in range(most_seeds))],
             "metrics": [{"metrics/${key}/seeds.json": {"cache": False}}]}},

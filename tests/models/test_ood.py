@@ -184,6 +184,22 @@ def test_mc_dropout_averages_seeded_stochastic_passes():
     deterministic = torch.log_softmax(model.members[0](inputs), dim=1)
     assert not torch.allclose(first["log_probs"], deterministic, atol=1e-4)
     assert not model.members[0].body[4].training  # dropout is off again afterwards
+    model.train()
+    model.predictive(inputs)
+    assert model.members[0].body[4].training  # and on again where it was on
+
+
+def test_an_ensemble_with_mc_dropout_averages_every_member_under_every_mask():
+    torch.manual_seed(0)
+    model = OODNet(OODNetSpec(channels=[4], hidden=16, members=2, dropout=0.5, mc_samples=4), TrainSpec(),
+                   (1, 28, 28), 10).eval()
+    inputs = torch.rand(4, 1, 28, 28)
+    samples = model.mc_logits(inputs)
+    assert samples.shape == (8, 4, 10)
+    out = model.predictive(inputs)
+    assert torch.allclose(out["log_probs"].exp(), samples.softmax(dim=2).mean(0), atol=1e-6)
+    plain = torch.stack([m(inputs) for m in model.members]).softmax(dim=2).mean(0)
+    assert not torch.allclose(out["log_probs"].exp(), plain, atol=1e-4)
 
 
 def test_outlier_exposure_adds_the_energy_margins_to_every_member_s_loss():

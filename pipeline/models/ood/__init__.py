@@ -53,7 +53,8 @@ class LaplaceSpec(Strict):
     Gauss-Newton Hessian of the training loss plus an isotropic prior; predictions by the probit
     approximation of the softmax over the linearised network's Gaussian logits."""
 
-    hessian: Literal["full", "kron"] = Field("full", description="The Hessian's structure (full: exact GGN).")
+    hessian: Literal["full"] = Field("full", description="The Hessian's structure: the full generalised "
+                                                         "Gauss-Newton matrix of the head's weights.")
     prior: Literal["marglik", "validation"] = Field(
         "marglik", description="How the prior precision is chosen: by the marginal likelihood on the training data, "
                                "or by the validation split's negative log-likelihood (grid search).")
@@ -91,16 +92,15 @@ class OODNetSpec(Strict):
         return self
 
     @property
-    def method(self) -> str:
-        """What makes its predictions and its own OOD score: ensemble, mc_dropout, laplace,
-        energy_oe or none."""
+    def own_score(self) -> str | None:
+        """Its own OOD score: the energy after outlier exposure; else the max of its predictive
+        probability where that is not a single network's softmax (ensemble, MC dropout, Laplace);
+        else none."""
         if self.outlier_exposure is not None:
-            return "energy_oe"
-        if self.laplace is not None:
-            return "laplace"
-        if self.members > 1:
-            return "ensemble"
-        return "mc_dropout" if self.mc_samples else "none"
+            return "energy"
+        if self.laplace is not None or self.members > 1 or self.mc_samples:
+            return "max_predictive"
+        return None
 
 
 class CalibrationSpec(Strict):

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.data.datamodule import Splits, TensorDataModule, model_input
+from pipeline.errors import PipelineError
+from pipeline.extras import require
 from pipeline.models.base import Phase, Supervised
 from pipeline.models.ood import OODNetSpec, outputs
 from pipeline.models.ood import scores as S
@@ -70,8 +72,6 @@ class OODNet(Supervised):
 
     def __init__(self, spec: OODNetSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int):
         if len(input_shape) != 3:
-            from pipeline.errors import PipelineError
-
             raise PipelineError(f"ood_cnn takes images [C, H, W]; the data's inputs are {list(input_shape)}")
         members = [Member(spec, tuple(input_shape), num_classes) for _ in range(spec.members)]
         super().__init__(members[0].body, train)
@@ -91,11 +91,12 @@ class OODNet(Supervised):
 
     @torch.no_grad()
     def predictive(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`logits` [B, C] (the members' mean; MC dropout's mean over passes; Laplace's MAP), the
-        method's predictive `log_probs` [B, C], and `own`, its own OOD score [B] (higher = in-
-        distribution) where it has one."""
-        method = self.spec.method
-        if method == "laplace":
+        """`logits` [B, C] (the members' mean, over MC dropout's passes too; Laplace's MAP), the
+        predictive `log_probs` [B, C] (the mean probability over members and passes; Laplace's
+        probit approximation), and `own`, its own OOD score [B] (higher = in-distribution) where it
+        has one. MC dropout's masks are drawn from `MC_SEED` at each call: the same batch gets the
+        same prediction in any run (an example's masks depend on its place in the batch)."""
+        if self.spec.laplace is not None:
             member = self.members[0]
             features = member.body(inputs)
             logits = member.head(features)
@@ -104,29 +105,30 @@ class OODNet(Supervised):
             jacobian = last_layer_jacobian(features, self.num_classes)
             variance = torch.einsum("bcp,pq,bcq->bc", jacobian, self.laplace_covariance, jacobian)
             log_probs = probit_predictive(logits, variance)
-        elif method == "mc_dropout":
-            with torch.random.fork_rng(devices=[inputs.device] if inputs.is_cuda else []):
-                torch.manual_seed(MC_SEED)
-                dropouts = [m for m in self.modules() if isinstance(m, nn.Dropout)]
-                for module in dropouts:
-                    module.train()
-                try:
-                    samples = torch.cat([self.member_logits(inputs) for _ in range(self.spec.mc_samples)])
-                finally:
-                    for module in dropouts:
-                        module.train(self.training)
-            logits = samples.mean(0)
-            log_probs = torch.logsumexp(torch.log_softmax(samples, dim=2), dim=0) - math.log(len(samples))
         else:
-            samples = self.member_logits(inputs)
+            samples = self.mc_logits(inputs) if self.spec.mc_samples else self.member_logits(inputs)
             logits = samples.mean(0)
             log_probs = torch.logsumexp(torch.log_softmax(samples, dim=2), dim=0) - math.log(len(samples))
         out = {"logits": logits, "log_probs": log_probs}
-        if method == "energy_oe":
+        if self.spec.own_score == "energy":
             out["own"] = -S.energy(logits)
-        elif method != "none":
+        elif self.spec.own_score == "max_predictive":
             out["own"] = log_probs.max(dim=1).values.exp()
         return out
+
+    def mc_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Every member's logits under `mc_samples` dropout masks [S * M, B, C], the masks seeded."""
+        dropouts = [m for m in self.modules() if isinstance(m, nn.Dropout)]
+        modes = [m.training for m in dropouts]
+        with torch.random.fork_rng(devices=[inputs.device] if inputs.is_cuda else []):
+            torch.manual_seed(MC_SEED)
+            for module in dropouts:
+                module.train()
+            try:
+                return torch.cat([self.member_logits(inputs) for _ in range(self.spec.mc_samples)])
+            finally:
+                for module, mode in zip(dropouts, modes, strict=True):
+                    module.train(mode)
 
     def classify(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.predictive(inputs)["log_probs"]
@@ -134,6 +136,11 @@ class OODNet(Supervised):
     # --- training ---
 
     def phases(self, spec, splits: Splits) -> list[Phase]:
+        laplace = self.spec.laplace
+        if laplace is not None:  # before training, not after it
+            require("laplace", "ood", "ood_cnn's laplace")
+            if laplace.prior == "validation" and not len(splits.val["input"]):
+                raise PipelineError("model.laplace.prior: validation needs validation data (data.val_fraction > 0)")
         phases = super().phases(spec, splits)
         exposure = self.spec.outlier_exposure
         if exposure is None:
@@ -212,8 +219,6 @@ class OODNet(Supervised):
         chosen as the spec says), kept as the full covariance of the head's weights."""
         from torch.utils.data import DataLoader, TensorDataset
 
-        from pipeline.extras import require
-
         Laplace = require("laplace", "ood", "ood_cnn's laplace").Laplace  # noqa: N806
 
         spec = self.spec.laplace
@@ -226,21 +231,19 @@ class OODNet(Supervised):
             return DataLoader(TensorDataset(model_input(fields["input"]).to(device), fields["label"].to(device)),
                               batch_size=outputs.BATCH)
 
-        laplace = Laplace(nn.Sequential(member.body, member.head), "classification", subset_of_weights="last_layer",
-                          hessian_structure=spec.hessian)
-        laplace.fit(loader(splits.train))
-        if spec.prior == "marglik":
-            laplace.optimize_prior_precision(pred_type="glm", method="marglik", prior_structure="scalar")
-        else:
-            if not len(splits.val["input"]):
-                from pipeline.errors import PipelineError
-
-                raise PipelineError("laplace.prior: validation needs validation data (data.val_fraction > 0)")
-            laplace.optimize_prior_precision(pred_type="glm", method="gridsearch", prior_structure="scalar",
-                                             val_loader=loader(splits.val), link_approx="probit")
+        try:
+            laplace = Laplace(nn.Sequential(member.body, member.head), "classification",
+                              subset_of_weights="last_layer", hessian_structure=spec.hessian)
+            laplace.fit(loader(splits.train))
+            if spec.prior == "marglik":
+                laplace.optimize_prior_precision(pred_type="glm", method="marglik", prior_structure="scalar")
+            else:
+                laplace.optimize_prior_precision(pred_type="glm", method="gridsearch", prior_structure="scalar",
+                                                 val_loader=loader(splits.val), link_approx="probit")
+        finally:
+            self.train(was_training)
         self.laplace_covariance.copy_(laplace.posterior_covariance.detach().to(self.laplace_covariance))
         self.laplace_prior_precision.copy_(laplace.prior_precision.detach().reshape(-1)[0])
-        self.train(was_training)
         return {"laplace/prior_precision": float(self.laplace_prior_precision),
                 "laplace/log_marginal_likelihood": float(laplace.log_marginal_likelihood().item())}
 

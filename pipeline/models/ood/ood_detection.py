@@ -12,7 +12,7 @@ from pipeline.models.ood import outputs
 from pipeline.models.ood import scores as S
 
 SCORES = ("msp", "max_logit", "energy")
-TITLES = {"msp": "max softmax", "max_logit": "max logit", "energy": "energy score (-E)", "own": "the method's own"}
+TITLES = {"msp": "max softmax", "max_logit": "max logit", "energy": "energy", "own": "the method's own"}
 
 
 def scored(out: dict[str, torch.Tensor], temperature: float) -> dict[str, np.ndarray]:
@@ -42,7 +42,7 @@ def histograms(inside: dict[str, np.ndarray], families: dict[str, dict[str, np.n
             if row == 0:
                 ax.set_title(family, fontsize=8)
             if col == 0:
-                ax.set_ylabel(TITLES[name], fontsize=8)
+                ax.set_ylabel(f"{TITLES[name]} score", fontsize=8)
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
     return plots.save(fig, path, dpi=90)

@@ -26,7 +26,7 @@ class Reliability:
 
 def reliability(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> Reliability:
     """Bins of the top-class confidence, right-closed as (lo, hi] (the first [0, hi]), as Guo et al.
-    2017 and torchmetrics bin them."""
+    2017 bin them (torchmetrics closes them on the left: only a confidence on an edge differs)."""
     confidence, predicted = probs.max(dim=1)
     correct = (predicted == labels).double()
     confidence = confidence.double()
