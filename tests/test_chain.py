@@ -66,6 +66,7 @@ QUICK_LEARNING_RULES = {"pc_mlp_fmnist_quick": "fashion_mnist"}
 QUICK_META = {"maml_mnist1d_fewshot_quick": "mnist1d_fewshot", "maml_sinusoid_quick": "sinusoid"}
 QUICK_OOD = {"ood_energy_oe_fmnist_quick": "energy_oe", "ood_laplace_fmnist_quick": "laplace",
              "ood_ensemble_fmnist_quick": "ensemble"}
+QUICK_LENGTH = ("rims_seq_fmnist_quick",)
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -109,7 +110,7 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # specs that build on swav_fmnist_quick (continual learners, vokenization), with it.
 PROJECTS = {
     "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
-                 *QUICK_OOD),
+                 *QUICK_OOD, *QUICK_LENGTH),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -367,6 +368,19 @@ def test_an_ood_method_trains_and_is_scored_for_calibration_and_ood_detection(re
     report = (repo / "reports" / f"{name}.md").read_text()
     assert f"| {name} | ood_cnn | fashion_mnist | calibration | ECE (15 bins)" in report
     assert "| ood_detection | mean AUROC over" in report
+
+
+@pytest.mark.parametrize("name", QUICK_LENGTH)
+def test_rims_are_scored_at_longer_lengths_than_they_trained_at(repo: Path, name: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    evaluate = runs["evaluate"]
+    assert runs["pretrain"].info.status == evaluate.info.status == "FINISHED"
+    scored = json.loads((repo / "metrics" / name / "evaluate.json").read_text())["length_generalization"]
+    assert set(scored) == {f"accuracy_length_{n}" for n in (196, 256, 361, 576)}
+    assert all(0 <= value <= 1 for value in scored.values())
+    assert "length_generalization.png" in {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert f"| {name} | rims | seq_fmnist_14 | length_generalization | accuracy at length 576" in (
+        repo / "reports" / f"{name}.md").read_text()
 
 
 @pytest.mark.parametrize(("name", "strategy"), QUICK_CONTINUAL.items())

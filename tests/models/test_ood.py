@@ -257,13 +257,19 @@ def test_every_ood_dataset_generates_to_its_registered_sha256s_and_reads_back(tm
     for source in DATASETS:
         folder = fetch_dataset(registered[source.name], root=tmp_path)  # checks every file's sha256
         readout = source.load_reader()(folder)
-        assert readout.test["input"].shape[1:] == (1, 28, 28) and readout.test["input"].dtype == np.uint8
+        assert readout.test["input"].shape[1:] == source.input_shape and readout.test["input"].dtype == np.uint8
     digits = registered["ood_digits"].load_reader()(tmp_path / "ood_digits").test["input"]
     assert len(digits) == 1797 and digits[:, :, :4].max() == 0 and digits.max() > 200  # centred, bright strokes
     six = registered["fmnist_six"].load_reader()(tmp_path / "fmnist_six")
     assert set(np.unique(six.train["label"])) == set(range(6)) and len(six.classes) == 6
     four = registered["ood_fmnist_four"].load_reader()(tmp_path / "ood_fmnist_four").test["input"]
     assert len(four) + len(six.test["input"]) == 10_000
+    for side in (14, 24):
+        sequences = registered[f"seq_fmnist_{side}"].load_reader()(tmp_path / f"seq_fmnist_{side}")
+        assert sequences.test["input"].shape == (10_000, 1, side * side)
+    short = registered["seq_fmnist_14"].load_reader()(tmp_path / "seq_fmnist_14")
+    long = registered["seq_fmnist_24"].load_reader()(tmp_path / "seq_fmnist_24")
+    assert np.array_equal(short.test["label"], long.test["label"]) and len(short.train["input"]) == 60_000
 
 
 # --- both tasks on other families' classifiers ------------------------------------------------------

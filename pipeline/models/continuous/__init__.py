@@ -69,6 +69,33 @@ class RNNSpec(_Recurrent):
     layers: int = Field(1, gt=0)
 
 
+class RIMsSpec(_Recurrent):
+    """Recurrent independent mechanisms (Goyal et al. 2021): `modules` recurrent cells (GRU or
+    LSTM, `hidden` units each, weights of their own), of which `active` are updated at each step:
+    those whose input attention (a query from the module's state against keys of the step's input
+    and of a null input of zeros) puts the most weight on the real input. An active module reads
+    the attention-weighted input value, updates its state with its cell, then reads every module's
+    state through communication attention (residual); an inactive one keeps its state, and its
+    cell's weights get no gradient from that step (its kept state still serves the active modules'
+    communication as key and value). The readout reads every module's state."""
+
+    kind: Literal["rims"]
+    cell: Literal["gru", "lstm"] = "gru"
+    modules: int = Field(6, gt=1, description="K, the recurrent modules.")
+    active: int = Field(4, gt=0, description="k, the modules updated at each step (k < K).")
+    hidden: int = Field(32, gt=0, description="Units of each module.")
+    input_key: int = Field(32, gt=0, description="Size of the input attention's queries and keys.")
+    input_value: int = Field(32, gt=0, description="Size of the input attention's value (each module's input).")
+    communication_key: int = Field(32, gt=0, description="Size of the communication attention's queries and keys.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RIMsSpec:
+        if self.active >= self.modules:
+            raise ValueError(f"active ({self.active}) must be below modules ({self.modules}): with all active there "
+                             "is no selection")
+        return self
+
+
 class CTRNNSpec(_Recurrent):
     """A continuous-time RNN (Funahashi & Nakamura 1993): dh/dt = (-h + tanh(W x + U h + b)) / tau,
     one learned time constant per neuron, integrated by `unfolds` explicit Euler steps over each

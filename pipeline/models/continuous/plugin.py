@@ -1,7 +1,7 @@
 """The continuous-time and reservoir networks' entries, with the discrete recurrent baseline."""
 
 from pipeline.capabilities import Classifier, Encoder, Forecaster, NetworkStats
-from pipeline.models.continuous import CfCSpec, CTRNNSpec, ESNSpec, LTCSpec, NeuralODESpec, RNNSpec
+from pipeline.models.continuous import CfCSpec, CTRNNSpec, ESNSpec, LTCSpec, NeuralODESpec, RIMsSpec, RNNSpec
 from pipeline.plugins import ModelEntry, Plugin
 
 _SEQUENCE_NET = (Encoder, Classifier, NetworkStats, Forecaster)
@@ -16,6 +16,11 @@ PLUGIN = Plugin(
             spec=RNNSpec, module="pipeline.models.continuous.module:RNN",
             summary="GRU or LSTM (torch.nn): the discrete baseline of the continuous-time family, matched in "
                     "parameters",
+            modalities=_SEQUENCES, provides=_SEQUENCE_NET),
+        "rims": ModelEntry(
+            spec=RIMsSpec, module="pipeline.models.continuous.rims:RIMs",
+            summary="Recurrent independent mechanisms (Goyal et al. 2021): K GRU/LSTM modules, k updated per step "
+                    "by input attention against a null input, communicating through attention",
             modalities=_SEQUENCES, provides=_SEQUENCE_NET),
         "ct_rnn": ModelEntry(
             spec=CTRNNSpec, module="pipeline.models.continuous.module:CTRNN",

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.models.ood.datasets import OUTLIER_NAMES, TEST_NAMES
+from pipeline.models.ood.datasets import LENGTH_NAMES, OUTLIER_NAMES, TEST_NAMES
 from pipeline.spec.components import Strict
 
 FAR_OOD = ("ood_digits", "ood_fmnist_inverted", "ood_fmnist_permuted", "ood_gaussian", "ood_uniform")
@@ -129,3 +129,23 @@ class OODDetectionSpec(Strict):
 
     def datasets(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.families))
+
+
+LONGER = {"seq_fmnist_14": LENGTH_NAMES}
+"""Each training dataset of the length_generalization task and its longer versions."""
+
+
+class LengthGeneralizationSpec(Strict):
+    """A sequence classifier's test accuracy on the same data at the length it was trained at and at
+    longer ones (sequential Fashion-MNIST trained at 14x14, tested at 16x16, 19x19 and 24x24: 196,
+    256, 361 and 576 steps), with the accuracy against length as a PNG."""
+
+    kind: Literal["length_generalization"] = "length_generalization"
+    lengths: list[Literal[LENGTH_NAMES]] = Field(  # type: ignore[valid-type]
+        list(LENGTH_NAMES), min_length=1,
+        description="The longer versions of the spec's data to score (their test splits).")
+    max_examples: int | None = Field(None, gt=0, description="Score at most this many test examples at each longer "
+                                                             "length (seeded); default: all.")
+
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.lengths))

@@ -150,6 +150,64 @@ def generate_smooth(folder: Path, parents: dict[str, Path] | None = None) -> Non
     save_arrays(folder, {f"x_{split}": smooth_noise(count, rng) for split, count in OUTLIERS.items()})
 
 
+# --- sequential Fashion-MNIST at several sizes (length generalisation) ----------------------------
+
+SEQUENCE_SIDES = (14, 16, 19, 24)
+"""Image sides of the sequential Fashion-MNIST datasets: trained at 14 (196 pixels), tested at 16,
+19 and 24 (256, 361 and 576 pixels), as RIMs were on sequential MNIST (Goyal et al. 2021)."""
+
+
+def pixel_sequences(images: np.ndarray, side: int) -> np.ndarray:
+    """Images uint8 [N, 1, 28, 28] resized (bilinear) to side x side and read in raster order, one
+    pixel per step: uint8 [N, 1, side * side]."""
+    resized = resize_bilinear(images[:, 0].astype(np.float64) / 255.0, side)
+    return _uint8(resized).reshape(len(images), 1, side * side)
+
+
+def _generate_sequences(folder: Path, parents: dict[str, Path], side: int, splits: tuple[str, ...]) -> None:
+    parent = _fashion(parents)
+    arrays = {}
+    for split in splits:
+        fields = getattr(parent, split)
+        arrays[f"x_{split}"] = pixel_sequences(fields["input"], side)
+        arrays[f"y_{split}"] = fields["label"].astype(np.int64)
+    save_arrays(folder, arrays)
+
+
+def generate_seq_fmnist_14(folder: Path, parents: dict[str, Path]) -> None:
+    _generate_sequences(folder, parents, 14, ("train", "test"))
+
+
+def generate_seq_fmnist_16(folder: Path, parents: dict[str, Path]) -> None:
+    _generate_sequences(folder, parents, 16, ("test",))
+
+
+def generate_seq_fmnist_19(folder: Path, parents: dict[str, Path]) -> None:
+    _generate_sequences(folder, parents, 19, ("test",))
+
+
+def generate_seq_fmnist_24(folder: Path, parents: dict[str, Path]) -> None:
+    _generate_sequences(folder, parents, 24, ("test",))
+
+
+def read_seq_fmnist(folder: Path) -> Readout:
+    """Pixel sequences uint8 [N, 1, side^2] with their classes, the side read off the folder's name;
+    the sides tested on only have an empty train split."""
+    from pipeline.data.fashion_mnist import CLASSES
+
+    name = folder.name
+    side = next((s for s in SEQUENCE_SIDES if name.endswith(f"_{s}")), None)
+    if side is None:
+        raise PipelineError(f"{folder}: not a sequential Fashion-MNIST folder (seq_fmnist_<side>)")
+    splits = ("train", "test") if side == SEQUENCE_SIDES[0] else ("test",)
+    layout = {f"{kind}_{split}": spec for split in splits
+              for kind, spec in (("x", ("uint8", (1, side * side))), ("y", ("int64", ())))}
+    arrays = load_arrays(folder, name, layout)
+    empty = {"input": np.zeros((0, 1, side * side), np.uint8), "label": np.zeros(0, np.int64)}
+    train = {"input": arrays["x_train"], "label": arrays["y_train"]} if "train" in splits else empty
+    return Readout(train, {"input": arrays["x_test"], "label": arrays["y_test"]}, tuple(CLASSES))
+
+
 # --- readers ---------------------------------------------------------------------------------------
 
 def read_fmnist_six(folder: Path) -> Readout:

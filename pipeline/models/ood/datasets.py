@@ -3,6 +3,8 @@ generates and reads them is in `data.py`, which says which group each belongs to
 
 from __future__ import annotations
 
+import dataclasses
+
 from pipeline.data.source import DatasetSource, FieldSpec, RemoteFile
 
 _IMAGE = (FieldSpec("input", "uint8", (1, 28, 28), "grey image"),)
@@ -69,6 +71,37 @@ OUTLIER_FAMILIES = (
 )
 """Read only by outlier-exposure training (train split) and the choice of its margins (test split)."""
 
+_SEQUENCE_SHA256S = {
+    14: {"x_train.npy": "f2675515eb00e7fcda09f3015ef4aa6de5fcce3ae01898e0cff1bfd74f6729f6",
+         "y_train.npy": "eb6efccc70db136ce327076edeadbbcba39b38ab16fd8f89b0625f62fc605f24",
+         "x_test.npy": "c2d72813f4f6fc2843f90269f534f9d20ba81a3dd298b24ff7695301168e48ec",
+         "y_test.npy": "33e7c41e1d27e7ea46528a86fd6d54e0eb0d60f705e95ae5e9c956635f269cbc"},
+    16: {"x_test.npy": "186cffb35aad70cbc5728df8a2b270cea1196c9ab6750063d3cc6758d4600e1f",
+         "y_test.npy": "33e7c41e1d27e7ea46528a86fd6d54e0eb0d60f705e95ae5e9c956635f269cbc"},
+    19: {"x_test.npy": "6c8c50bbd64e43c96bc5f3e3b03e8c9e04b4458674179a0315db03d95ef6292e",
+         "y_test.npy": "33e7c41e1d27e7ea46528a86fd6d54e0eb0d60f705e95ae5e9c956635f269cbc"},
+    24: {"x_test.npy": "9de1724bf0d4ed82704bd82674215f859a17094265e4612dac90c1c52202a07a",
+         "y_test.npy": "33e7c41e1d27e7ea46528a86fd6d54e0eb0d60f705e95ae5e9c956635f269cbc"},
+}
+
+
+def _sequences(side: int) -> DatasetSource:
+    train = side == 14
+    source = _source(
+        f"seq_fmnist_{side}",
+        f"Sequential Fashion-MNIST at {side}x{side}: the images resized (bilinear) and read one pixel per step, "
+        f"{side * side} steps; " + ("60k/10k, the training length" if train else "the 10k test images only, a "
+                                    "length to test on") + "; generated",
+        _SEQUENCE_SHA256S[side], f"generate_seq_fmnist_{side}", "read_seq_fmnist",
+        fields=(FieldSpec("input", "uint8", (1, side * side), "pixel sequence"),
+                FieldSpec("label", "int64", (), "class")))
+    return dataclasses.replace(source, modality="sequence")
+
+
+SEQUENCES = tuple(_sequences(side) for side in (14, 16, 19, 24))
+"""Sequential Fashion-MNIST: trained at 14x14 (`seq_fmnist_14`), tested at longer lengths."""
+LENGTH_NAMES = tuple(source.name for source in SEQUENCES[1:])
+
 TEST_NAMES = tuple(source.name for source in TEST_FAMILIES)
 OUTLIER_NAMES = tuple(source.name for source in OUTLIER_FAMILIES)
-DATASETS = (FMNIST_SIX, *TEST_FAMILIES, *OUTLIER_FAMILIES)
+DATASETS = (FMNIST_SIX, *TEST_FAMILIES, *OUTLIER_FAMILIES, *SEQUENCES)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pipeline.capabilities import Classifier, Encoder
-from pipeline.models.ood import CalibrationSpec, OODDetectionSpec, OODNetSpec
+from pipeline.models.ood import CalibrationSpec, LengthGeneralizationSpec, OODDetectionSpec, OODNetSpec
 from pipeline.models.ood.datasets import DATASETS
 from pipeline.plugins import ModelEntry, Plugin, TaskEntry
 
@@ -15,8 +15,8 @@ def _default_tasks(data: str) -> list[dict]:
 
 PLUGIN = Plugin(
     name="ood",
-    summary="Out of distribution: calibration and OOD detection for any classifier; a small CNN with deep ensembles, "
-            "MC dropout, last-layer Laplace and energy fine-tuning with outlier exposure",
+    summary="Out of distribution: calibration, OOD detection and length generalisation for any classifier; a small "
+            "CNN with deep ensembles, MC dropout, last-layer Laplace and energy fine-tuning with outlier exposure",
     models={
         "ood_cnn": ModelEntry(
             spec=OODNetSpec, module="pipeline.models.ood.module:OODNet",
@@ -33,6 +33,9 @@ PLUGIN = Plugin(
         "ood_detection": TaskEntry(OODDetectionSpec, "pipeline.models.ood.ood_detection", (Classifier,),
                                    "AUROC, AUPR and FPR95 of max softmax, max logit, energy and the method's own "
                                    "score, in-distribution test split against each OOD family"),
+        "length_generalization": TaskEntry(LengthGeneralizationSpec, "pipeline.models.ood.length_generalization",
+                                           (Classifier,), "a sequence classifier's accuracy on its data at longer "
+                                                          "lengths than it trained at"),
     },
     datasets=DATASETS,
 )
