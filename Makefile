@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup constraints data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step lint schema dvc clean
+.PHONY: help setup constraints data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step bench-ood lint schema dvc clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,13 @@ bench-lightning-step: setup ## What Lightning's loop and self.log add to a small
 bench-esn: setup data ## Echo state network: ours vs reservoirpy's, Mackey-Glass and MNIST-1D, same hyperparameters, 3 seeds
 	$(BIN)/pipeline fetch mnist1d && $(BIN)/pipeline fetch mackey_glass
 	$(BIN)/python bench/esn_reservoirpy.py
+
+bench-ood: setup data ## Deep ensemble, MC dropout, Laplace: ours vs torch-uncertainty on the same trained networks, 3 seeds (installs the [bench] extra)
+	$(BIN)/pip install -q -e '.[bench]' -c constraints.txt
+	$(BIN)/pipeline run specs/ood_ensemble_fmnist.yaml --seeds 0,1,2
+	$(BIN)/pipeline run specs/ood_mc_dropout_fmnist.yaml --seeds 0,1,2
+	$(BIN)/pipeline run specs/ood_laplace_fmnist.yaml --seeds 0,1,2
+	$(BIN)/python bench/ood_uncertainty.py
 
 lint: setup ## ruff
 	$(BIN)/ruff check pipeline tests bench

@@ -296,3 +296,28 @@ def test_calibration_and_ood_detection_run_on_another_family_s_classifier(shippe
     assert "ood_digits/own/auroc" not in detection  # a plain classifier has no score of its own
     pictures = {p.name for p in (root / "artifacts" / shipped / "evaluate").iterdir()}
     assert {"reliability.png", "ood_scores.png"} <= pictures
+
+
+def test_the_report_puts_every_spec_s_calibration_detection_and_lengths_side_by_side():
+    from pipeline.models.ood.report import sections
+
+    def stats(value):
+        return {"mean": value, "std": 0.01, "values": [value]}
+
+    results = [
+        {"spec": "a", "model": "ood_cnn", "runs": [{}, {}],
+         "metrics": {"calibration": {"accuracy": stats(0.9), "ece": stats(0.02), "ece_temperature": stats(0.01),
+                                     "nll": stats(0.3), "brier": stats(0.15)},
+                     "ood_detection": {"ood_digits/msp/fpr95": stats(0.5), "ood_digits/energy/fpr95": stats(0.1),
+                                       "mean/msp/fpr95": stats(0.5), "mean/energy/fpr95": stats(0.1),
+                                       "mean/msp/auroc": stats(0.7), "mean/energy/auroc": stats(0.9)}}},
+        {"spec": "r", "model": "rims", "runs": [{}],
+         "metrics": {"length_generalization": {"accuracy_length_196": stats(0.8), "accuracy_length_576": stats(0.4)}}},
+    ]
+    found = {section.title: section.markdown for section in sections(results)}
+    assert set(found) == {"Calibration", "OOD detection", "FPR95 on each family", "Length generalisation"}
+    assert "| `a` | ood_cnn | 90.0 ± 1.0% | **2.0 ± 1.0%** | 1.0 ± 1.0% | 0.300 ± 0.010 | 0.150 ± 0.010 | 2 |" in (
+        found["Calibration"])
+    assert "| `a` | `ood_digits` | 50.0 ± 1.0% | 10.0 ± 1.0% | - | 70.0 ± 1.0% | 90.0 ± 1.0% | - | 2 |" in (
+        found["OOD detection"])
+    assert "| `r` | rims | 80.0 ± 1.0% | 40.0 ± 1.0% | 1 |" in found["Length generalisation"]

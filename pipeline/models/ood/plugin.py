@@ -38,4 +38,5 @@ PLUGIN = Plugin(
                                                           "lengths than it trained at"),
     },
     datasets=DATASETS,
+    report="pipeline.models.ood.report:sections",
 )
