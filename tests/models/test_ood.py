@@ -264,9 +264,9 @@ def test_every_ood_dataset_generates_to_its_registered_sha256s_and_reads_back(tm
     assert set(np.unique(six.train["label"])) == set(range(6)) and len(six.classes) == 6
     four = registered["ood_fmnist_four"].load_reader()(tmp_path / "ood_fmnist_four").test["input"]
     assert len(four) + len(six.test["input"]) == 10_000
-    for side in (14, 24):
+    for side, steps in ((14, 49), (24, 144)):
         sequences = registered[f"seq_fmnist_{side}"].load_reader()(tmp_path / f"seq_fmnist_{side}")
-        assert sequences.test["input"].shape == (10_000, 1, side * side)
+        assert sequences.test["input"].shape == (10_000, 4, steps)
     short = registered["seq_fmnist_14"].load_reader()(tmp_path / "seq_fmnist_14")
     long = registered["seq_fmnist_24"].load_reader()(tmp_path / "seq_fmnist_24")
     assert np.array_equal(short.test["label"], long.test["label"]) and len(short.train["input"]) == 60_000

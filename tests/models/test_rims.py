@@ -70,13 +70,13 @@ def test_rims_classifies_sequences_of_any_length_and_its_baselines_match_its_par
 
     def built(name: str):
         spec = load(ROOT / "specs" / f"{name}.yaml")
-        model = plugins.models()[spec.model.kind].load_class()(spec.model, TrainSpec(), (1, 196), 10)
+        model = plugins.models()[spec.model.kind].load_class()(spec.model, TrainSpec(), (4, 49), 10)
         return model, sum(p.numel() for p in model.parameters())
 
     rims, size = built("rims_seq_fmnist")
     assert isinstance(rims, RIMs)
-    for length in (196, 256):
-        assert rims.classify(torch.rand(2, 1, length)).shape == (2, 10)
+    for length in (49, 144):
+        assert rims.classify(torch.rand(2, 4, length)).shape == (2, 10)
     for baseline in ("lstm_seq_fmnist", "gru_seq_fmnist"):
         assert abs(built(baseline)[1] - size) / size < 0.02
 
@@ -89,3 +89,17 @@ def test_length_generalization_lists_only_longer_versions_of_its_data():
     assert LengthGeneralizationSpec().datasets() == ("seq_fmnist_16", "seq_fmnist_19", "seq_fmnist_24")
     with pytest.raises(ValidationError):
         LengthGeneralizationSpec(lengths=["seq_fmnist_14"])
+
+
+def test_sequences_read_four_pixels_a_step_in_raster_order():
+    import numpy as np
+
+    from pipeline.models.ood.data import pixel_sequences, resize_bilinear
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 1, 28, 28)).astype(np.uint8)
+    for side, steps in ((14, 49), (19, 91)):
+        sequences = pixel_sequences(images, side)
+        assert sequences.shape == (2, 4, steps)
+        flat = np.rint(resize_bilinear(images[:, 0] / 255.0, side) * 255).reshape(2, -1)
+        assert np.array_equal(sequences.transpose(0, 2, 1).reshape(2, -1)[:, :side * side], flat)
+        assert not sequences.transpose(0, 2, 1).reshape(2, -1)[:, side * side:].any()  # the padding is black

@@ -137,8 +137,8 @@ LONGER = {"seq_fmnist_14": LENGTH_NAMES}
 
 class LengthGeneralizationSpec(Strict):
     """A sequence classifier's test accuracy on the same data at the length it was trained at and at
-    longer ones (sequential Fashion-MNIST trained at 14x14, tested at 16x16, 19x19 and 24x24: 196,
-    256, 361 and 576 steps), with the accuracy against length as a PNG."""
+    longer ones (sequential Fashion-MNIST trained at 14x14, tested at 16x16, 19x19 and 24x24: 49,
+    64, 91 and 144 steps of 4 pixels), with the accuracy against length as a PNG."""
 
     kind: Literal["length_generalization"] = "length_generalization"
     lengths: list[Literal[LENGTH_NAMES]] = Field(  # type: ignore[valid-type]
