@@ -15,9 +15,9 @@ compared: both sides wrap the same weights, so a difference is one of method or 
   (the batch repeated, dropout on in eval mode), probabilities averaged;
 - Laplace: ours, laplace-torch's last-layer posterior (full GGN, prior precision by marginal likelihood,
   one scalar), probit predictive from the covariance we keep; theirs,
-  `torch_uncertainty.post_processing.LaplaceApprox` (its defaults: last layer, Kronecker-factored
-  Hessian, glm predictive with the probit link, prior precision by marginal likelihood), fitted on the
-  same training split (the spec's seeded split).
+  `torch_uncertainty.post_processing.LaplaceApprox` with its defaults (last layer, glm predictive with
+  the probit link, prior precision by marginal likelihood) but the full GGN Hessian, as ours (its
+  default is Kronecker-factored), fitted on the same training split (the spec's seeded split).
 
 The data: Fashion-MNIST's test split (in distribution) and the five far-OOD families of the
 `ood_detection` task's default, each the test split of its registered dataset.
@@ -37,6 +37,7 @@ Writes results/bench/ood_uncertainty.{json,txt} with the commit and the machine.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -86,19 +87,22 @@ def ours(model):
 
 
 def theirs(method: str, model, splits):
-    from torch_uncertainty.models import deep_ensembles, mc_dropout
+    from torch_uncertainty.methods import deep_ensembles, mc_dropout
     from torch_uncertainty.post_processing import LaplaceApprox
 
     if method == "ensemble":
-        wrapped = deep_ensembles([network(m) for m in model.members], reset_model_parameters=False).eval()
+        wrapped = deep_ensembles([copy.deepcopy(network(m)) for m in model.members],
+                                 reset_model_parameters=False).eval()
         estimators = len(model.members)
     elif method == "mc_dropout":
-        wrapped = mc_dropout(network(model.members[0]), num_estimators=model.spec.mc_samples).eval()
+        # A copy: its eval() leaves the dropout modules on, and ours are the same modules.
+        wrapped = mc_dropout(copy.deepcopy(network(model.members[0])), num_estimators=model.spec.mc_samples).eval()
         estimators = model.spec.mc_samples
     else:
         from torch.utils.data import DataLoader, TensorDataset
 
-        laplace = LaplaceApprox("classification", network(model.members[0]))
+        # Its defaults but for the Hessian: the full GGN, as ours (its default is Kronecker-factored).
+        laplace = LaplaceApprox("classification", network(model.members[0]), hessian_struct="full")
         inputs, labels = splits.train["input"].float() / 255, splits.train["label"]
         laplace.fit(DataLoader(TensorDataset(inputs, labels), batch_size=BATCH))
         return lambda x: laplace(x)
@@ -126,13 +130,15 @@ def their_metrics(probs: torch.Tensor, labels: torch.Tensor, ood: dict[str, torc
     from torch_uncertainty.metrics import FPR95, CalibrationError, CategoricalNLL
     from torchmetrics.classification import BinaryAUROC
 
-    ece = CalibrationError(task="multiclass", num_classes=probs.shape[1], n_bins=15)
+    ece = CalibrationError(task="multiclass", num_classes=probs.shape[1], num_bins=15)
     ece.update(probs.float(), labels)
     nll = CategoricalNLL()
-    nll.update(probs.float(), labels)
+    nll.update(probs.clamp_min(1e-12).float(), labels)  # as ours: a float32 zero would make it infinite
     aurocs, fprs_out, fprs_in = [], [], []
     for p in ood.values():
-        score = -torch.cat([probs.max(1).values, p.max(1).values]).float()  # higher = OOD, its msp criterion
+        # Higher = OOD, as its msp criterion; 1 - max prob (not -max prob) keeps it in [0, 1], which
+        # BinaryAUROC would otherwise squash through a float32 sigmoid into ties.
+        score = 1 - torch.cat([probs.max(1).values, p.max(1).values]).float()
         target = torch.cat([torch.zeros(len(probs)), torch.ones(len(p))]).long()
         auroc = BinaryAUROC()
         auroc.update(score, target)
@@ -141,7 +147,7 @@ def their_metrics(probs: torch.Tensor, labels: torch.Tensor, ood: dict[str, torc
         fpr.update(score, target)
         fprs_out.append(fpr.compute().item())
         fpr_in = FPR95(pos_label=0)  # the same code with in-distribution as the positive class: Liu et al.'s
-        fpr_in.update(-score, target)
+        fpr_in.update(1 - score, target)
         fprs_in.append(fpr_in.compute().item())
     return {"accuracy": (probs.argmax(1) == labels).double().mean().item(), "ece": ece.compute().item(),
             "nll": nll.compute().item(), "auroc": float(np.mean(aurocs)), "fpr95_in": float(np.mean(fprs_in)),
@@ -206,8 +212,8 @@ def main() -> None:
     out = ROOT / "results" / "bench" / "ood_uncertainty.json"
     out.write_text(json.dumps({"settings": {**vars(args), "root": str(args.root)}, "runs": runs, "git_commit": commit,
                                "git_dirty": dirty, "machine": machine(), "load_average": os.getloadavg(),
-                               "command": "python bench/ood_uncertainty.py " + " ".join(
-                                   f"--seeds {' '.join(map(str, args.seeds))}".split())}, indent=2) + "\n")
+                               "command": f"python bench/ood_uncertainty.py --seeds {' '.join(map(str, args.seeds))} "
+                                          f"--root {args.root} --threads {args.threads}"}, indent=2) + "\n")
     out.with_suffix(".txt").write_text(text + "\n")
 
 

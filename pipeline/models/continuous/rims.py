@@ -114,12 +114,10 @@ class RIMsCore(Core):
         return torch.stack(outputs, dim=1), (h, c)
 
     def synapses(self) -> tuple[int, int]:
-        """Each module's cell connects to its own input value and its own units only: K blocks of
-        (input value + hidden) x hidden, against one dense cell over all K x hidden units."""
-        spec = self.spec
-        used = spec.modules * (spec.input_value + spec.hidden) * spec.hidden
+        """Counted dense: each cell reads its own units only, but communication attention lets every
+        module's state reach every active module, and input attention the input every module."""
         dense = (self.in_dim + self.neurons) * self.neurons
-        return used, dense
+        return dense, dense
 
 
 class RIMs(_CoreKind):

@@ -144,8 +144,8 @@ class LengthGeneralizationSpec(Strict):
     lengths: list[Literal[LENGTH_NAMES]] = Field(  # type: ignore[valid-type]
         list(LENGTH_NAMES), min_length=1,
         description="The longer versions of the spec's data to score (their test splits).")
-    max_examples: int | None = Field(None, gt=0, description="Score at most this many test examples at each longer "
-                                                             "length (seeded); default: all.")
+    max_examples: int | None = Field(None, gt=0, description="Score at most this many test examples (one seeded "
+                                                             "choice, the same at every length); default: all.")
 
     def datasets(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.lengths))

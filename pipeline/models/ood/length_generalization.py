@@ -1,5 +1,5 @@
 """The `length_generalization` task: the network's test accuracy on its own data at the length it
-trained at and on the same examples at longer lengths."""
+trained at and on the same test examples at longer lengths."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pipeline import plots
 from pipeline.data.datamodule import model_input
 from pipeline.errors import PipelineError
 from pipeline.evaluators.context import Context, Headline, TaskResult
-from pipeline.evaluators.network import predictions
 from pipeline.models.ood import LONGER
 from pipeline.models.ood.outputs import limited
 
@@ -35,13 +34,18 @@ def run(task, ctx: Context) -> TaskResult:
             raise PipelineError(f"length_generalization: {name} is a longer version of "
                                 f"{next(k for k, v in LONGER.items() if name in v)}, not of the spec's data {own}")
     model = ctx.trained.eval().to(ctx.device)
-    labels = ctx.labels("test")
-    curve = [(ctx.splits.input_shape[-1], (predictions(ctx, "test") == labels).double().mean().item())]
-    for name in task.datasets():
-        source = registered[name]
-        test = source.load_reader()(require_dataset(source)).test
+    # The same test examples at every length: the official test split at the training length too (not
+    # the spec's eval_subset of it), one seeded subset of them where max_examples asks for one.
+    tests = {name: registered[name].load_reader()(require_dataset(registered[name])).test
+             for name in (own, *task.datasets())}
+    labels = torch.from_numpy(np.asarray(tests[own]["label"]))
+    keep = limited(len(labels), task.max_examples, ctx.spec.seed, "length_generalization")
+    curve = []
+    for name, test in tests.items():
         inputs, targets = torch.from_numpy(np.asarray(test["input"])), torch.from_numpy(np.asarray(test["label"]))
-        keep = limited(len(inputs), task.max_examples, ctx.spec.seed, name)
+        if not torch.equal(targets, labels):
+            raise PipelineError(f"length_generalization: {name}'s test labels differ from {own}'s; run "
+                                f"`pipeline fetch {name} --force`")
         if keep is not None:
             inputs, targets = inputs[keep], targets[keep]
         curve.append((inputs.shape[-1], accuracy(model, inputs, targets, ctx.device)))
