@@ -10,17 +10,9 @@ from pipeline import plots
 from pipeline.data.datamodule import model_input
 from pipeline.errors import PipelineError
 from pipeline.evaluators.context import Context, Headline, TaskResult
+from pipeline.evaluators.noise_robustness import accuracy
 from pipeline.models.ood import LONGER
 from pipeline.models.ood.outputs import limited
-
-BATCH = 256
-
-
-@torch.no_grad()
-def accuracy(model, inputs: torch.Tensor, labels: torch.Tensor, device: str) -> float:
-    predicted = torch.cat([model.predict(model_input(inputs[start:start + BATCH]).to(device)).cpu()
-                           for start in range(0, len(inputs), BATCH)])
-    return (predicted == labels).double().mean().item()
 
 
 def run(task, ctx: Context) -> TaskResult:
@@ -48,7 +40,7 @@ def run(task, ctx: Context) -> TaskResult:
                                 f"`pipeline fetch {name} --force`")
         if keep is not None:
             inputs, targets = inputs[keep], targets[keep]
-        curve.append((inputs.shape[-1], accuracy(model, inputs, targets, ctx.device)))
+        curve.append((inputs.shape[-1], accuracy(model, model_input(inputs), targets, ctx.device)))
     curve.sort()
     metrics = {f"accuracy_length_{length}": value for length, value in curve}
     trained_length, trained = curve[0]
