@@ -67,6 +67,8 @@ QUICK_META = {"maml_mnist1d_fewshot_quick": "mnist1d_fewshot", "maml_sinusoid_qu
 QUICK_OOD = {"ood_energy_oe_fmnist_quick": "energy_oe", "ood_laplace_fmnist_quick": "laplace",
              "ood_ensemble_fmnist_quick": "ensemble"}
 QUICK_LENGTH = ("rims_seq_fmnist_quick",)
+# Hebbian layers trained without backprop, probed like a self-supervised encoder.
+QUICK_HEBBIAN = {"softhebb_fmnist_quick": "conv", "krotov_fmnist_quick": "dense"}
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -110,7 +112,7 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # specs that build on swav_fmnist_quick (continual learners, vokenization), with it.
 PROJECTS = {
     "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
-                 *QUICK_OOD, *QUICK_LENGTH),
+                 *QUICK_OOD, *QUICK_LENGTH, *QUICK_HEBBIAN),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -380,6 +382,25 @@ def test_rims_are_scored_at_longer_lengths_than_they_trained_at(repo: Path, name
     assert all(0 <= value <= 1 for value in scored.values())
     assert "length_generalization.png" in {a.path for a in client.list_artifacts(evaluate.info.run_id)}
     assert f"| {name} | rims | seq_fmnist_14 | length_generalization | accuracy at length 144" in (
+        repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize(("name", "layers"), QUICK_HEBBIAN.items())
+def test_a_hebbian_network_learns_without_backprop_and_is_probed_beside_its_untrained_self(repo: Path, name: str,
+                                                                                           layers: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    # The probe against Hebbian epochs: untrained (step 0), then after each of the two epochs.
+    history = client.get_metric_history(pretrain.info.run_id, "val/probe_accuracy")
+    assert len(history) == 3 and history[0].step == 0
+    assert all(0 < m.value <= 1 for m in history)
+    assert "train/layer0_winning_units" in pretrain.data.metrics
+    metrics = evaluate.data.metrics
+    for key in ("encoder", "random_encoder", "raw_input"):
+        assert 0 < metrics[f"linear_probe/{key}"] <= 1
+    assert "training_curves.png" in {a.path for a in client.list_artifacts(pretrain.info.run_id)}
+    assert f"| {name} | hebbian | fashion_mnist | linear_probe | linear probe" in (
         repo / "reports" / f"{name}.md").read_text()
 
 
