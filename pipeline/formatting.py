@@ -16,7 +16,7 @@ class Section:
     current: bool = True
 
 
-COUNTS = ("synapses",)
+COUNTS = ("synapses", "correct")
 """Units of whole counts: shown as integers ('12,288 synapses'), not to 3 significant digits."""
 
 STD_FORMATS = {"NRMSE": ".2g", "ECE": ".2g", **{unit: ",.0f" for unit in COUNTS}}

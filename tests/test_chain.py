@@ -69,6 +69,7 @@ QUICK_OOD = {"ood_energy_oe_fmnist_quick": "energy_oe", "ood_laplace_fmnist_quic
 QUICK_LENGTH = ("rims_seq_fmnist_quick",)
 # Hebbian layers trained without backprop, probed like a self-supervised encoder.
 QUICK_HEBBIAN = {"softhebb_fmnist_quick": "conv", "krotov_fmnist_quick": "dense"}
+QUICK_SPARSE = ("sparse_cnn_fmnist_quick",)
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -112,7 +113,8 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # specs that build on swav_fmnist_quick (continual learners, vokenization), with it.
 PROJECTS = {
     "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
-                 *QUICK_OOD, *QUICK_LENGTH, *QUICK_HEBBIAN),
+                 *QUICK_OOD, *QUICK_LENGTH, *QUICK_HEBBIAN,
+                 *QUICK_SPARSE),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -402,6 +404,20 @@ def test_a_hebbian_network_learns_without_backprop_and_is_probed_beside_its_untr
     assert "training_curves.png" in {a.path for a in client.list_artifacts(pretrain.info.run_id)}
     assert f"| {name} | hebbian | fashion_mnist | linear_probe | linear probe" in (
         repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize("name", QUICK_SPARSE)
+def test_a_sparse_network_is_scored_for_noise_with_its_parameter_counts(repo: Path, name: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    assert pretrain.data.metrics["nonzero_parameters"] < pretrain.data.metrics["parameters"]
+    metrics = evaluate.data.metrics
+    assert 0 < metrics["network/accuracy"] <= 1
+    # Three levels of pixel noise on 1,000 test images: at most 3,000 correct.
+    assert 0 < metrics["noise_robustness/noise_score"] <= 3000
+    assert "noise_robustness.png" in {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert f"| {name} | sparse_cnn | fashion_mnist | network |" in (repo / "reports" / f"{name}.md").read_text()
 
 
 @pytest.mark.parametrize(("name", "strategy"), QUICK_CONTINUAL.items())

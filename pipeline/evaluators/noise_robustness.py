@@ -1,6 +1,8 @@
-"""The network's test accuracy as Gaussian noise grows on its inputs. At each level the noise's
-standard deviation is level x s, s the standard deviation of the training inputs' values, so a
-level reads the same on any data. It goes on the value channels only: a time channel
+"""The network's test accuracy as noise grows on its inputs. Gaussian noise: at each level the
+noise's standard deviation is level x s, s the standard deviation of the training inputs' values,
+so a level reads the same on any data. Pixel noise (Ahmad & Scheinkman 2019): at each level that
+share of each example's values, drawn at random, is set to one value. The noise score is theirs:
+the test examples classified correctly, summed over the levels. It goes on the value channels only: a time channel
 (`elapsed_time: last_channel`, the time since the previous sample) is left as it is, since
 perturbing it would be another experiment (jittered sampling times), and one the discrete kinds
 could not be compared on.
@@ -54,6 +56,29 @@ def noisy_accuracy(model, inputs: torch.Tensor, labels: torch.Tensor, values: in
     return total / repeats
 
 
+def with_pixels_set(inputs: torch.Tensor, values: int, share: float, value: float,
+                    noise: torch.Generator) -> torch.Tensor:
+    """A copy of `inputs` with round(share x n) of each example's n values (in its first `values`
+    channels), drawn at random without replacement, set to `value`."""
+    noisy = inputs.clone()
+    region = noisy[:, :values].reshape(len(noisy), -1)
+    count = round(share * region.shape[1])
+    if count:
+        chosen = torch.rand(region.shape, generator=noise).argsort(dim=1)[:, :count]
+        region.scatter_(1, chosen, value)
+        noisy[:, :values] = region.view_as(noisy[:, :values])
+    return noisy
+
+
+def pixel_accuracy(model, inputs: torch.Tensor, labels: torch.Tensor, values: int, share: float, value: float,
+                   repeats: int, noise: torch.Generator, device: str) -> float:
+    """Mean accuracy over `repeats` draws of pixel noise; one clean pass where there is none."""
+    if share == 0:
+        return accuracy(model, inputs, labels, device)
+    return sum(accuracy(model, with_pixels_set(inputs, values, share, value, noise), labels, device)
+               for _ in range(repeats)) / repeats
+
+
 def area(levels: list[float], accuracies: list[float]) -> float:
     """The mean accuracy over the range of levels: the trapezoid area under the curve divided by
     the range (the one accuracy where there is a single level)."""
@@ -73,12 +98,16 @@ def run(task, ctx: Context) -> TaskResult:
 
     def at(split: str, index: int, level: float) -> float:
         inputs, labels = ctx.split(split)
+        if task.noise == "pixels":
+            return pixel_accuracy(model, model_input(inputs), labels, values, level, task.pixel_value, task.repeats,
+                                  generator(ctx.spec.seed, index, split), ctx.device)
         return noisy_accuracy(model, model_input(inputs), labels, values, level * scale, task.repeats,
                               generator(ctx.spec.seed, index, split), ctx.device)
 
     curve = [at("test", index, level) for index, level in enumerate(levels)]
     metrics = {f"accuracy_noise_{level:g}": value for level, value in zip(levels, curve, strict=True)}
     metrics["area"] = area(levels, curve)
+    metrics["noise_score"] = sum(curve) * len(ctx.split("test")[1])  # Ahmad & Scheinkman's: correct, summed
     clean = curve[0] if levels[0] == 0 else at("test", 0, 0.0)
     for index, (level, value) in enumerate(zip(levels, curve, strict=True)):
         ctx.log_series({"noise_robustness/noise_level": level, "noise_robustness/accuracy_curve": value}, step=index)
@@ -88,8 +117,10 @@ def run(task, ctx: Context) -> TaskResult:
         clean_val = metrics["accuracy_val_noise_0"] = at("val", 0, 0.0)
     picture = plots.lines({"test split": list(zip(levels, curve, strict=True))},
                           f"{ctx.spec.name}: accuracy under input noise (area {metrics['area']:.1%})",
+                          "share of pixels set" if task.noise == "pixels" else
                           "noise standard deviation (x the training inputs')", "accuracy",
                           ctx.out / "noise_robustness.png")
+    name = f"accuracy with {largest:.0%} of pixels set" if task.noise == "pixels" else f"accuracy at noise {largest:g}x"
     return TaskResult(metrics, [picture], Headline(
-        f"accuracy at noise {largest:g}x", curve[-1], {"no noise": clean}, validation=validation,
+        name, curve[-1], {"no noise": clean}, validation=validation,
         baselines_validation={"no noise": clean_val} if ctx.has_validation else {}))

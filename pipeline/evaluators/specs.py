@@ -98,19 +98,29 @@ class NetworkStatsSpec(Strict):
 
 
 class NoiseRobustnessSpec(Strict):
-    """The network's test accuracy as Gaussian noise is added to its inputs (the values, never a
-    time channel), the noise's standard deviation a multiple of the training inputs' own: a curve
-    PNG, and the accuracy at the largest level as the headline."""
+    """The network's test accuracy as noise grows on its inputs (the values, never a time channel):
+    Gaussian noise whose standard deviation is a multiple of the training inputs' own, or (Ahmad &
+    Scheinkman 2019) a share of each image's pixels set to one value. A curve PNG, the accuracy at
+    the largest level as the headline, and the noise score: correct test classifications summed
+    over the levels."""
 
     kind: Literal["noise_robustness"] = "noise_robustness"
+    noise: Literal["gaussian", "pixels"] = Field(
+        "gaussian", description="gaussian: levels are standard deviations, as multiples of the input's; pixels: "
+                                "levels are the share of each example's values set to `pixel_value`.")
     levels: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0], min_length=2,
-                                description="Noise standard deviations, as multiples of the input's.")
+                                description="Noise standard deviations (gaussian) or shares of pixels (pixels).")
+    pixel_value: float = Field(
+        0.75, description="pixels: the value the chosen pixels take, as the model reads them (images in [0, 1]; "
+                          "0.75 is Ahmad & Scheinkman's 2 MNIST standard deviations above its mean).")
     repeats: int = Field(3, gt=0, description="Noise draws per level (seeded); their accuracies are averaged.")
 
     @model_validator(mode="after")
     def _check(self) -> NoiseRobustnessSpec:
         if any(level < 0 for level in self.levels):
             raise ValueError(f"levels must be >= 0 (got {self.levels})")
+        if self.noise == "pixels" and max(self.levels) > 1:
+            raise ValueError(f"noise: pixels takes levels in [0, 1], shares of the pixels (got {self.levels})")
         return self
 
 
