@@ -20,6 +20,9 @@ from pipeline.data.datamodule import model_input
 from pipeline.evaluators.context import Context, Headline, TaskResult
 
 BATCH = 256
+PIXEL_VALUE = 0.75
+"""Pixel noise's default value (images in [0, 1]): about Ahmad & Scheinkman's, 2 MNIST standard
+deviations above its mean."""
 
 
 def value_channels(ctx: Context) -> int:
@@ -99,7 +102,8 @@ def run(task, ctx: Context) -> TaskResult:
     def at(split: str, index: int, level: float) -> float:
         inputs, labels = ctx.split(split)
         if task.noise == "pixels":
-            return pixel_accuracy(model, model_input(inputs), labels, values, level, task.pixel_value, task.repeats,
+            value = PIXEL_VALUE if task.pixel_value is None else task.pixel_value
+            return pixel_accuracy(model, model_input(inputs), labels, values, level, value, task.repeats,
                                   generator(ctx.spec.seed, index, split), ctx.device)
         return noisy_accuracy(model, model_input(inputs), labels, values, level * scale, task.repeats,
                               generator(ctx.spec.seed, index, split), ctx.device)

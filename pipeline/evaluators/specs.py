@@ -105,14 +105,15 @@ class NoiseRobustnessSpec(Strict):
     over the levels."""
 
     kind: Literal["noise_robustness"] = "noise_robustness"
-    noise: Literal["gaussian", "pixels"] = Field(
-        "gaussian", description="gaussian: levels are standard deviations, as multiples of the input's; pixels: "
-                                "levels are the share of each example's values set to `pixel_value`.")
+    noise: Literal["gaussian", "pixels"] | None = Field(
+        None, description="gaussian (null means it too): levels are standard deviations, as multiples of the "
+                          "input's; pixels: levels are the share of each example's values set to `pixel_value`.")
     levels: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0], min_length=2,
                                 description="Noise standard deviations (gaussian) or shares of pixels (pixels).")
-    pixel_value: float = Field(
-        0.75, description="pixels: the value the chosen pixels take, as the model reads them (images in [0, 1]; "
-                          "0.75 is Ahmad & Scheinkman's 2 MNIST standard deviations above its mean).")
+    pixel_value: float | None = Field(
+        None, description="pixels: the value the chosen pixels take, as the model reads them (null: 0.75; images "
+                          "are in [0, 1], and 0.75 is Ahmad & Scheinkman's 2 MNIST standard deviations above its "
+                          "mean).")
     repeats: int = Field(3, gt=0, description="Noise draws per level (seeded); their accuracies are averaged.")
 
     @model_validator(mode="after")
