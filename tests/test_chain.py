@@ -70,6 +70,7 @@ QUICK_LENGTH = ("rims_seq_fmnist_quick",)
 # Hebbian layers trained without backprop, probed like a self-supervised encoder.
 QUICK_HEBBIAN = {"softhebb_fmnist_quick": "conv", "krotov_fmnist_quick": "dense"}
 QUICK_SPARSE = ("sparse_cnn_fmnist_quick",)
+QUICK_DST = ("rigl_cnn_fmnist_quick",)
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -114,7 +115,7 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 PROJECTS = {
     "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
                  *QUICK_OOD, *QUICK_LENGTH, *QUICK_HEBBIAN,
-                 *QUICK_SPARSE),
+                 *QUICK_SPARSE, *QUICK_DST),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -418,6 +419,23 @@ def test_a_sparse_network_is_scored_for_noise_with_its_parameter_counts(repo: Pa
     assert 0 < metrics["noise_robustness/noise_score"] <= 3000
     assert "noise_robustness.png" in {a.path for a in client.list_artifacts(evaluate.info.run_id)}
     assert f"| {name} | sparse_cnn | fashion_mnist | network |" in (repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize("name", QUICK_DST)
+def test_dynamic_sparse_training_keeps_its_density_and_counts_its_flops(repo: Path, name: str):
+    import torch
+
+    _, runs, _ = mlflow_runs(repo, name)
+    pretrain = runs["pretrain"]
+    assert pretrain.info.status == runs["evaluate"].info.status == "FINISHED"
+    metrics = pretrain.data.metrics
+    assert metrics["sparsity/density"] == pytest.approx(0.2, abs=1e-3)
+    assert metrics["sparsity/updates"] > 0
+    assert 0.2 < metrics["sparsity/train_flops_vs_dense"] < 1
+    weights = torch.load(repo / "artifacts" / name / "pretrain" / "model.pt", weights_only=True)
+    sparse = [w for key, w in weights.items() if key.endswith("weight") and w.dim() > 1]
+    nonzero = sum(int((w != 0).sum()) for w in sparse) / sum(w.numel() for w in sparse)
+    assert nonzero <= 0.2 + 1e-3
 
 
 @pytest.mark.parametrize(("name", "strategy"), QUICK_CONTINUAL.items())

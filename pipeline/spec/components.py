@@ -111,6 +111,30 @@ Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_find_unused_para
                    "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload"]
 
 
+class SparsitySpec(Strict):
+    """Sparse weights for the whole training (dynamic sparse training): every Linear and Conv2d
+    weight of the network is masked to a share of its entries from the first step. static: the
+    random mask stays; set (Mocanu et al. 2018): every `update_interval` steps a `drop_fraction` of
+    each layer's active weights, the smallest in magnitude, is dropped and as many are grown at
+    random; rigl (Evci et al. 2020): grown where the dense gradient is largest. Grown weights start
+    at zero. The drop fraction decays by `schedule` and the topology stops changing after
+    `end_fraction` of the training's steps."""
+
+    method: Literal["rigl", "set", "static"]
+    density: float = Field(gt=0, le=1, description="The share of the sparse layers' weights that may be non-zero.")
+    update_interval: int = Field(100, gt=0, description="Optimizer steps between two topology updates.")
+    drop_fraction: float = Field(0.3, gt=0, lt=1, description="The share of a layer's active weights replaced at "
+                                                               "the first update.")
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="How the drop fraction decays to 0 at `end_fraction` of the training.")
+    end_fraction: float = Field(0.75, gt=0, le=1, description="The share of training steps after which the "
+                                                               "masks stay as they are.")
+    distribution: Literal["uniform", "erk"] = Field(
+        "erk", description="Each layer's density: uniform, the same everywhere; erk (Erdős-Rényi-kernel), "
+                           "proportional to (sum of the weight's dimensions) / (their product), so small layers "
+                           "stay denser, at the same total count.")
+
+
 class TrainSpec(Strict):
     max_epochs: int = Field(10, gt=0)
     limit_train_batches: float | int = Field(
@@ -146,6 +170,9 @@ class TrainSpec(Strict):
                     "step (Lightning's gradient_clip_val, by norm); null: no clipping. Recurrent networks over "
                     "long sequences are the usual users. Not for kinds that step their optimiser themselves (esn).",
     )
+    sparsity: SparsitySpec | None = Field(
+        None, description="Train with sparse weights (static, SET or RigL masks on every Linear and Conv2d weight); "
+                          "null: dense.")
     checkpoint_every_n_steps: int | None = Field(
         None, gt=0,
         description="Write checkpoints/last.ckpt every N optimizer steps; null: at each epoch end.",

@@ -120,6 +120,10 @@ def _fit(spec: ExperimentSpec, model, phase, folder: Path, run, offset: int, res
         TrainingClock(),
         EpochMetricsInCheckpoint(),
     ]
+    if spec.train.sparsity is not None:
+        from pipeline.sparsity import DynamicSparsity
+
+        callbacks.append(DynamicSparsity(spec.train.sparsity, spec.seed))
     if not quiet():
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if logger:  # secondary DDP processes log nothing
