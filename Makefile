@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup constraints data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step bench-ood lint schema dvc clean
+.PHONY: help setup constraints data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step bench-ood bench-rigl lint schema dvc clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ bench-lightning-step: setup ## What Lightning's loop and self.log add to a small
 bench-esn: setup data ## Echo state network: ours vs reservoirpy's, Mackey-Glass and MNIST-1D, same hyperparameters, 3 seeds
 	$(BIN)/pipeline fetch mnist1d && $(BIN)/pipeline fetch mackey_glass
 	$(BIN)/python bench/esn_reservoirpy.py
+
+bench-rigl: setup data ## RigL: ours vs rigl-torch's scheduler at the same settings, same network and batches, 3 seeds (installs the [bench] extra)
+	$(BIN)/pip install -q -e '.[bench]' -c constraints.txt
+	$(BIN)/python bench/rigl_torch.py --seeds 0 1 2
 
 bench-ood: setup data ## Deep ensemble, MC dropout, Laplace: ours vs torch-uncertainty on the same trained networks, 3 seeds (installs the [bench] extra)
 	$(BIN)/pip install -q -e '.[bench]' -c constraints.txt

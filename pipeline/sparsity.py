@@ -38,17 +38,23 @@ def sparse_layers(model: nn.Module) -> dict[str, nn.Module]:
             if isinstance(module, LAYERS) and id(module.weight) in names and module.weight.requires_grad}
 
 
-def layer_densities(shapes: dict[str, tuple[int, ...]], density: float, distribution: str) -> dict[str, float]:
-    """Each layer's density, the total count of active weights being `density` x all of them.
-    erk: d_l = eps (sum of the dimensions) / (their product), eps solved for the total; a layer
-    that would exceed 1 is dense, and eps is solved again over the others."""
+def layer_densities(shapes: dict[str, tuple[int, ...]], density: float, distribution: str,
+                    dense_first_layer: bool = False) -> dict[str, float]:
+    """Each layer's density. uniform: `density` for every layer (but a dense first layer); erk:
+    the total count of active weights is `density` x all of them, d_l = eps (sum of the
+    dimensions) / (their product), eps solved for the total; a layer that would exceed 1 is dense
+    (the first one too with `dense_first_layer`), and eps is solved again over the others."""
+    first = next(iter(shapes), None) if dense_first_layer else None
     if distribution == "uniform" or density >= 1:
-        return {name: density for name in shapes}
+        return {name: 1.0 if name == first else density for name in shapes}
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     raw = {name: sum(shape) / sizes[name] for name, shape in shapes.items()}
-    dense: set[str] = set()
+    dense: set[str] = {first} if first is not None else set()
     while True:
         budget = density * sum(sizes.values()) - sum(sizes[name] for name in dense)
+        if budget <= 0:
+            raise ValueError(f"train.sparsity: a density of {density} leaves nothing for the layers after the dense "
+                             "first one; raise the density or set dense_first_layer: false")
         eps = budget / sum(raw[name] * sizes[name] for name in shapes if name not in dense)
         over = {name for name in shapes if name not in dense and eps * raw[name] > 1}
         if not over:
@@ -132,7 +138,7 @@ class DynamicSparsity(pl.Callback):
             self.masks = dict(inherited)
         if not self.masks:
             shapes = {name: tuple(layer.weight.shape) for name, layer in self._layers.items()}
-            densities = layer_densities(shapes, self.spec.density, self.spec.distribution)
+            densities = layer_densities(shapes, self.spec.density, self.spec.distribution, self.spec.dense_first_layer)
             generator = torch.Generator().manual_seed(self.seed)
             self.masks = {name: random_mask(shapes[name], densities[name], generator) for name in shapes}
         device = pl_module.device

@@ -24,6 +24,12 @@ def test_erk_keeps_the_total_and_small_layers_denser():
     assert densities["conv"] == 1.0  # ERK would give it more than all of its weights
     assert densities["head"] > densities["hidden"]
     assert layer_densities(shapes, 0.1, "uniform") == {name: 0.1 for name in shapes}
+    assert layer_densities(shapes, 0.1, "uniform", dense_first_layer=True) == {"conv": 1.0, "hidden": 0.1,
+                                                                                "head": 0.1}
+    first_dense = layer_densities({"a": (10, 10), "b": (100, 100)}, 0.3, "erk", dense_first_layer=True)
+    assert first_dense == {"a": 1.0, "b": pytest.approx((0.3 * 10100 - 100) / 10000)}
+    with pytest.raises(ValueError, match="leaves nothing"):
+        layer_densities({"a": (100, 100), "b": (10, 10)}, 0.3, "erk", dense_first_layer=True)
 
 
 def test_a_random_mask_has_exactly_its_count():

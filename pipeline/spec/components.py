@@ -133,6 +133,9 @@ class SparsitySpec(Strict):
         "erk", description="Each layer's density: uniform, the same everywhere; erk (Erdős-Rényi-kernel), "
                            "proportional to (sum of the weight's dimensions) / (their product), so small layers "
                            "stay denser, at the same total count.")
+    dense_first_layer: bool = Field(
+        False, description="Keep the first Linear or Conv layer dense (RigL's convention with uniform densities: the "
+                           "input layer is small and sees every input); the others share the density's budget.")
 
 
 class TrainSpec(Strict):
