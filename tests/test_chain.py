@@ -71,6 +71,7 @@ QUICK_LENGTH = ("rims_seq_fmnist_quick",)
 QUICK_HEBBIAN = {"softhebb_fmnist_quick": "conv", "krotov_fmnist_quick": "dense"}
 QUICK_SPARSE = ("sparse_cnn_fmnist_quick",)
 QUICK_DST = ("rigl_cnn_fmnist_quick",)
+QUICK_DENDRITES = ("continual_permuted_fmnist_dendrites_quick",)
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -115,7 +116,7 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 PROJECTS = {
     "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
                  *QUICK_OOD, *QUICK_LENGTH, *QUICK_HEBBIAN,
-                 *QUICK_SPARSE, *QUICK_DST),
+                 *QUICK_SPARSE, *QUICK_DST, *QUICK_DENDRITES),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -436,6 +437,16 @@ def test_dynamic_sparse_training_keeps_its_density_and_counts_its_flops(repo: Pa
     sparse = [w for key, w in weights.items() if key.endswith("weight") and w.dim() > 1]
     nonzero = sum(int((w != 0).sum()) for w in sparse) / sum(w.numel() for w in sparse)
     assert nonzero <= 0.2 + 1e-3
+
+
+@pytest.mark.parametrize("name", QUICK_DENDRITES)
+def test_active_dendrites_learn_a_permuted_stream_with_inferred_contexts(repo: Path, name: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    history = client.get_metric_history(pretrain.info.run_id, "continual/average_accuracy_seen")
+    assert [m.step for m in history] == [0, 1, 2]
+    assert evaluate.data.metrics["continual/average_accuracy"] > 0.15  # chance is 0.1
 
 
 @pytest.mark.parametrize(("name", "strategy"), QUICK_CONTINUAL.items())

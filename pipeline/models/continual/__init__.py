@@ -226,6 +226,18 @@ def strategy_union():
     return Annotated[reduce(or_, specs), Field(discriminator="name")] if len(specs) > 1 else specs[0]
 
 
+class DendritesSpec(Strict):
+    """Active dendrites (Iyer et al. 2022): each hidden unit of the MLP has `segments` dendritic
+    segments, weight vectors over a context; the segment whose response to the context is largest
+    in magnitude gates the unit's feed-forward activity through a sigmoid, and k-winners-take-all
+    keeps `percent_on` of the layer's units. The context is a prototype: the mean training input of
+    the experience being trained; at test time the stored prototype nearest to the input (no task
+    identity is given)."""
+
+    segments: int = Field(10, gt=0, description="Dendritic segments per hidden unit.")
+    percent_on: float = Field(0.05, gt=0, le=1, description="The share of each hidden layer's units kept active.")
+
+
 class _Learner(Strict):
     """The checks of a continual learner's spec; its fields are declared by `continual_spec`, whose
     strategy union is built from the registered strategies."""
@@ -244,6 +256,9 @@ class _Learner(Strict):
                 "domain_incremental": "strategy.contrast: current would change nothing in a domain-incremental "
                                       "stream, where every experience holds every class: leave it out",
             }[self.scenario.type])
+        if self.dendrites is not None and self.latent_layer is not None:
+            raise ValueError("dendrites: the dendritic MLP is not cut into lower and upper parts; leave latent_layer "
+                             "out (the latent replay strategies replay at a plain network's layer)")
         if self.freeze_lower and self.latent_layer is None:
             raise ValueError("freeze_lower needs `latent_layer`, the index of the first plastic module")
         if self.strategy.name == "remind" and self.strategy.mixup_alpha and self.scenario.type == "task_incremental":
@@ -295,6 +310,9 @@ def continual_spec() -> type:
             [400, 400], min_length=1,
             description="Without an upstream encoder: the MLP's hidden layers (Linear -> ReLU) on the flattened "
                         "input.")
+        dendrites: DendritesSpec | None = Field(
+            None, description="Without an upstream encoder: the MLP's hidden layers as active-dendrite layers, gated "
+                              "by a prototype context inferred from the input (null: plain Linear -> ReLU layers).")
         latent_layer: int | None = Field(
             None, ge=0,
             description="Where the network is cut into lower and upper parts, as an index into its modules (an MLP's: "

@@ -15,7 +15,7 @@ from torch import nn
 
 from pipeline.data.datamodule import Fields, Splits, TensorDataModule, model_input
 from pipeline.models.base import Phase, Supervised
-from pipeline.models.continual import ContinualSpec, strategies
+from pipeline.models.continual import ContinualSpec, dendrites, strategies
 from pipeline.models.continual import metrics as cl_metrics
 from pipeline.models.continual import scenario as cl_scenario
 from pipeline.spec.components import DataSpec, TrainSpec
@@ -94,11 +94,26 @@ class Continual(Supervised):
 
     def __init__(self, spec: ContinualSpec, train: TrainSpec, input_shape: tuple[int, ...], num_classes: int,
                  encoder: nn.Module | None = None):
+        context = None
         if encoder is not None:
+            if spec.dendrites is not None:
+                raise ValueError("dendrites build their own MLP: a continual learner with dendrites takes no "
+                                 "upstream encoder")
             layers = LayerStack(encoder_layers(encoder), encoder.out_dim, flatten=False)
+        elif spec.dendrites is not None:
+            context = dendrites.Context()
+            size = int(np.prod(input_shape))
+            layers = LayerStack(dendrites.dendritic_layers(size, spec.hidden, spec.dendrites.segments,
+                                                           spec.dendrites.percent_on, context),
+                                spec.hidden[-1], flatten=True)
         else:
             layers = LayerStack(mlp_layers(int(np.prod(input_shape)), spec.hidden), spec.hidden[-1], flatten=True)
         super().__init__(layers, train)
+        self.context = context
+        if context is not None:  # each experience's prototype (mean training input), once it has been trained on
+            size = int(np.prod(input_shape))
+            self.register_buffer("prototypes", torch.zeros(spec.scenario.experiences, size))
+            self.register_buffer("prototype_known", torch.zeros(spec.scenario.experiences, dtype=torch.bool))
         self.spec = spec
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
@@ -167,7 +182,31 @@ class Continual(Supervised):
         return self.task_classes.long().argmax(dim=0).to(labels.device)[labels]
 
     def logits(self, inputs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        return self.mask(self.head(self.encoder(model_input(inputs))), task)
+        inputs = model_input(inputs)
+        if self.context is not None:
+            self.context.set(*self.context_of(inputs, task))
+        return self.mask(self.head(self.encoder(inputs)), task)
+
+    def context_of(self, inputs: torch.Tensor, task: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Active dendrites' context, as prototypes and each example's index into them: while
+        training, the prototype of each example's experience (known to the learner as it trains on
+        it); else the nearest prototype of an experience trained on, inferred from the input (no
+        task identity is given at test time)."""
+        if self.training:
+            if task is not None:
+                return self.prototypes, task
+            return self.prototypes[self.phase:self.phase + 1], torch.zeros(len(inputs), dtype=torch.long,
+                                                                           device=inputs.device)
+        return dendrites.nearest_prototype(inputs.flatten(1), self.prototypes, self.prototype_known)
+
+    def learn_prototype(self, index: int) -> None:
+        """The experience's prototype, the mean of its training inputs, known from its fit on."""
+        inputs = self.experiences[index].split("train")["input"]
+        total = torch.zeros(self.prototypes.shape[1], dtype=torch.float64)
+        for start in range(0, len(inputs), 4096):
+            total += model_input(inputs[start:start + 4096]).flatten(1).double().sum(dim=0)
+        self.prototypes[index] = (total / max(1, len(inputs))).to(self.prototypes)
+        self.prototype_known[index] = True
 
     def forward(self, inputs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits(inputs, task)
@@ -234,6 +273,10 @@ class Continual(Supervised):
 
     def on_fit_start(self) -> None:
         self.fit_device = self.device
+        if self.context is not None:  # the experiences this fit trains on
+            for index in self.strategy.phases()[self.phase][1]:
+                if not bool(self.prototype_known[index]):
+                    self.learn_prototype(index)
 
     # Without validation, the fit still takes from the global random stream what a validating one
     # takes: a DataLoader's iterator draws its base seed from it, once for each epoch's validation
