@@ -63,20 +63,24 @@ def _epoch(checkpoint: Path) -> int:
     return torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
 
 
+def kill_at_epoch(process: subprocess.Popen, checkpoint: Path, epoch: int = 3) -> None:
+    """SIGKILL a training once its last checkpoint has reached `epoch`."""
+    deadline = time.monotonic() + 300
+    while not checkpoint.is_file() or _epoch(checkpoint) < epoch:
+        assert process.poll() is None, "finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+
+
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
     reference = new_project(tmp_path / "reference")
     finish(pipeline(reference, "pretrain", "specs/resume.yaml"))
 
     killed = new_project(tmp_path / "killed")
     process = pipeline(killed, "pretrain", "specs/resume.yaml")
-    checkpoints = killed / "artifacts" / "resume" / "pretrain" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not (checkpoints / "last.ckpt").is_file() or _epoch(checkpoints / "last.ckpt") < 3:
-        assert process.poll() is None, "finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    kill_at_epoch(process, killed / "artifacts" / "resume" / "pretrain" / "checkpoints" / "last.ckpt")
 
     evaluate = pipeline(killed, "evaluate", "specs/resume.yaml")
     _, stderr = evaluate.communicate(timeout=300)

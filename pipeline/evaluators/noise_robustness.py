@@ -45,18 +45,12 @@ def accuracy(model, inputs: torch.Tensor, labels: torch.Tensor, device: str) -> 
     return (predicted == labels).sum().item() / len(labels)
 
 
-def noisy_accuracy(model, inputs: torch.Tensor, labels: torch.Tensor, values: int, std: float, repeats: int,
-                   noise: torch.Generator, device: str) -> float:
-    """Mean accuracy over `repeats` draws of N(0, std^2) noise on the first `values` channels of
-    `inputs` (float, as the model reads them); one clean pass where there is no noise."""
-    if std == 0:
-        return accuracy(model, inputs, labels, device)
-    total = 0.0
-    for _ in range(repeats):
-        noisy = inputs.clone()
-        noisy[:, :values] += std * torch.randn(noisy[:, :values].shape, generator=noise)
-        total += accuracy(model, noisy, labels, device)
-    return total / repeats
+def with_gaussian_noise(inputs: torch.Tensor, values: int, std: float, noise: torch.Generator) -> torch.Tensor:
+    """A copy of `inputs` (float, as the model reads them) with N(0, std^2) noise on its first
+    `values` channels."""
+    noisy = inputs.clone()
+    noisy[:, :values] += std * torch.randn(noisy[:, :values].shape, generator=noise)
+    return noisy
 
 
 def with_pixels_set(inputs: torch.Tensor, values: int, share: float, value: float,
@@ -73,13 +67,12 @@ def with_pixels_set(inputs: torch.Tensor, values: int, share: float, value: floa
     return noisy
 
 
-def pixel_accuracy(model, inputs: torch.Tensor, labels: torch.Tensor, values: int, share: float, value: float,
-                   repeats: int, noise: torch.Generator, device: str) -> float:
-    """Mean accuracy over `repeats` draws of pixel noise; one clean pass where there is none."""
-    if share == 0:
+def mean_accuracy(model, inputs: torch.Tensor, labels: torch.Tensor, corrupt, repeats: int, device: str) -> float:
+    """Mean accuracy over `repeats` draws of `corrupt(inputs)`; one clean pass where `corrupt` is
+    None (no noise)."""
+    if corrupt is None:
         return accuracy(model, inputs, labels, device)
-    return sum(accuracy(model, with_pixels_set(inputs, values, share, value, noise), labels, device)
-               for _ in range(repeats)) / repeats
+    return sum(accuracy(model, corrupt(inputs), labels, device) for _ in range(repeats)) / repeats
 
 
 def area(levels: list[float], accuracies: list[float]) -> float:
@@ -101,12 +94,15 @@ def run(task, ctx: Context) -> TaskResult:
 
     def at(split: str, index: int, level: float) -> float:
         inputs, labels = ctx.split(split)
-        if task.noise == "pixels":
+        noise = generator(ctx.spec.seed, index, split)
+        if level == 0:
+            corrupt = None
+        elif task.noise == "pixels":
             value = PIXEL_VALUE if task.pixel_value is None else task.pixel_value
-            return pixel_accuracy(model, model_input(inputs), labels, values, level, value, task.repeats,
-                                  generator(ctx.spec.seed, index, split), ctx.device)
-        return noisy_accuracy(model, model_input(inputs), labels, values, level * scale, task.repeats,
-                              generator(ctx.spec.seed, index, split), ctx.device)
+            corrupt = lambda x: with_pixels_set(x, values, level, value, noise)  # noqa: E731
+        else:
+            corrupt = lambda x: with_gaussian_noise(x, values, level * scale, noise)  # noqa: E731
+        return mean_accuracy(model, model_input(inputs), labels, corrupt, task.repeats, ctx.device)
 
     curve = [at("test", index, level) for index, level in enumerate(levels)]
     metrics = {f"accuracy_noise_{level:g}": value for level, value in zip(levels, curve, strict=True)}

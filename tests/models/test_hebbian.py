@@ -6,8 +6,6 @@ killed Hebbian training resumed to the same weights."""
 from __future__ import annotations
 
 import math
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from pipeline.models.hebbian import HebbianSpec, rules
 from pipeline.models.hebbian.module import HebbianNetwork, powered_relu
 from pipeline.spec.components import TrainSpec
 from tests.conftest import FASHION_MNIST_SYSTEM, needs_fashion_mnist
-from tests.test_resume import finish, pipeline
+from tests.test_resume import finish, kill_at_epoch, pipeline
 
 
 def test_softhebb_update_by_hand():
@@ -194,14 +192,7 @@ def test_a_killed_hebbian_training_resumes_to_the_same_weights(tmp_path: Path):
     finish(pipeline(reference, "pretrain", "specs/hebbian_resume.yaml"))
     killed = _project(tmp_path / "killed")
     process = pipeline(killed, "pretrain", "specs/hebbian_resume.yaml")
-    last = killed / "artifacts" / "hebbian_resume" / "pretrain" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.is_file() or torch.load(last, map_location="cpu", weights_only=False)["epoch"] < 3:
-        assert process.poll() is None, "finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    kill_at_epoch(process, killed / "artifacts" / "hebbian_resume" / "pretrain" / "checkpoints" / "last.ckpt")
     assert "resuming from" in finish(pipeline(killed, "pretrain", "specs/hebbian_resume.yaml", "--auto-resume"))
     mine = torch.load(killed / "artifacts/hebbian_resume/pretrain/encoder.pt", weights_only=True)
     theirs = torch.load(reference / "artifacts/hebbian_resume/pretrain/encoder.pt", weights_only=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from pipeline.models.meta import KINDS, episodes
 from pipeline.models.meta.few_shot import centroid_scores, interval
 from pipeline.models.meta.module import MetaLearner
 from pipeline.spec.components import DataSpec, TrainSpec
-from tests.test_resume import finish, pipeline
+from tests.test_resume import finish, kill_at_epoch, pipeline
 
 WAYS, SHOTS, QUERIES = 5, 1, 3
 
@@ -214,14 +212,7 @@ def test_a_killed_meta_training_resumes_to_the_same_weights(tmp_path: Path):
     finish(pipeline(reference, "pretrain", "specs/meta_resume.yaml"))
     killed = _project(tmp_path / "killed")
     process = pipeline(killed, "pretrain", "specs/meta_resume.yaml")
-    last = killed / "artifacts" / "meta_resume" / "pretrain" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.is_file() or torch.load(last, map_location="cpu", weights_only=False)["epoch"] < 3:
-        assert process.poll() is None, "finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    kill_at_epoch(process, killed / "artifacts" / "meta_resume" / "pretrain" / "checkpoints" / "last.ckpt")
     assert "resuming from" in finish(pipeline(killed, "pretrain", "specs/meta_resume.yaml", "--auto-resume"))
     mine = torch.load(killed / "artifacts/meta_resume/pretrain/encoder.pt", weights_only=True)
     theirs = torch.load(reference / "artifacts/meta_resume/pretrain/encoder.pt", weights_only=True)
