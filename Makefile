@@ -13,13 +13,13 @@ export DVC_NO_ANALYTICS := 1
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## Create .venv and install the project with every extra, at constraints.txt's versions
+setup: $(VENV)/.installed ## Create .venv and install the project with every extra (GPL nengo too), at constraints.txt's versions
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[all,dev]' -c constraints.txt
+	$(BIN)/pip install -q -e '.[all,nengo,dev]' -c constraints.txt
 	touch $@
 
 constraints: setup ## Rewrite constraints.txt from the versions installed in .venv (after changing a dependency)

@@ -5,7 +5,7 @@ the core, and is imported here, lazily, by the function that needs it: the plugi
 message naming the extra that brings it.
 
 `python -m pipeline.extras` prints constraints.txt (what `make constraints` writes): the installed
-version of every distribution that the project with its extras `all` and `dev` needs, found by
+version of every distribution that the project with its extras `all`, `nengo` and `dev` needs, found by
 walking the installed metadata from `pipeline` down, so that a package installed by hand (or by
 the bench extra alone) is left out.
 """
@@ -17,8 +17,8 @@ from types import ModuleType
 
 from pipeline.errors import PipelineError
 
-CONSTRAINED_EXTRAS = ("all", "dev")
-"""The extras `make setup` installs, and constraints.txt pins."""
+CONSTRAINED_EXTRAS = ("all", "nengo", "dev")
+"""The extras `make setup` installs, and constraints.txt pins (nengo, GPL, is kept out of `all`)."""
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -74,10 +74,10 @@ def pinned(distribution: str = "pipeline", extras: tuple[str, ...] = CONSTRAINED
 
 
 HEADER = """\
-# constraints.txt: the exact version of every package that the pipeline with its extras `all` and
-# `dev` needs, transitively (torch and torchvision as the Makefile pins them; the bench extra's own
-# packages and the pipeline itself left out). `make setup` installs with it:
-#   pip install -e '.[all,dev]' -c constraints.txt
+# constraints.txt: the exact version of every package that the pipeline with its extras `all`,
+# `nengo` and `dev` needs, transitively (torch and torchvision as the Makefile pins them; the bench
+# extra's own packages and the pipeline itself left out). `make setup` installs with it:
+#   pip install -e '.[all,nengo,dev]' -c constraints.txt
 # Written by `make constraints` (python -m pipeline.extras) from the versions installed in .venv:
 # to move a pin, change its line and run `make setup` (then `make constraints` for what that pulls in).
 """

@@ -72,6 +72,8 @@ QUICK_HEBBIAN = {"softhebb_fmnist_quick": "conv", "krotov_fmnist_quick": "dense"
 QUICK_SPARSE = ("sparse_cnn_fmnist_quick",)
 QUICK_DST = ("rigl_cnn_fmnist_quick",)
 QUICK_DENDRITES = ("continual_permuted_fmnist_dendrites_quick",)
+# Nengo: the communication channel (PES with Voja) and the classifier on principal components.
+QUICK_NENGO = {"nengo_channel_quick": "white_signal", "nengo_fmnist_quick": "fashion_mnist"}
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -116,7 +118,7 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 PROJECTS = {
     "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
                  *QUICK_OOD, *QUICK_LENGTH, *QUICK_HEBBIAN,
-                 *QUICK_SPARSE, *QUICK_DST, *QUICK_DENDRITES),
+                 *QUICK_SPARSE, *QUICK_DST, *QUICK_DENDRITES, *QUICK_NENGO),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -447,6 +449,35 @@ def test_active_dendrites_learn_a_permuted_stream_with_inferred_contexts(repo: P
     history = client.get_metric_history(pretrain.info.run_id, "continual/average_accuracy_seen")
     assert [m.step for m in history] == [0, 1, 2]
     assert evaluate.data.metrics["continual/average_accuracy"] > 0.15  # chance is 0.1
+
+
+@pytest.mark.parametrize(("name", "dataset"), QUICK_NENGO.items())
+def test_a_nengo_network_learns_online_and_is_scored_beside_its_least_squares_and_rate_twins(
+        repo: Path, name: str, dataset: str):
+    import torch
+
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    channel = dataset == "white_signal"
+    metric = "rmse" if channel else "accuracy"
+    # The error (or accuracy) over simulated time, one point per batch, for every readout.
+    history = client.get_metric_history(pretrain.info.run_id, f"train/{metric}_spiking_pes_step")
+    assert len(history) >= (8 if channel else 5)
+    scores = {key: value for key, value in evaluate.data.metrics.items() if key.startswith("nengo_readout/")}
+    for readout in ("spiking_pes", "spiking_least_squares", "rate_pes", "rate_least_squares"):
+        assert f"nengo_readout/{metric}_{readout}" in scores
+    if channel:  # learnt from zero decoders, it transmits the signal better than silence
+        assert scores["nengo_readout/rmse_spiking_pes"] < 0.7 * scores["nengo_readout/rmse_silent"]
+    else:
+        assert scores["nengo_readout/accuracy_spiking_least_squares"] > 0.3  # chance is 0.1
+    weights = torch.load(repo / "artifacts" / name / "pretrain" / "model.pt", weights_only=True)
+    assert weights["encoder.learned"].abs().sum() > 0  # what PES learnt is in the weight file
+    pictures = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert "spike_raster.png" in pictures
+    assert ("decoded_signal.png" if channel else "confusion_spiking_pes.png") in pictures
+    assert f"| {name} | nengo | {dataset} | nengo_readout | spiking, PES-learned" in (
+        repo / "reports" / f"{name}.md").read_text()
 
 
 @pytest.mark.parametrize(("name", "strategy"), QUICK_CONTINUAL.items())

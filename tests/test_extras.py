@@ -25,9 +25,12 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 NOT_FAMILIES = {"all", "dev", "bench", "ray"}
 """Extras that bring no family: `all` itself, the tools (sweeps, development) and the benchmarks."""
+GPL_FAMILIES = {"nengo"}
+"""Family extras under the GPL: never in `all` (which the MIT package's users install without
+reading every licence); `make setup` installs them beside it for the tests."""
 
 IMPORT_NAMES = {"faiss-cpu": "faiss", "tokenizers": "tokenizers", "ncps": "ncps", "torchdiffeq": "torchdiffeq",
-                "reservoirpy": "reservoirpy", "laplace-torch": "laplace"}
+                "reservoirpy": "reservoirpy", "laplace-torch": "laplace", "nengo": "nengo"}
 """The top-level module of each family extra's distribution."""
 
 
@@ -111,6 +114,13 @@ def _laplace():
     OODNet(OODNetSpec(channels=[2], hidden=4, laplace={}), TrainSpec(), (1, 28, 28), 10).fit_laplace(None)
 
 
+def _nengo_network():
+    from pipeline.models.nengo import NengoSpec
+    from pipeline.models.nengo.network import draw_tuning
+
+    draw_tuning(NengoSpec(kind="nengo", neurons=4), 1, np.random.RandomState(0))
+
+
 CASES = [
     ("continual", "faiss", lambda tmp: _remind_quantiser()),
     ("voken", "faiss", lambda tmp: _voken_index()),
@@ -121,6 +131,7 @@ CASES = [
     ("continuous", "torchdiffeq", lambda tmp: _ode_block()),
     ("continuous", "reservoirpy", _mackey_glass),
     ("ood", "laplace", lambda tmp: _laplace()),
+    ("nengo", "nengo", lambda tmp: _nengo_network()),
 ]
 
 
@@ -224,21 +235,25 @@ def test_registry_validation_and_plugin_modules_work_without_any_extra():
     assert "plugin targets" in result.stdout
 
 
-def test_all_is_the_union_of_the_family_extras():
-    families = {extra: requirements for extra, requirements in EXTRAS.items() if extra not in NOT_FAMILIES}
+def test_all_is_the_union_of_the_family_extras_but_the_gpl_ones():
+    families = {extra: requirements for extra, requirements in EXTRAS.items()
+                if extra not in NOT_FAMILIES | GPL_FAMILIES}
     assert {"continual", "voken", "continuous"} <= set(families)
     union = {r.replace(" ", "") for requirements in families.values() for r in requirements}
     assert {r.replace(" ", "") for r in EXTRAS["all"]} == union
     assert len(EXTRAS["all"]) == len(union), "a requirement listed twice in `all`"
     # each family extra is named after the family plugin that needs it
     assert set(families) <= set(PYPROJECT["project"]["entry-points"]["pipeline.plugins"])
+    assert GPL_FAMILIES <= set(PYPROJECT["project"]["entry-points"]["pipeline.plugins"])
     core = {name(r) for r in PYPROJECT["project"]["dependencies"]}
+    gpl = {name(r) for extra in GPL_FAMILIES for r in EXTRAS[extra]}
     assert not core & {name(r) for r in union}, "a family's dependency is a core dependency too"
+    assert not gpl & (core | {name(r) for r in EXTRAS["all"]}), "a GPL extra reaches the core or `all`"
 
 
 def test_make_setup_installs_every_extra_from_the_constraints():
     makefile = (ROOT / "Makefile").read_text()
-    assert "pip install -q -e '.[all,dev]' -c constraints.txt" in makefile
+    assert "pip install -q -e '.[all,nengo,dev]' -c constraints.txt" in makefile
     assert re.search(r"^\$\(VENV\)/\.installed:.*\bconstraints\.txt\b", makefile, re.M)
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
