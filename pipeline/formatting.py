@@ -19,9 +19,9 @@ class Section:
 COUNTS = ("synapses", "correct")
 """Units of whole counts: shown as integers ('12,288 synapses'), not to 3 significant digits."""
 
-STD_FORMATS = {"NRMSE": ".2g", "ECE": ".2g", **{unit: ",.0f" for unit in COUNTS}}
+STD_FORMATS = {"NRMSE": ".2g", "RMSE": ".2g", "ECE": ".2g", **{unit: ",.0f" for unit in COUNTS}}
 """How a spread over seeds is written where two decimals would blur it: errors well below 1
-('0.0123 NRMSE ± 0.0021'), counts; two decimals otherwise."""
+('0.0123 NRMSE ± 0.0021', RMSE likewise), counts; two decimals otherwise."""
 
 
 def figure(value: float | None, unit: str) -> str:

@@ -74,6 +74,8 @@ QUICK_DST = ("rigl_cnn_fmnist_quick",)
 QUICK_DENDRITES = ("continual_permuted_fmnist_dendrites_quick",)
 # Nengo: the communication channel (PES with Voja) and the classifier on principal components.
 QUICK_NENGO = {"nengo_channel_quick": "white_signal", "nengo_fmnist_quick": "fashion_mnist"}
+# Reinforcement learning: each value-based kind acting in CartPole, an environment fetched as a dataset.
+QUICK_RL = {"dqn_cartpole_quick": "dqn", "c51_cartpole_quick": "c51", "qr_dqn_cartpole_quick": "qr_dqn"}
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -118,7 +120,8 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 PROJECTS = {
     "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
                  *QUICK_OOD, *QUICK_LENGTH, *QUICK_HEBBIAN,
-                 *QUICK_SPARSE, *QUICK_DST, *QUICK_DENDRITES, *QUICK_NENGO),
+                 *QUICK_SPARSE, *QUICK_DST, *QUICK_DENDRITES, *QUICK_NENGO,
+                 *QUICK_RL),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -477,6 +480,25 @@ def test_a_nengo_network_learns_online_and_is_scored_beside_its_least_squares_an
     assert "spike_raster.png" in pictures
     assert ("decoded_signal.png" if channel else "confusion_spiking_pes.png") in pictures
     assert f"| {name} | nengo | {dataset} | nengo_readout | spiking, PES-learned" in (
+        repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize(("name", "kind"), QUICK_RL.items())
+def test_an_agent_acts_in_its_environment_and_is_scored_beside_a_random_policy(repo: Path, name: str, kind: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    pretrain, evaluate = runs["pretrain"], runs["evaluate"]
+    assert pretrain.info.status == evaluate.info.status == "FINISHED"
+    # The return of each training episode, against environment steps, up to the 3,000 taken.
+    episodes = client.get_metric_history(pretrain.info.run_id, "train/episode_return")
+    assert len(episodes) >= 10 and all(1 <= m.value <= 500 for m in episodes)
+    assert all(0 < m.step <= 3000 for m in episodes)
+    assert len(client.get_metric_history(pretrain.info.run_id, "val/episode_return")) == 2
+    metrics = evaluate.data.metrics
+    assert metrics["episodic_return/iqm_low"] <= metrics["episodic_return/iqm_return"] <= metrics[
+        "episodic_return/iqm_high"]
+    assert metrics["episodic_return/random_mean_return"] > 0
+    assert "episode_returns.png" in {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert f"| {name} | {kind} | cartpole_v1 | episodic_return | IQM return" in (
         repo / "reports" / f"{name}.md").read_text()
 
 

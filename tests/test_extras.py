@@ -30,7 +30,8 @@ GPL_FAMILIES = {"nengo"}
 reading every licence); `make setup` installs them beside it for the tests."""
 
 IMPORT_NAMES = {"faiss-cpu": "faiss", "tokenizers": "tokenizers", "ncps": "ncps", "torchdiffeq": "torchdiffeq",
-                "reservoirpy": "reservoirpy", "laplace-torch": "laplace", "nengo": "nengo"}
+                "reservoirpy": "reservoirpy", "laplace-torch": "laplace", "nengo": "nengo",
+                "gymnasium": "gymnasium"}
 """The top-level module of each family extra's distribution."""
 
 
@@ -121,6 +122,12 @@ def _nengo_network():
     draw_tuning(NengoSpec(kind="nengo", neurons=4), 1, np.random.RandomState(0))
 
 
+def _environment(tmp_path: Path):
+    from pipeline.models.rl.environments import CARTPOLE, generator
+
+    generator(CARTPOLE)(tmp_path)
+
+
 CASES = [
     ("continual", "faiss", lambda tmp: _remind_quantiser()),
     ("voken", "faiss", lambda tmp: _voken_index()),
@@ -132,6 +139,7 @@ CASES = [
     ("continuous", "reservoirpy", _mackey_glass),
     ("ood", "laplace", lambda tmp: _laplace()),
     ("nengo", "nengo", lambda tmp: _nengo_network()),
+    ("rl", "gymnasium", _environment),
 ]
 
 

@@ -44,11 +44,14 @@ class DatasetSource:
     reader: str
     """`module:function` (folder) -> Readout: train and test examples as {field: array [N, ...]},
     and the class names where the dataset has class labels."""
-    modality: Literal["image", "sequence", "series", "video", "text", "image-text", "vector", "function"]
+    modality: Literal["image", "sequence", "series", "video", "text", "image-text", "vector", "function",
+                      "environment"]
     """What a model must take to train on it; each model kind declares the modalities it takes.
     sequence: labelled sequences [C, L]; series: windows of one long series to forecast, with the
     next value at each step as the field `target` [C, L]; function: each example is one function (a
-    task) sampled at points: `input` holds the points and `target` the function's values there."""
+    task) sampled at points: `input` holds the points and `target` the function's values there;
+    environment: a world to act in (a reinforcement learner builds it from the registration), whose
+    files are a seeded rollout in it: `input` the observations, `label` the actions taken."""
     fields: tuple[FieldSpec, ...]
     """The tensors of each example. `input` is what an encoder reads; `label` (int64, the class)
     is there only where the dataset has class labels."""

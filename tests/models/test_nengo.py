@@ -107,7 +107,7 @@ def test_without_learning_nothing_changes():
     simulation = Simulation(network.spec, network.encoder.arrays(), learning=False, seed=0)
     x, _, _ = network.stream({"input": train["input"][:1]})
     outputs = simulation.run(x)
-    assert set(outputs) == set(readout_names())
+    assert set(outputs) == {*readout_names(), "reference"}
     # zero decoders into the output ensemble, no rule: what comes out is its decoding noise
     assert np.abs(outputs["spiking_pes"]).max() < 0.1 < np.abs(outputs["spiking_least_squares"]).max()
     assert np.array_equal(simulation.learned_weights(), network.encoder.arrays().learned)
@@ -131,6 +131,17 @@ def test_the_unsupervised_rules_change_what_they_act_on(rule):
             weights_pes.run(x, targets)
         assert np.abs(weights_pes.learned_weights()).sum() > 0
         assert not np.allclose(simulation.learned_weights(), weights_pes.learned_weights())
+
+
+def test_the_channel_is_also_scored_against_the_input_through_its_synapses():
+    network, train = channel()
+    scores, outputs = network.simulate(train["input"][:2])
+    assert outputs["reference"].shape == outputs["spiking_least_squares"].shape == (2000, 1)
+    # the synapses' lag is most of the least-squares channel's error
+    assert scores["spiking_least_squares_filtered"] < 0.6 * scores["spiking_least_squares"]
+    lagged = outputs["reference"][:, 0]
+    signal = train["input"][:2].numpy().reshape(-1)
+    assert np.corrcoef(lagged[100:], signal[100 - 20:-20])[0, 1] > np.corrcoef(lagged[100:], signal[100:])[0, 1]
 
 
 def test_the_simulator_state_restores_exactly():

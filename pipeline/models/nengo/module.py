@@ -276,18 +276,27 @@ class NengoNetwork(Trainable):
                  chunk: int = 200) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """The trained network with learning off over inputs (a series' windows in order, or
         images): per readout its score (RMSE against the input, or accuracy) and its outputs
-        (channel: [steps, d]) or decisions (images: [N])."""
+        (channel: [steps, d]) or decisions (images: [N]). The channel's scores include each
+        readout's RMSE against the input through the same synapses (`<readout>_filtered`: the
+        error of the representation, without the synapses' lag), and its outputs "reference"."""
         simulation = Simulation(self.spec, self.encoder.arrays(), learning=False, seed=int(self.seed))
         sums: dict[str, tuple[float, int]] = {}
         kept: dict[str, list[np.ndarray]] = {name: [] for name in readout_names()}
+        if self.channel:
+            kept["reference"] = []
         for start in range(0, len(inputs), chunk):
             batch = {"input": inputs[start:start + chunk]}
             if labels is not None:
                 batch["label"] = labels[start:start + chunk]
             x, targets, steps = self.stream(batch)
             outputs = simulation.run(x)
-            outputs.pop("spikes", None)
-            for name, (total, count) in self.score(outputs, targets, steps, batch.get("label")).items():
+            reference = outputs.pop("reference", None)
+            scored = self.score(outputs, targets, steps, batch.get("label"))
+            if reference is not None:
+                filtered = self.score(outputs, reference, steps, None)
+                scored.update({f"{name}_filtered": value for name, value in filtered.items()})
+                outputs["reference"] = reference
+            for name, (total, count) in scored.items():
                 previous = sums.get(name, (0.0, 0))
                 sums[name] = (previous[0] + total, previous[1] + count)
             for name, output in outputs.items():

@@ -100,7 +100,8 @@ class Arrays:
 class Simulation:
     """One Nengo simulator over the network built from `arrays`, with its rules when `learning`.
     `run(inputs, targets)` feeds them step by step and returns each readout's output over those
-    steps (lowpass-filtered as `readout_synapse` says)."""
+    steps (lowpass-filtered as `readout_synapse` says); the channel's also holds "reference", the
+    input through the same synapses, and a raster's "spikes"."""
 
     def __init__(self, spec: NengoSpec, arrays: Arrays, learning: bool, seed: int, raster: int = 0):
         ng = nengo()
@@ -112,7 +113,7 @@ class Simulation:
         self.stimulus = Feed(dimensions, spec.dt)
         self.target = Feed(outputs, spec.dt)
         self.probes, self.learned, self.encoders = {}, [], []
-        self.spikes = None
+        self.spikes = self.reference = None
         with ng.Network(seed=seed) as self.network:
             stimulus = ng.Node(self.stimulus, size_out=dimensions, label="stimulus")
             target = ng.Node(self.target, size_out=outputs, label="target") if learning else None
@@ -143,6 +144,14 @@ class Simulation:
                         if learning:
                             self._learn(connection, output, target, rules)
                     self.probes[name] = ng.Probe(output, synapse=spec.readout_synapse or None)
+            if channel:
+                # The input through the synapses a signal crosses on its way out (A -> B, B -> the
+                # output node, the readout's lowpass): what a perfect channel of these synapses gives.
+                first = ng.Node(size_in=dimensions, label="reference_b")
+                second = ng.Node(size_in=dimensions, label="reference_out")
+                ng.Connection(stimulus, first, synapse=spec.synapse)
+                ng.Connection(first, second, synapse=spec.synapse)
+                self.reference = ng.Probe(second, synapse=spec.readout_synapse or None)
         # Unoptimised: Nengo's optimiser merges signals in an order that differs from one build to
         # the next, and a checkpoint's state is matched to the signals by their order (it costs
         # no measurable speed on these networks).
@@ -179,8 +188,9 @@ class Simulation:
             self.target.values, self.target.start = targets, sim.n_steps
         sim.run_steps(len(inputs))
         outputs = {name: np.asarray(sim.data[probe]) for name, probe in self.probes.items()}
-        if self.spikes is not None:
-            outputs["spikes"] = np.asarray(sim.data[self.spikes])
+        for extra, probe in (("spikes", self.spikes), ("reference", self.reference)):
+            if probe is not None:
+                outputs[extra] = np.asarray(sim.data[probe])
         sim.clear_probes()
         return outputs
 

@@ -29,6 +29,7 @@ def run(task, ctx: Context) -> TaskResult:
         data = getattr(ctx.splits, split)
         scores, outputs = model.simulate(data["input"], data.get("label"))
         metrics.update({f"{metric}_{name}{suffix}": value for name, value in scores.items()})
+        # (channel: also rmse_<readout>_filtered, against the input through the same synapses)
         if channel:  # doing nothing: an output held at zero
             metrics[f"rmse_silent{suffix}"] = float(np.sqrt(np.mean(data["input"].double().numpy() ** 2)))
         if split == "test":
@@ -59,7 +60,10 @@ def _signals(ctx: Context, outputs: dict[str, np.ndarray], seconds: float):
     time = np.arange(1, steps + 1) * dt
     fig, ax = plt.subplots(figsize=(8, 3.6))
     ax.plot(time, signal[:steps, 0], color="black", linewidth=2, label="input")
-    for name, output in outputs.items():
+    ax.plot(time, outputs["reference"][:steps, 0], color="grey", linestyle="--", linewidth=1.5,
+            label="input through the synapses")
+    for name in readout_names():
+        output = outputs[name]
         ax.plot(time, output[:steps, 0], linewidth=1, label=LABELS[name])
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("value (dimension 0)")
