@@ -76,6 +76,9 @@ QUICK_DENDRITES = ("continual_permuted_fmnist_dendrites_quick",)
 QUICK_NENGO = {"nengo_channel_quick": "white_signal", "nengo_fmnist_quick": "fashion_mnist"}
 # Reinforcement learning: each value-based kind acting in CartPole, an environment fetched as a dataset.
 QUICK_RL = {"dqn_cartpole_quick": "dqn", "c51_cartpole_quick": "c51", "qr_dqn_cartpole_quick": "qr_dqn"}
+# The dopamine code: distributional TD units against the classical null, on both reward tasks.
+QUICK_DOPAMINE = {"dopamine_magnitudes_quick": "reward_magnitudes",
+                  "dopamine_probabilities_quick": "reward_probabilities"}
 # Continual learners: one quick spec per strategy, each on the encoder of a quick self-supervised spec.
 CONTINUAL_STRATEGIES = ("naive", "joint", "cumulative", "ewc", "si", "lwf", "replay", "gdumb", "ar1", "remind",
                         "energy")
@@ -121,7 +124,7 @@ PROJECTS = {
     "families": (*QUICK_CPC, *QUICK_SPIKING, *QUICK_CONTINUOUS, *QUICK_VIDEO, *QUICK_LEARNING_RULES, *QUICK_META,
                  *QUICK_OOD, *QUICK_LENGTH, *QUICK_HEBBIAN,
                  *QUICK_SPARSE, *QUICK_DST, *QUICK_DENDRITES, *QUICK_NENGO,
-                 *QUICK_RL),
+                 *QUICK_RL, *QUICK_DOPAMINE),
     "chained": (*QUICK_SSL, *QUICK_CONTINUAL, *QUICK_VOKEN),
 }
 
@@ -499,6 +502,28 @@ def test_an_agent_acts_in_its_environment_and_is_scored_beside_a_random_policy(r
     assert metrics["episodic_return/random_mean_return"] > 0
     assert "episode_returns.png" in {a.path for a in client.list_artifacts(evaluate.info.run_id)}
     assert f"| {name} | {kind} | cartpole_v1 | episodic_return | IQM return" in (
+        repo / "reports" / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize(("name", "dataset"), QUICK_DOPAMINE.items())
+def test_distributional_td_units_show_the_dopamine_code_and_the_classical_null_does_not(repo: Path, name: str,
+                                                                                         dataset: str):
+    client, runs, _ = mlflow_runs(repo, name)
+    evaluate = runs["evaluate"]
+    assert runs["pretrain"].info.status == evaluate.info.status == "FINISHED"
+    metrics = evaluate.data.metrics
+    pictures = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    if dataset == "reward_magnitudes":
+        assert metrics["dopamine_code/reversal_reliability"] > 0.8
+        assert metrics["dopamine_code/reversal_reliability_classical"] < 0.6
+        assert metrics["dopamine_code/decoded_wasserstein"] < metrics["dopamine_code/wasserstein_of_the_mean"]
+        assert {"response_curves.png", "reversal_reliability.png", "asymmetry_vs_reversal.png",
+                "decoded_distribution.png"} <= pictures
+    else:
+        assert metrics["dopamine_code/optimism_vs_tau"] > 0.8
+        assert metrics["dopamine_code/optimism_spread_classical"] < metrics["dopamine_code/optimism_spread"]
+        assert "optimism.png" in pictures
+    assert f"| {name} | distributional_td | {dataset} | dopamine_code |" in (
         repo / "reports" / f"{name}.md").read_text()
 
 

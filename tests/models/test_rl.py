@@ -235,3 +235,21 @@ def test_killed_agent_resumes_to_the_same_returns(tmp_path: Path):
     assert int(theirs["env_steps"]) == 1500
     returns = _returns(reference)
     assert len(returns) > 20 and _returns(killed) == returns
+
+
+def test_the_report_aggregates_seeds_and_environments():
+    from pipeline.models.rl.report import sections
+
+    def result(spec: str, kind: str, dataset: str, returns: list[float], random: list[float]) -> dict:
+        per_seed = {"mean_return": {"values": returns}, "random_mean_return": {"values": random}}
+        return {"spec": spec, "model": kind, "dataset": dataset, "metrics": {"episodic_return": per_seed}}
+
+    results = [result("dqn_cartpole", "dqn", "cartpole_v1", [500, 480, 20, 500, 490], [20] * 5),
+               result("dqn_acrobot", "dqn", "acrobot_v1", [-100, -90, -80, -500, -85], [-500] * 5),
+               result("other", "hebbian", "fashion_mnist", [1.0], [0.0])]
+    [section] = sections(results)
+    # CartPole's IQM drops the worst (20) and the best seeds: the mean of 480, 490, 500.
+    assert "| `dqn_cartpole` | dqn | CartPole-v1 | **490.0** [" in section.markdown
+    assert "Acrobot-v1" in section.markdown and "other" not in section.markdown
+    assert "| dqn | Acrobot-v1, CartPole-v1 | **" in section.markdown
+    assert sections(results[2:]) == []

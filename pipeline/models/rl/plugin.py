@@ -38,4 +38,5 @@ PLUGIN = Plugin(
             "random policy on the same episode seeds", data="any"),
     },
     datasets=(source(CARTPOLE), source(ACROBOT)),
+    report="pipeline.models.rl.report:sections",
 )

@@ -1,0 +1,74 @@
+"""The reinforcement-learning report: for every agent spec, the interquartile mean over its seeds
+of each seed's mean test return, with rliable's 95% stratified bootstrap interval, beside the random
+policy on the same episodes; and per kind, the IQM over seeds and environments together of the
+score normalised from the random policy (0) to the environment's best possible return (1), the
+bootstrap resampling each environment's seeds within it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.formatting import Section, table
+from pipeline.models.rl.environments import ENVIRONMENTS
+from pipeline.models.rl.statistics import iqm, stratified_iqm_interval
+
+KINDS = ("dqn", "c51", "qr_dqn")
+RESAMPLES = 2000
+
+
+def _per_seed(result: dict, metric: str) -> np.ndarray | None:
+    values = result.get("metrics", {}).get("episodic_return", {}).get(metric, {}).get("values")
+    return np.asarray(values, dtype=float) if values else None
+
+
+def agents(results: list[dict]) -> list[dict]:
+    return [r for r in results if r.get("model") in KINDS and r.get("dataset") in ENVIRONMENTS
+            and _per_seed(r, "mean_return") is not None]
+
+
+def spec_table(results: list[dict], rng: np.random.Generator) -> str:
+    rows = []
+    for result in sorted(agents(results), key=lambda r: (r["dataset"], r["model"], r["spec"])):
+        returns, random = _per_seed(result, "mean_return"), _per_seed(result, "random_mean_return")
+        point, low, high = stratified_iqm_interval({result["dataset"]: returns}, RESAMPLES, rng)
+        rows.append([f"`{result['spec']}`", result["model"], ENVIRONMENTS[result["dataset"]].gym_id,
+                     f"**{point:.1f}** [{low:.1f}, {high:.1f}]", f"{iqm(random):.1f}" if random is not None else "-",
+                     ", ".join(f"{v:.0f}" for v in returns), str(len(returns))])
+    columns = ("spec", "kind", "environment", "IQM of the seeds' mean returns [95% CI]", "random policy",
+               "each seed's mean return", "seeds")
+    return table(rows, columns) if rows else ""
+
+
+def kind_table(results: list[dict], rng: np.random.Generator) -> str:
+    rows = []
+    for kind in KINDS:
+        scores: dict[str, np.ndarray] = {}
+        for result in agents(results):
+            random = _per_seed(result, "random_mean_return")
+            if result["model"] != kind or random is None:
+                continue
+            best = ENVIRONMENTS[result["dataset"]].best_return
+            normalised = (_per_seed(result, "mean_return") - random) / (best - random)
+            scores[result["dataset"]] = np.concatenate([scores.get(result["dataset"], np.zeros(0)), normalised])
+        if scores:
+            point, low, high = stratified_iqm_interval(scores, RESAMPLES, rng)
+            rows.append([kind, ", ".join(ENVIRONMENTS[name].gym_id for name in sorted(scores)),
+                         f"**{point:.3f}** [{low:.3f}, {high:.3f}]", str(sum(len(v) for v in scores.values()))])
+    columns = ("kind", "environments", "IQM of normalised score [95% stratified CI]", "runs")
+    return table(rows, columns) if rows else ""
+
+
+def sections(results: list[dict], figures: Path | None = None, link: str = "", check: bool = False) -> list[Section]:
+    """The report hook (`Plugin.report`)."""
+    rng = np.random.default_rng(0)  # the intervals are the same at every report
+    per_spec = spec_table(results, rng)
+    if not per_spec:
+        return []
+    text = ("Each seed's mean return over its test episodes (epsilon 0.05, the same episode seeds for every "
+            "agent and the random policy); over seeds their interquartile mean with a 95% bootstrap interval "
+            "(Agarwal et al. 2021).\n\n" + per_spec + "\nPer kind, over seeds and environments: each run's score "
+            "normalised from the random policy's return (0) to the environment's best possible (1), the IQM "
+            "over all runs, the bootstrap resampling each environment's runs within it.\n\n" + kind_table(results, rng))
+    return [Section("Reinforcement learners: interquartile mean over seeds", text)]
