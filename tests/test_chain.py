@@ -501,6 +501,9 @@ def test_an_agent_acts_in_its_environment_and_is_scored_beside_a_random_policy(r
         "episodic_return/iqm_high"]
     assert metrics["episodic_return/random_mean_return"] > 0
     assert "episode_returns.png" in {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    if kind == "dqn":  # the hidden layer's activity on the environment's frames, against untrained
+        assert 0 < metrics["activation_sparsity/population_sparsity"] < 1
+        assert "activation_sparsity/untrained_lifetime_sparsity" in metrics
     assert f"| {name} | {kind} | cartpole_v1 | episodic_return | IQM return" in (
         repo / "reports" / f"{name}.md").read_text()
 

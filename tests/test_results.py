@@ -322,3 +322,20 @@ def test_the_spike_table_sets_the_spiking_networks_side_by_side_by_energy_ratio(
     assert [row.split(" | ")[0] for row in rows] == ["| `high`", "| `low`"]  # the larger saving first
     assert "| `low` | 80.0% | 1,234 | 90.0% | - | - | **2x ± 0.10** | 2 |" == rows[1]
     assert sections([{"spec": "ssl", "metrics": {"knn": {}}}]) == []  # nothing to say without a spiking net
+
+
+def test_activation_sparsity_measures_by_hand():
+    import torch
+
+    from pipeline.evaluators.activation_sparsity import measures, treves_rolls
+
+    one_hot = torch.eye(4)  # each example one unit: population sparsity 1; each unit one example: lifetime 1
+    assert measures(one_hot)["population_sparsity"] == pytest.approx(1.0)
+    assert measures(one_hot)["lifetime_sparsity"] == pytest.approx(1.0)
+    dense = torch.ones(5, 4)
+    assert measures(dense)["population_sparsity"] == pytest.approx(0.0)
+    assert measures(dense)["zero_fraction"] == 0.0
+    # [1, 1, 0, 0]: (1 - (0.5)^2 / 0.5) / (1 - 1/4) = 2/3; a unit never active is dead
+    half = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    assert treves_rolls(half, dim=1).item() == pytest.approx(2 / 3)
+    assert measures(torch.tensor([[1.0, 0.0], [2.0, 0.0]]))["dead_units"] == 0.5

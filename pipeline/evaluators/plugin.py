@@ -12,8 +12,8 @@ _HERE = "pipeline.evaluators"
 PLUGIN = Plugin(
     name="standard_tasks",
     summary="Downstream tasks for any model: linear probe, kNN, t-SNE, fine-tuning with few labels, the network's "
-            "own accuracy, noise robustness, network statistics, forecasting, video prediction, object probes, "
-            "feature export",
+            "own accuracy, noise robustness, activation sparsity, network statistics, forecasting, video prediction, "
+            "object probes, feature export",
     tasks={
         "linear_probe": TaskEntry(specs.LinearProbeSpec, f"{_HERE}.linear_probe", (Encoder,),
                                   "logistic regression on frozen features, against raw input and untrained",
@@ -33,6 +33,9 @@ PLUGIN = Plugin(
         "network_stats": TaskEntry(specs.NetworkStatsSpec, f"{_HERE}.network_stats", (NetworkStats,),
                                    "parameters, synapses used vs dense, time constants, solver steps, inference time",
                                    data="any", default=110),
+        "activation_sparsity": TaskEntry(specs.ActivationSparsitySpec, f"{_HERE}.activation_sparsity", (Encoder,),
+                                         "population and lifetime sparsity of the encoder's activity, against the "
+                                         "same encoder untrained", data="any", reads_features=True),
         "noise_robustness": TaskEntry(specs.NoiseRobustnessSpec, f"{_HERE}.noise_robustness", (Classifier,),
                                       "the network's accuracy as input noise grows"),
         "forecast": TaskEntry(specs.ForecastSpec, f"{_HERE}.forecast", (Forecaster,),

@@ -97,6 +97,17 @@ class NetworkStatsSpec(Strict):
     timing_repeats: int = Field(5, gt=0, description="Passes over the test split timed; the median is reported.")
 
 
+class ActivationSparsitySpec(Strict):
+    """How sparse the encoder's activity is on the test split, against the same encoder untrained:
+    population sparsity (per example, how few units carry its activity; Treves & Rolls' measure as
+    Vinje & Gallant normalise it, 0 dense to 1 one unit), lifetime sparsity (per unit, over the
+    examples, averaged over the units that are ever active), the share of activations that are
+    exactly zero and the share of units never active. Activities are taken as magnitudes (|a|)."""
+
+    kind: Literal["activation_sparsity"] = "activation_sparsity"
+    examples: int | None = Field(None, gt=0, description="Score only the first this many test examples (None: all).")
+
+
 class NoiseRobustnessSpec(Strict):
     """The network's test accuracy as noise grows on its inputs (the values, never a time channel):
     Gaussian noise whose standard deviation is a multiple of the training inputs' own, or (Ahmad &
