@@ -8,7 +8,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup constraints data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step bench-ood bench-rigl lint schema dvc clean
+.PHONY: help setup constraints data browser run test test-fast ui bench bench-overhead bench-snn bench-continual bench-esn bench-lightning-step bench-ood bench-rigl bench-rl lint schema dvc clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -79,6 +79,10 @@ bench-esn: setup data ## Echo state network: ours vs reservoirpy's, Mackey-Glass
 bench-rigl: setup data ## RigL: ours vs rigl-torch's scheduler at the same settings, same network and batches, 3 seeds (installs the [bench] extra)
 	$(BIN)/pip install -q -e '.[bench]' -c constraints.txt
 	$(BIN)/python bench/rigl_torch.py --seeds 0 1 2
+
+bench-rl: setup ## DQN and QR-DQN: ours vs SB3 / sb3-contrib at RL Zoo's settings on CartPole and Acrobot, 5 seeds (installs the [bench] extra)
+	$(BIN)/pip install -q -e '.[bench,rl]' -c constraints.txt
+	$(BIN)/python bench/sb3_rl.py
 
 bench-ood: setup data ## Deep ensemble, MC dropout, Laplace: ours vs torch-uncertainty on the same trained networks, 3 seeds (installs the [bench] extra)
 	$(BIN)/pip install -q -e '.[bench]' -c constraints.txt
