@@ -64,6 +64,10 @@ class ModelEntry:
     single_process: bool = False
     """Whether it trains in one process only (its protocol keeps state that one process updates
     between fits, a continual learner's buffers say): a spec asking for DDP is rejected."""
+    cpu_only: bool = False
+    """Whether it runs on the CPU whatever the machine has (a simulator or a numpy loop that a GPU
+    would not speed up): `train.accelerator: auto` picks the CPU for it, and any other but `cpu` is
+    refused."""
     default_tasks: Callable[[str], list[dict]] | None = None
     """The downstream tasks (as plain data) of a spec that lists none, given the kind of its data
     ("labelled", "series", ...); None: every default task whose needs it provides."""

@@ -116,3 +116,17 @@ def test_compile_keeps_the_weights_names_and_the_hash_of_eager(tmp_path):
     compile_network(compiled, model)
     assert model.encoder._compiled_call_impl is not None
     assert list(model.state_dict()) == keys
+
+
+def test_a_cpu_only_kind_trains_on_the_cpu_and_refuses_a_gpu():
+    from pydantic import ValidationError
+
+    from pipeline.stages.train import trainer_options
+
+    spec = ExperimentSpec(name="d", data={"dataset": "reward_magnitudes"}, model={"kind": "distributional_td"})
+    assert spec.train.accelerator == "auto" and trainer_options(spec)["accelerator"] == "cpu"
+    swav = ExperimentSpec(name="s", model={"kind": "swav"})
+    assert trainer_options(swav)["accelerator"] == "auto"  # others keep Lightning's choice
+    with pytest.raises(ValidationError, match="runs on the CPU"):
+        ExperimentSpec(name="n", data={"dataset": "white_signal"}, model={"kind": "nengo"},
+                       train={"accelerator": "gpu"})

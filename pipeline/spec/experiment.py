@@ -107,6 +107,9 @@ class _Experiment(Strict):
             raise ValueError(f"model kind {self.model.kind!r} trains in one process (its strategy's state is updated "
                              "between fits by that process): set train.strategy: auto, train.devices: 1 and "
                              "train.num_nodes: 1")
+        if entry is not None and entry.cpu_only and self.train.accelerator not in ("auto", "cpu"):
+            raise ValueError(f"model kind {self.model.kind!r} runs on the CPU (a GPU would not speed it up): set "
+                             f"train.accelerator: cpu or auto, not {self.train.accelerator}")
         provides = self.provides
         data = data_kind(self.data.dataset)
         if data == "series" and self.data.eval_subset is not None:

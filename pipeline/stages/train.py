@@ -48,6 +48,12 @@ def trainer_options(spec: ExperimentSpec) -> dict:
     )
     if t.val_check_interval is not None:
         options["val_check_interval"] = t.val_check_interval
+    if t.accelerator == "auto" and spec.model is not None:
+        from pipeline import plugins
+
+        entry = plugins.models().get(spec.model.kind)
+        if entry is not None and entry.cpu_only:
+            options["accelerator"] = "cpu"
     return options
 
 

@@ -221,3 +221,13 @@ def test_killed_nengo_training_resumes_to_the_same_network(tmp_path: Path):
     for key, value in theirs.items():
         assert torch.equal(mine[key], value), key
     assert theirs["encoder.learned"].abs().sum() > 0
+
+
+def test_features_are_one_row_per_example():
+    network, train = channel()
+    features = network.encoder(train["input"][:3])
+    assert features.shape == (3, 60) and (features >= 0).all() and features.sum() > 0
+    images = (torch.rand(5, 1, 6, 6) * 255).to(torch.uint8)
+    classifier = NengoNetwork(spec(neurons=30, pca_components=4), TrainSpec(), (1, 6, 6), 3)
+    classifier.initialise({"input": images, "label": torch.tensor([0, 1, 2, 0, 1])})
+    assert classifier.encoder(images.float() / 255).shape == (5, 30)

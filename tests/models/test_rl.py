@@ -4,6 +4,7 @@ training resumed to the same returns."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,14 @@ def test_c51_projection_by_hand():
     # beyond v_max: clipped onto the last atom.
     assert torch.allclose(projected[2], torch.tensor([0.0, 0.0, 1.0]))
     assert torch.allclose(projected.sum(dim=1), torch.ones(3))
+
+
+def test_c51_projection_never_indexes_past_the_last_atom():
+    # (v_max - v_min) / delta rounds to a hair above K - 1 on this support in float32.
+    support = torch.linspace(-18.234186452188396, 248.3662373251612, 27)
+    projected = losses.c51_projection(torch.full((1, 27), 1 / 27), torch.tensor([1e4]), torch.tensor([0.0]),
+                                      support, gamma=0.99)
+    assert torch.allclose(projected, torch.eye(27)[26:])
 
 
 def test_c51_loss_is_the_cross_entropy():
@@ -89,6 +98,77 @@ def agent(kind: str = "dqn", **settings) -> QAgent:
     spec = {"dqn": DQNSpec, "c51": C51Spec, "qr_dqn": QRDQNSpec}[kind](kind=kind, hidden=[16], **settings)
     torch.manual_seed(0)
     return QAgent(spec, TrainSpec(), (4,), 2)
+
+
+def test_double_dqn_takes_the_next_action_by_the_online_network():
+    rng = np.random.default_rng(0)
+    buffer = ReplayBuffer(64, (4,))
+    for _ in range(64):
+        buffer.add(rng.normal(size=4), int(rng.integers(2)), 1.0, rng.normal(size=4), False)
+    batch = buffer.sample(32, np.random.default_rng(1))
+    plain, double = agent("dqn"), agent("dqn", double=True)
+    double.load_state_dict(plain.state_dict())
+    assert torch.isclose(plain.loss(batch), double.loss(batch))  # target = online: the same action
+    with torch.no_grad():
+        for p in plain.target.parameters():
+            p.add_(torch.randn_like(p))
+    double.load_state_dict(plain.state_dict())
+    following = plain.outputs_of(batch["next_observation"], target=True)[:, :, 0]
+    online = plain.outputs_of(batch["next_observation"])[:, :, 0]
+    taken = plain.outputs_of(batch["observation"])[torch.arange(32), batch["action"], 0]
+    expected = losses.dqn_loss(taken, following, batch["reward"], batch["terminated"], 0.99, online)
+    assert torch.isclose(double.loss(batch), expected)
+    assert not torch.isclose(plain.loss(batch), expected)
+
+
+class _Timeout:
+    """A fake environment whose every episode is cut by its time limit after 3 steps (truncated,
+    never terminated) except the second, which terminates."""
+
+    def __init__(self):
+        self.t, self.episode = 0, 0
+
+    def reset(self, seed=None):
+        self.t = 0
+        return np.zeros(4, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        ended = self.t == 3
+        terminated = ended and self.episode == 1
+        truncated = ended and not terminated
+        if ended:
+            self.episode += 1
+        return np.full(4, self.t, dtype=np.float32), 1.0, terminated, truncated, {}
+
+
+def test_truncated_episodes_are_bootstrapped_and_terminated_ones_are_not():
+    model = agent()
+    model.buffer, model.env, model.rng = ReplayBuffer(20, (4,)), _Timeout(), np.random.default_rng(0)
+    model.observation, _ = model.env.reset()
+    model.trainer = type("T", (), {"max_epochs": 1, "logger": None, "loggers": []})()  # what the step reads
+    for _ in range(9):
+        model.environment_step()
+    assert model.buffer.terminated[:9].tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 0]
+    assert model.buffer.next_observations[2].tolist() == [3.0] * 4  # the last observation, kept
+    assert int(model.episodes) == 3 and int(model.env_steps) == 9
+
+
+def test_an_epoch_is_exactly_its_steps():
+    model = agent(steps_per_epoch=1000, train_frequency=256)
+    rounds = [model.round_steps(i) for i in range(math.ceil(1000 / 256))]
+    assert rounds == [256, 256, 256, 232] and sum(rounds) == 1000
+
+
+def test_target_updates_stay_on_the_intervals_grid():
+    model = agent(target_update_interval=250, train_frequency=4)
+    updates = []
+    for _ in range(250):  # 1,000 steps in rounds of 4
+        model.env_steps += 4
+        if model.maybe_update_target():
+            updates.append(int(model.env_steps))
+    assert updates == [252, 500, 752, 1000]  # checked after rounds: at most one round late, never drifting
+    assert int(model.target_updated_at) == 1000
 
 
 def test_the_target_network_updates_when_it_should():
@@ -251,5 +331,14 @@ def test_the_report_aggregates_seeds_and_environments():
     # CartPole's IQM drops the worst (20) and the best seeds: the mean of 480, 490, 500.
     assert "| `dqn_cartpole` | dqn | CartPole-v1 | **490.0** [" in section.markdown
     assert "Acrobot-v1" in section.markdown and "other" not in section.markdown
-    assert "| dqn | Acrobot-v1, CartPole-v1 | **" in section.markdown
+    # Per kind: the shipped specs only (a quick spec's runs are left out), each run normalised from
+    # the random policy (0) to the solved return (1: 475, -100): CartPole [1.05, 1.0, 0, 1.05, 1.03],
+    # Acrobot [1.0, 1.025, 1.05, 0, 1.0375].
+    cartpole = (np.array([500, 480, 20, 500, 490]) - 20) / 455
+    acrobot = (np.array([-100, -90, -80, -500, -85]) + 500) / 400
+    expected = iqm(np.concatenate([cartpole, acrobot]))
+    assert f"| dqn | Acrobot-v1, CartPole-v1 | **{expected:.3f}** [" in section.markdown
+    quick = result("dqn_cartpole_quick", "dqn", "cartpole_v1", [0, 0, 0, 0, 0], [20] * 5)
+    [with_quick] = sections([*results, quick])
+    assert f"| dqn | Acrobot-v1, CartPole-v1 | **{expected:.3f}** [" in with_quick.markdown
     assert sections(results[2:]) == []

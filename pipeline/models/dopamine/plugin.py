@@ -23,6 +23,7 @@ PLUGIN = Plugin(
             modalities=("vector",),
             provides=(ValuePopulations,),
             single_process=True,
+            cpu_only=True,
             default_tasks=_code,
         ),
     },

@@ -26,7 +26,8 @@ TAU_RC, TAU_REF = 0.02, 0.002
 
 class NefEncoder(nn.Module):
     """The network's parameters as buffers, and its first (spiking) ensemble's steady-state firing
-    rates as features: what a probe of the NEF representation reads."""
+    rates as features (a window's mean over its steps): what a probe of the NEF representation
+    reads."""
 
     def __init__(self, spec: NengoSpec, dimensions: int, outputs: int, pixels: int | None, channel: bool):
         super().__init__()
@@ -60,9 +61,13 @@ class NefEncoder(nn.Module):
         return (flat - self.pca_mean) @ self.pca_components.T / self.pca_scale
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """[B, neurons]: the rates for each image, or each window's mean rate over its steps."""
         x = self.project(inputs)
         if self.channel:
-            x = x.transpose(1, 2).reshape(-1, x.shape[1])  # every step of every window
+            return self.rates(x.transpose(1, 2)).mean(dim=1)  # [B, L, n] averaged over the steps
+        return self.rates(x)
+
+    def rates(self, x: torch.Tensor) -> torch.Tensor:
         current = x.double() @ self.scaled_encoders[0].T + self.bias
         safe = torch.where(current > 1, current, torch.full_like(current, 2.0))
         rates = torch.where(current > 1, 1.0 / (TAU_REF + TAU_RC * torch.log1p(1.0 / (safe - 1))),

@@ -44,6 +44,7 @@ PLUGIN = Plugin(
             modalities=("series", "image"),
             provides=(Encoder, NefNetwork),
             single_process=True,
+            cpu_only=True,
             default_tasks=_readout,
         ),
     },

@@ -34,9 +34,9 @@ class Environment:
     description: str
     sha256s: tuple[str, ...]
     """Of FILES, in order."""
-    best_return: float
-    """The best return an episode can have: the top of the normalised score (the random policy's
-    return its bottom)."""
+    solved_return: float
+    """Gymnasium's reward_threshold, the return at which the environment counts as solved: the
+    top of the normalised score (the random policy's return is its bottom)."""
 
 
 def gymnasium():
@@ -47,7 +47,8 @@ def make(environment: Environment, **options):
     """A new instance of the registered environment (checked against the installed Gymnasium's)."""
     gym = gymnasium()
     env = gym.make(environment.gym_id, **options)
-    if tuple(env.observation_space.shape) != environment.observation or env.action_space.n != len(environment.actions):
+    shape, actions = tuple(env.observation_space.shape), int(env.action_space.n)
+    if shape != environment.observation or actions != len(environment.actions):
         raise PipelineError(f"{environment.gym_id} in gymnasium {gym.__version__} has observations "
                             f"{env.observation_space.shape} and {env.action_space.n} actions, not the registered "
                             f"{environment.observation} and {len(environment.actions)}")
@@ -114,7 +115,7 @@ CARTPOLE = Environment(
         "5442c42ec5e7d14064283fb9664af3b76f4d5637fcd9b4263dcc3f48372f7131",
         "0d3eb2f0eb0bc9c09d82924ab321657bf9fbc89afc4d3b0cbf0397473080b457",
         "ea81559813dca9c25c77c2a39326946c8bfb45e82485739a1411524a7905fd83",
-    ), best_return=500.0)
+    ), solved_return=475.0)
 ACROBOT = Environment(
     "acrobot_v1", "Acrobot-v1", (6,), ("torque -1", "torque 0", "torque +1"),
     "Gymnasium's Acrobot-v1 (reward -1 per step until the tip swings above the line, at most 500 steps)",
@@ -127,7 +128,7 @@ ACROBOT = Environment(
         "95f490b5616b13d5ab487e91d20bc0c466d80c7088d719a7469b4d9ae23dcbca",
         "fe7ec86d52f6dd8ed10b9af85aaa834fca4fb79aacc1b924e3fcffdfb67bb9c1",
         "3efd36919e6c55673bcfe23e0b00c19e916cbcb3280965cbbeb02ef5d8d9bc98",
-    ), best_return=0.0)
+    ), solved_return=-100.0)
 ENVIRONMENTS = {environment.name: environment for environment in (CARTPOLE, ACROBOT)}
 
 

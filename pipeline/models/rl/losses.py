@@ -35,7 +35,8 @@ def c51_projection(next_probabilities: torch.Tensor, rewards: torch.Tensor, done
     v_min, v_max = float(support[0]), float(support[-1])
     delta = (v_max - v_min) / (atoms - 1)
     moved = td_target(rewards, dones, support[None, :].expand(len(rewards), -1), gamma).clamp(v_min, v_max)
-    position = (moved - v_min) / delta  # [B, K], in [0, K - 1]
+    # In [0, K - 1]; clamped again because rounding can put v_max a hair past the last atom.
+    position = ((moved - v_min) / delta).clamp(0, atoms - 1)
     lower, upper = position.floor().long(), position.ceil().long()
     exact = (lower == upper).to(next_probabilities.dtype)  # landed on an atom: all of it goes there
     projected = torch.zeros_like(next_probabilities)

@@ -199,7 +199,7 @@ class QAgent(Trainable):
         self.environment_name = spec.data.dataset
         self.seed = spec.seed
         self.batch_size = spec.data.batch_size
-        batches = max(1, self.spec.steps_per_epoch // self.spec.train_frequency)
+        batches = math.ceil(self.spec.steps_per_epoch / self.spec.train_frequency)
         return [Phase("fit", EnvironmentSteps(batches, self.spec.eval_episodes > 0), spec.train.max_epochs)]
 
     def environment(self):
@@ -240,9 +240,14 @@ class QAgent(Trainable):
             self.episode_return, self.episode_length = 0.0, 0
         self.observation = following
 
+    def round_steps(self, batch_idx: int) -> int:
+        """Environment steps of the epoch's round `batch_idx`: train_frequency, the last round of an
+        epoch what is left of steps_per_epoch (so an epoch is exactly steps_per_epoch steps)."""
+        return min(self.spec.train_frequency, self.spec.steps_per_epoch - batch_idx * self.spec.train_frequency)
+
     def training_step(self, batch, batch_idx: int) -> None:
         spec = self.spec
-        for _ in range(spec.train_frequency):
+        for _ in range(self.round_steps(batch_idx)):
             self.environment_step()
         optimizer = self.optimizers()
         if int(self.env_steps) >= spec.learning_starts and self.buffer.size >= self.batch_size:
@@ -259,11 +264,15 @@ class QAgent(Trainable):
         self.log("train/env_steps", float(self.env_steps), on_step=True, batch_size=1)
 
     def maybe_update_target(self) -> bool:
-        """Updates the target once `target_update_interval` environment steps have passed since
-        the last update (checked after each round of steps, so at most once a round)."""
-        if int(self.env_steps) - int(self.target_updated_at) < self.spec.target_update_interval:
+        """Updates the target once a multiple of `target_update_interval` environment steps has
+        been passed since the last update (checked after each round of steps: at most once a round,
+        on the interval's own grid, so a round length that does not divide it adds no drift)."""
+        interval = self.spec.target_update_interval
+        since = int(self.env_steps) - int(self.target_updated_at)
+        if since < interval:
             return False
         self.update_target()
+        self.target_updated_at.copy_(self.env_steps - since % interval)
         return True
 
     @torch.no_grad()
@@ -272,7 +281,6 @@ class QAgent(Trainable):
         online = nn.ModuleDict({"encoder": self.encoder, "head": self.head})
         for target, source in zip(self.target.parameters(), online.parameters(), strict=True):
             target.mul_(1 - tau).add_(source, alpha=tau)
-        self.target_updated_at.copy_(self.env_steps)
 
     def on_train_epoch_end(self) -> None:
         if self._returns:
