@@ -73,3 +73,17 @@ def test_a_dendritic_learner_infers_each_permuted_experiences_prototype_at_test_
     assert measured[-1]["continual/average_accuracy_seen"] > 0.2
     with pytest.raises(ValueError, match="leave latent_layer"):
         ContinualSpec(kind="continual", dendrites={}, latent_layer=1)
+
+
+def test_a_standardised_context_has_zero_mean_and_unit_variance():
+    from pipeline.models.continual.dendrites import Context
+
+    vectors = torch.rand(3, 50) * 0.3 + 0.2
+    plain, standardised = Context(), Context(standardise=True)
+    plain.set(vectors)
+    standardised.set(vectors, torch.tensor([2, 0]))
+    assert torch.equal(plain.current[0], vectors)
+    given, index = standardised.current
+    assert index.tolist() == [2, 0]
+    assert torch.allclose(given.mean(dim=1), torch.zeros(3), atol=1e-6)
+    assert torch.allclose(given.std(dim=1), torch.ones(3), atol=1e-5)

@@ -236,6 +236,10 @@ class DendritesSpec(Strict):
 
     segments: int = Field(10, gt=0, description="Dendritic segments per hidden unit.")
     percent_on: float = Field(0.05, gt=0, le=1, description="The share of each hidden layer's units kept active.")
+    standardise_context: bool | None = Field(
+        None, description="Give the segments each prototype standardised (zero mean, unit variance over its "
+                          "entries) rather than as it is: the segments' responses then differ in size between "
+                          "contexts from the start (null: false).")
 
 
 class _Learner(Strict):

@@ -22,14 +22,18 @@ class Context(nn.Module):
     index into them [B] (a batch shares a handful of prototypes, whose segment responses are
     computed once each)."""
 
-    def __init__(self):
+    def __init__(self, standardise: bool = False):
         super().__init__()
+        self.standardise = standardise
         self.current: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def set(self, vectors: torch.Tensor, index: torch.Tensor | None = None) -> None:
-        """`vectors` [U, D]; `index` [B] (None: one vector per example, U = B)."""
+        """`vectors` [U, D]; `index` [B] (None: one vector per example, U = B). With `standardise`,
+        each vector is shifted and scaled to zero mean and unit variance over its entries."""
         if index is None:
             index = torch.arange(len(vectors), device=vectors.device)
+        if self.standardise:
+            vectors = (vectors - vectors.mean(dim=1, keepdim=True)) / vectors.std(dim=1, keepdim=True).clamp_min(1e-8)
         self.current = (vectors, index)
 
 

@@ -101,7 +101,7 @@ class Continual(Supervised):
                                  "upstream encoder")
             layers = LayerStack(encoder_layers(encoder), encoder.out_dim, flatten=False)
         elif spec.dendrites is not None:
-            context = dendrites.Context()
+            context = dendrites.Context(standardise=bool(spec.dendrites.standardise_context))
             size = int(np.prod(input_shape))
             layers = LayerStack(dendrites.dendritic_layers(size, spec.hidden, spec.dendrites.segments,
                                                            spec.dendrites.percent_on, context),
