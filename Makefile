@@ -78,7 +78,7 @@ bench-esn: setup data ## Echo state network: ours vs reservoirpy's, Mackey-Glass
 
 bench-rigl: setup data ## RigL: ours vs rigl-torch's scheduler at the same settings, same network and batches, 3 seeds (installs the [bench] extra)
 	$(BIN)/pip install -q -e '.[bench]' -c constraints.txt
-	$(BIN)/python bench/rigl_torch.py --seeds 0 1 2
+	$(BIN)/python bench/dst_rigl.py --seeds 0 1 2
 
 bench-rl: setup ## DQN and QR-DQN: ours vs SB3 / sb3-contrib at RL Zoo's settings on CartPole and Acrobot, 5 seeds (installs the [bench] extra)
 	$(BIN)/pip install -q -e '.[bench,rl]' -c constraints.txt
