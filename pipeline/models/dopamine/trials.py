@@ -11,11 +11,13 @@ Generated with a fixed seed: TRAIN_TRIALS to learn on, TEST_TRIALS as the record
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pipeline.data.source import DatasetSource, FieldSpec, Readout, RemoteFile
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: registering the plugin loads none of it
+    import numpy as np
 
 MAGNITUDES = (0.1, 0.3, 1.2, 2.5, 5.0, 10.0, 20.0)
 MAGNITUDE_PROBABILITIES = (0.07, 0.09, 0.15, 0.15, 0.31, 0.15, 0.08)
@@ -26,12 +28,16 @@ FILES = ("x_train.npy", "y_train.npy", "r_train.npy", "x_test.npy", "y_test.npy"
 
 
 def magnitude_trials(count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    import numpy as np
+
     outcome = rng.choice(len(MAGNITUDES), size=count, p=MAGNITUDE_PROBABILITIES)
     return {"x": np.ones((count, 1), dtype=np.float32), "y": outcome.astype(np.int64),
             "r": np.asarray(MAGNITUDES, dtype=np.float32)[outcome]}
 
 
 def probability_trials(count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    import numpy as np
+
     cue = rng.integers(len(CUE_PROBABILITIES), size=count)
     rewarded = rng.random(count) < np.asarray(CUE_PROBABILITIES)[cue]
     return {"x": np.eye(len(CUE_PROBABILITIES), dtype=np.float32)[cue], "y": cue.astype(np.int64),
@@ -39,6 +45,8 @@ def probability_trials(count: int, rng: np.random.Generator) -> dict[str, np.nda
 
 
 def _generate(name: str, trials, folder: Path) -> None:
+    import numpy as np
+
     rng = np.random.default_rng(SEEDS[name])
     for split, count in (("train", TRAIN_TRIALS), ("test", TEST_TRIALS)):
         for key, array in trials(count, rng).items():
@@ -54,6 +62,8 @@ def generate_probabilities(folder: Path, parents: dict[str, Path] | None = None)
 
 
 def _read(folder: Path, name: str, classes: tuple[str, ...]) -> Readout:
+    import numpy as np
+
     try:
         arrays = {file: np.load(folder / file, allow_pickle=False) for file in FILES}
     except (OSError, ValueError) as err:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pipeline.data.source import DatasetSource, FieldSpec, Readout, RemoteFile
 from pipeline.errors import PipelineError
 from pipeline.extras import require
+
+if TYPE_CHECKING:  # numpy is imported where it is used: registering the plugin loads none of it
+    import numpy as np
 
 ROLLOUT_STEPS = 5000
 """Steps of each split's random-policy rollout."""
@@ -59,6 +61,8 @@ def rollout(environment: Environment, steps: int, seed: int) -> dict[str, np.nda
     """A uniformly random policy for `steps` steps from reset(seed), resetting (seed + episode) at
     each episode's end: observations before each step, actions, rewards, and whether the episode
     ended (terminated or truncated) with that step."""
+    import numpy as np
+
     env = make(environment)
     rng = np.random.default_rng(seed)
     observation, _ = env.reset(seed=seed)
@@ -80,6 +84,8 @@ def rollout(environment: Environment, steps: int, seed: int) -> dict[str, np.nda
 
 
 def generator(environment: Environment):
+    import numpy as np
+
     def generate(folder: Path, parents: dict[str, Path] | None = None) -> None:
         for split, seed in ROLLOUT_SEEDS.items():
             for key, array in rollout(environment, ROLLOUT_STEPS, seed).items():
@@ -88,6 +94,8 @@ def generator(environment: Environment):
 
 
 def reader(environment: Environment):
+    import numpy as np
+
     def read(folder: Path) -> Readout:
         try:
             arrays = {name: np.load(folder / name, allow_pickle=False) for name in FILES}

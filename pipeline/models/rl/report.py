@@ -9,28 +9,37 @@ seeds within it (rliable's stratified bootstrap)."""
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pipeline.formatting import Section, table
 from pipeline.models.rl.environments import ENVIRONMENTS
-from pipeline.models.rl.statistics import iqm, stratified_iqm_interval
+
+if TYPE_CHECKING:  # numpy is imported where it is used: registering the plugin loads none of it
+    import numpy as np
 
 KINDS = ("dqn", "c51", "qr_dqn")
 RESAMPLES = 2000
 
 
+def _values(result: dict, metric: str) -> list[float] | None:
+    return result.get("metrics", {}).get("episodic_return", {}).get(metric, {}).get("values") or None
+
+
 def _per_seed(result: dict, metric: str) -> np.ndarray | None:
-    values = result.get("metrics", {}).get("episodic_return", {}).get(metric, {}).get("values")
+    import numpy as np
+
+    values = _values(result, metric)
     return np.asarray(values, dtype=float) if values else None
 
 
 def agents(results: list[dict]) -> list[dict]:
     return [r for r in results if r.get("model") in KINDS and r.get("dataset") in ENVIRONMENTS
-            and _per_seed(r, "mean_return") is not None]
+            and _values(r, "mean_return") is not None]
 
 
 def spec_table(results: list[dict], rng: np.random.Generator) -> str:
+    from pipeline.models.rl.statistics import iqm, stratified_iqm_interval
+
     rows = []
     for result in sorted(agents(results), key=lambda r: (r["dataset"], r["model"], r["spec"])):
         returns, random = _per_seed(result, "mean_return"), _per_seed(result, "random_mean_return")
@@ -44,6 +53,10 @@ def spec_table(results: list[dict], rng: np.random.Generator) -> str:
 
 
 def kind_table(results: list[dict], rng: np.random.Generator) -> str:
+    import numpy as np
+
+    from pipeline.models.rl.statistics import stratified_iqm_interval
+
     rows = []
     for kind in KINDS:
         scores: dict[str, np.ndarray] = {}
@@ -64,11 +77,14 @@ def kind_table(results: list[dict], rng: np.random.Generator) -> str:
 
 
 def sections(results: list[dict], figures: Path | None = None, link: str = "", check: bool = False) -> list[Section]:
-    """The report hook (`Plugin.report`)."""
+    """The report hook (`Plugin.report`). numpy and scipy are imported here, not with the module:
+    the report stage starts without them for every other spec."""
+    if not agents(results):
+        return []
+    import numpy as np
+
     rng = np.random.default_rng(0)  # the intervals are the same at every report
     per_spec = spec_table(results, rng)
-    if not per_spec:
-        return []
     per_kind = kind_table(results, rng)
     text = ("Each seed's mean return over its test episodes (epsilon 0.05, the same episode seeds for every "
             "agent and the random policy); over seeds their interquartile mean with a 95% bootstrap interval "
