@@ -53,23 +53,6 @@ def reversal_points(rewards: np.ndarray, responses: np.ndarray) -> np.ndarray:
     return points
 
 
-def asymmetries(rewards: np.ndarray, responses: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Each unit's estimated asymmetry [units]: slope+ / (slope+ + slope-), the slopes of its
-    responses against reward - reversal point fitted through the origin, above and below it."""
-    taus = np.full(responses.shape[1], np.nan)
-    for unit in range(responses.shape[1]):
-        x = rewards - points[unit]
-        y = responses[:, unit]
-        above, below = x > 0, x < 0
-        if above.sum() < 2 or below.sum() < 2:
-            continue
-        slope_up = np.sum(x[above] * y[above]) / np.sum(x[above] ** 2)
-        slope_down = np.sum(x[below] * y[below]) / np.sum(x[below] ** 2)
-        if slope_up + slope_down > 0:
-            taus[unit] = slope_up / (slope_up + slope_down)
-    return taus
-
-
 def fit_units(rewards: np.ndarray, responses: np.ndarray, grid: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """(reversal points [units], asymmetries [units]) fitted jointly: each unit's responses as a
     line through (p, 0) with slope s+ above p and s- below, the p of least squared error searched

@@ -59,8 +59,13 @@ def _magnitudes(task, ctx: Context, model, rewards: np.ndarray, rng: np.random.G
     metrics["values_vs_true_expectiles"] = analysis.correlation(model.values[0, 0], truth)[0]
     metrics["wasserstein_of_the_mean"] = analysis.wasserstein(np.array([float(values @ probabilities)]), values,
                                                               probabilities)
-    pictures = [_response_curves(ctx, rewards, responses), _reliability(ctx, found),
-                _asymmetry(ctx, found), _decoded(ctx, found, values, probabilities)]
+    pictures = [
+        _response_curves(ctx, rewards, responses),
+        _scatter(ctx, {p: found[p]["halves"] for p in POPULATIONS}, "reversal point, half 1 (µl)",
+                 "reversal point, half 2 (µl)", "reversal_reliability.png"),
+        _scatter(ctx, {p: found[p]["cross"] for p in POPULATIONS}, "asymmetry slope+ / (slope+ + slope-), half 1",
+                 "reversal point (µl), half 2", "asymmetry_vs_reversal.png"),
+        _decoded(ctx, found, values, probabilities)]
     headline = Headline("reversal points' reliability across two halves of the trials (Pearson r)",
                         metrics["reversal_reliability"],
                         {"classical TD + noise": metrics["reversal_reliability_classical"]}, unit="r")
@@ -115,28 +120,17 @@ def _response_curves(ctx: Context, rewards: np.ndarray, responses: np.ndarray):
     return plots.save(fig, ctx.out / "response_curves.png")
 
 
-def _reliability(ctx: Context, found: dict):
+def _scatter(ctx: Context, pairs: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
+             file: str):
+    """One panel per population: y against x, titled with their correlation."""
     fig, axes = _figure()
     for ax, population in zip(axes, POPULATIONS, strict=True):
-        a, b = found[population]["halves"]
-        r = analysis.correlation(a, b)[0]
-        ax.scatter(a, b, s=14)
-        ax.set_xlabel("reversal point, half 1 (µl)")
-        ax.set_ylabel("reversal point, half 2 (µl)")
-        ax.set_title(f"{population}: r = {r:.2f}", fontsize=10)
-    return plots.save(fig, ctx.out / "reversal_reliability.png")
-
-
-def _asymmetry(ctx: Context, found: dict):
-    fig, axes = _figure()
-    for ax, population in zip(axes, POPULATIONS, strict=True):
-        taus, points = found[population]["cross"]
-        r = analysis.correlation(taus, points)[0]
-        ax.scatter(taus, points, s=14)
-        ax.set_xlabel("asymmetry slope+ / (slope+ + slope-), half 1")
-        ax.set_ylabel("reversal point (µl), half 2")
-        ax.set_title(f"{population}: r = {r:.2f}", fontsize=10)
-    return plots.save(fig, ctx.out / "asymmetry_vs_reversal.png")
+        x, y = pairs[population]
+        ax.scatter(x, y, s=14)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{population}: r = {analysis.correlation(x, y)[0]:.2f}", fontsize=10)
+    return plots.save(fig, ctx.out / file)
 
 
 def _decoded(ctx: Context, found: dict, values: np.ndarray, probabilities: np.ndarray):

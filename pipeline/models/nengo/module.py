@@ -205,6 +205,17 @@ class NengoNetwork(Trainable):
         return sums
 
     @staticmethod
+    def add(sums: dict[str, tuple[float, int]], scored: dict[str, tuple[float, int]]) -> None:
+        """Adds a batch's (sum, count) per readout into running ones."""
+        for name, (total, count) in scored.items():
+            previous = sums.get(name, (0.0, 0))
+            sums[name] = (previous[0] + total, previous[1] + count)
+
+    def figure(self, total: float, count: int) -> float:
+        """A readout's score from its sums: RMSE (channel) or accuracy."""
+        return math.sqrt(total / count) if self.channel else total / count
+
+    @staticmethod
     def decisions(output: np.ndarray, steps: int) -> np.ndarray:
         per_item = output.reshape(-1, steps, output.shape[1])
         return per_item[:, steps // 2:].mean(axis=1).argmax(axis=1)
@@ -233,7 +244,7 @@ class NengoNetwork(Trainable):
         self.optimizers().step()
         size = len(batch["input"])
         for name, (total, count) in self.score(outputs, targets, steps, batch.get("label")).items():
-            value = math.sqrt(total / count) if self.channel else total / count
+            value = self.figure(total, count)
             metric = "rmse" if self.channel else "accuracy"
             self.log(f"train/{metric}_{name}", value, on_step=True, on_epoch=True, batch_size=size)
         error = outputs["spiking_pes"] - targets
@@ -263,13 +274,11 @@ class NengoNetwork(Trainable):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         inputs, targets, steps = self.stream(batch)
         outputs = self._validation.run(inputs)
-        for name, (total, count) in self.score(outputs, targets, steps, batch.get("label")).items():
-            previous = self._sums.get(name, (0.0, 0))
-            self._sums[name] = (previous[0] + total, previous[1] + count)
+        self.add(self._sums, self.score(outputs, targets, steps, batch.get("label")))
 
     def on_validation_epoch_end(self) -> None:
         for name, (total, count) in self._sums.items():
-            value = math.sqrt(total / count) if self.channel else total / count
+            value = self.figure(total, count)
             suffix = "" if name == "spiking_pes" else f"_{name}"
             self.log(f"{self.validation_metric}{suffix}", value, prog_bar=name == "spiking_pes")
         self._validation = None
@@ -301,13 +310,10 @@ class NengoNetwork(Trainable):
                 filtered = self.score(outputs, reference, steps, None)
                 scored.update({f"{name}_filtered": value for name, value in filtered.items()})
                 outputs["reference"] = reference
-            for name, (total, count) in scored.items():
-                previous = sums.get(name, (0.0, 0))
-                sums[name] = (previous[0] + total, previous[1] + count)
+            self.add(sums, scored)
             for name, output in outputs.items():
                 kept[name].append(output if self.channel else self.decisions(output, steps))
-        scores = {name: math.sqrt(total / count) if self.channel else total / count
-                  for name, (total, count) in sums.items()}
+        scores = {name: self.figure(total, count) for name, (total, count) in sums.items()}
         return scores, {name: np.concatenate(parts) for name, parts in kept.items()}
 
     @torch.no_grad()
